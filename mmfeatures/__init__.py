@@ -1,0 +1,40 @@
+"""mmfeatures: are SAE features shared across languages, modalities and models?
+
+The public surface (what notebooks use):
+
+>>> import mmfeatures as mmf
+>>> [m.name for m in mmf.list_models()][:3]
+['offline:e5-small', 'offline:e5-small-enpt', 'offline:minilm-l6']
+>>> enc = mmf.load_encoder("offline:e5-small")          # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
+from mmfeatures.errors import (  # noqa: E402
+    CorruptFileError,
+    InputError,
+    MissingDependencyError,
+    MMFeaturesError,
+    ModelNotAvailableError,
+    SiteError,
+    UnknownModelError,
+)
+from mmfeatures.types import Modality, Site  # noqa: E402
+
+__all__ = [
+    "CorruptFileError",
+    "Encoder",
+    "InputError",
+    "MMFeaturesError",
+    "MissingDependencyError",
+    "Modality",
+    "ModelInfo",
+    "ModelNotAvailableError",
+    "Site",
+    "SiteError",
+    "UnknownModelError",
+    "__version__",
+    "list_models",
+    "load_encoder",
+]

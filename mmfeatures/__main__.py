@@ -1,0 +1,5 @@
+import sys
+
+from mmfeatures.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""`mmfeatures <subcommand>`: a thin layer where every subcommand is fn(config).
+
+Exit codes: 0 success, 2 usage error, 1 failure (with a message that names the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmfeatures.errors import MMFeaturesError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from mmfeatures.encoders import list_models
+
+    for m in list_models():
+        kind = "real" if m.real else "random-init"
+        print(f"{m.name:34s} {'+'.join(m.modalities):11s} {kind:11s} {m.description}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mmfeatures.demo import DemoConfig, run_demo
+
+    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else DemoConfig.layers
+    r = run_demo(DemoConfig(model=args.model, layers=layers, device=args.device))
+    print(f"model {r.model} on {r.device}: {r.n_texts} sentences, {r.n_tokens} tokens, "
+          f"{len(r.languages)} languages ({', '.join(r.languages)}), {r.seconds:.1f} s")
+    print("Mean-pooled content-token activations; centred cosine between different-language rows:")
+    print(f"{'site':22s} {'d':>4s} {'mean norm':>10s} {'same concept':>13s} {'other concept':>14s}")
+    for s in r.sites:
+        print(f"{s.site:22s} {s.d:4d} {s.mean_norm:10.2f} {s.same_concept_cos:13.3f} {s.other_concept_cos:14.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmfeatures", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  mmfeatures models\n  mmfeatures demo --layers 0,6,11")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list registered models").set_defaults(fn=_cmd_models)
+    d = sub.add_parser("demo", help="run the main job on the offline default",
+                       epilog="example: mmfeatures demo --model offline:minilm-l6 --layers 0,3,5")
+    d.add_argument("--model", default="offline:e5-small", help="registry name (see `mmfeatures models`)")
+    d.add_argument("--layers", default="", help="comma-separated layer indices (default 0,3,6,9,11)")
+    d.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    d.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (MMFeaturesError, ValueError, FileNotFoundError) as e:
+        print(f"mmfeatures {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Shared vocabulary: modalities and hook-site names. Imports nothing internal."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import NamedTuple
+
+
+class Modality(str, enum.Enum):
+    """What kind of input a tower reads."""
+
+    TEXT = "text"
+    IMAGE = "image"
+
+
+SITE_KINDS = ("resid", "mlp", "attn")
+_LAYER_RE = re.compile(r"(text|image)\.layer\.(\d+)\.(resid|mlp|attn)")
+_EMBED_RE = re.compile(r"(text|image)\.embed")
+
+
+class Site(NamedTuple):
+    """A parsed hook point, e.g. ``text.layer.6.resid`` or ``image.embed``.
+
+    ``kind`` is ``resid`` (the block's output, = ``hidden_states[layer + 1]``), ``mlp`` (MLP
+    output before the residual add), ``attn`` (attention output before the residual add), or
+    ``embed`` (the model's own final pooled/projected embedding; ``layer`` is None).
+    """
+
+    modality: Modality
+    kind: str
+    layer: int | None
+
+    def __str__(self) -> str:
+        if self.layer is None:
+            return f"{self.modality.value}.{self.kind}"
+        return f"{self.modality.value}.layer.{self.layer}.{self.kind}"
+
+    @classmethod
+    def parse(cls, name: str | Site) -> Site:
+        if isinstance(name, Site):
+            return name
+        if m := _EMBED_RE.fullmatch(name):
+            return cls(Modality(m.group(1)), "embed", None)
+        if m := _LAYER_RE.fullmatch(name):
+            return cls(Modality(m.group(1)), m.group(3), int(m.group(2)))
+        raise ValueError(
+            f"malformed site name {name!r}; expected e.g. 'text.layer.6.resid', 'text.embed' "
+            "or 'image.layer.11.mlp'"
+        )
