@@ -83,3 +83,9 @@ def test_cuda_fp16_embeddings_close_to_fp32(e5):
     texts = ["The dog sleeps.", "Le chien dort."]
     cos = (gpu.embed_text(texts) * e5.embed_text(texts)).sum(1)
     assert cos.min() > 0.999
+
+
+def test_non_image_input_is_named_by_index():
+    enc = mmf.load_encoder("tiny:clip")
+    with pytest.raises(mmf.InputError, match="image item 1 is str"):
+        enc.embed_image([Image.new("RGB", (8, 8)), "cat.png"])

@@ -85,10 +85,12 @@ class Tower(abc.ABC):
 
     modality: Modality
     module: nn.Module
+    blocks: Sequence[nn.Module]
+    """The tower's transformer blocks; ``layer.N`` sites index into them."""
 
     @property
-    @abc.abstractmethod
-    def n_layers(self) -> int: ...
+    def n_layers(self) -> int:
+        return len(self.blocks)
 
     @abc.abstractmethod
     def layer_module(self, layer: int, kind: str) -> nn.Module:
@@ -101,6 +103,24 @@ class Tower(abc.ABC):
     @abc.abstractmethod
     def embed(self, batch: Batch) -> torch.Tensor:
         """(B, d) the model's own embedding (pooled / projected / normalised as the card says)."""
+
+
+def as_rgb(image: Any, index: int):
+    """A PIL image in RGB (grayscale, RGBA, CMYK, ... converted); the error names the item."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise InputError(f"image item {index} is {type(image).__name__}, not a PIL image")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def image_batch(inputs: dict[str, torch.Tensor], n_images: int, n_tokens: int, has_cls: bool) -> Batch:
+    """A Batch for a ViT-style tower: every position is real; position 0 is special if it is CLS."""
+    mask = torch.ones(n_images, n_tokens, dtype=torch.bool)
+    special = torch.zeros_like(mask)
+    special[:, 0] = has_cls
+    labels = (["CLS"] if has_cls else []) + [f"patch{i}" for i in range(n_tokens - has_cls)]
+    return Batch(inputs, mask, special, [labels] * n_images)
 
 
 def check_texts(texts: Sequence[Any], allow_empty: bool = False) -> list[str]:

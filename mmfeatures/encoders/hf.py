@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower
-from mmfeatures.errors import InputError, ModelNotAvailableError
+from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, as_rgb, image_batch
+from mmfeatures.errors import ModelNotAvailableError
 from mmfeatures.types import Modality
 
 DUAL_TOWER_TYPES = {"clip": "CLIPModel", "siglip": "SiglipModel"}
@@ -85,10 +85,6 @@ class HFTextTower(Tower):
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", 512) or 512
         self.max_length = min(max_length or limit, limit)
         self.blocks = find_blocks(model)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
 
     def layer_module(self, layer: int, kind: str) -> nn.Module:
         return block_submodule(self.blocks[layer], kind)
@@ -165,22 +161,13 @@ class HFImageTower(Tower):
         self.has_cls = getattr(cfg, "model_type", "") not in ("siglip_vision_model",)
         self.n_tokens = side * side + int(self.has_cls)
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
-
     def layer_module(self, layer: int, kind: str) -> nn.Module:
         return block_submodule(self.blocks[layer], kind)
 
     def prepare(self, items: Sequence[Any], role: str | None = None) -> Batch:
-        images = [_as_rgb(im, i) for i, im in enumerate(items)]
+        images = [as_rgb(im, i) for i, im in enumerate(items)]
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
-        b = len(images)
-        mask = torch.ones(b, self.n_tokens, dtype=torch.bool)
-        special = torch.zeros_like(mask)
-        special[:, 0] = self.has_cls
-        labels = (["CLS"] if self.has_cls else []) + [f"patch{i}" for i in range(self.n_tokens - self.has_cls)]
-        return Batch({"pixel_values": pixels}, mask, special, [labels] * b)
+        return image_batch({"pixel_values": pixels}, len(images), self.n_tokens, self.has_cls)
 
     def embed(self, batch: Batch) -> torch.Tensor:
         if self.dual:
@@ -189,13 +176,6 @@ class HFImageTower(Tower):
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
 
-
-def _as_rgb(image: Any, index: int):
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        raise InputError(f"image item {index} is {type(image).__name__}, not a PIL image")
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool] | None:

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower
-from mmfeatures.encoders.hf import _as_rgb, find_blocks
+from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, as_rgb, image_batch
+from mmfeatures.encoders.hf import block_submodule, find_blocks
 from mmfeatures.errors import UnknownModelError, require
 from mmfeatures.types import Modality
 
@@ -25,8 +25,6 @@ def _oc_submodule(block: nn.Module, kind: str) -> nn.Module:
     if attr is None:
         return block
     # open_clip blocks name them attn/mlp; an HF text tower inside open_clip uses BERT names.
-    from mmfeatures.encoders.hf import block_submodule
-
     return getattr(block, attr, None) or block_submodule(block, kind)
 
 
@@ -46,10 +44,6 @@ class OpenCLIPTextTower(Tower):
         if hf_tok is not None:  # HFTokenizer wraps a transformers tokenizer
             self.pad_id = hf_tok.pad_token_id
             self.special_ids |= set(hf_tok.all_special_ids) - {hf_tok.pad_token_id}
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
 
     def layer_module(self, layer: int, kind: str) -> nn.Module:
         return _oc_submodule(self.blocks[layer], kind)
@@ -80,21 +74,12 @@ class OpenCLIPImageTower(Tower):
         self.has_cls = getattr(visual, "class_embedding", None) is not None
         self.n_tokens = int(grid[0] * grid[1]) + int(self.has_cls)
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.blocks)
-
     def layer_module(self, layer: int, kind: str) -> nn.Module:
         return _oc_submodule(self.blocks[layer], kind)
 
     def prepare(self, items: Sequence[Any], role: str | None = None) -> Batch:
-        pixels = torch.stack([self.preprocess(_as_rgb(im, i)) for i, im in enumerate(items)])
-        b = len(items)
-        mask = torch.ones(b, self.n_tokens, dtype=torch.bool)
-        special = torch.zeros_like(mask)
-        special[:, 0] = self.has_cls
-        labels = (["CLS"] if self.has_cls else []) + [f"patch{i}" for i in range(self.n_tokens - self.has_cls)]
-        return Batch({"image": pixels}, mask, special, [labels] * b)
+        pixels = torch.stack([self.preprocess(as_rgb(im, i)) for i, im in enumerate(items)])
+        return image_batch({"image": pixels}, len(items), self.n_tokens, self.has_cls)
 
     def embed(self, batch: Batch) -> torch.Tensor:
         return self.module.encode_image(batch.inputs["image"])
