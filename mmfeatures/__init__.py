@@ -10,6 +10,7 @@ The public surface (what notebooks use):
 
 __version__ = "0.1.0"
 
+from mmfeatures.activations import ActivationStore, Example, ExtractResult, extract  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
 from mmfeatures.errors import (  # noqa: E402
     CorruptFileError,
@@ -23,8 +24,11 @@ from mmfeatures.errors import (  # noqa: E402
 from mmfeatures.types import Modality, Site  # noqa: E402
 
 __all__ = [
+    "ActivationStore",
     "CorruptFileError",
     "Encoder",
+    "Example",
+    "ExtractResult",
     "InputError",
     "MMFeaturesError",
     "MissingDependencyError",
@@ -35,6 +39,7 @@ __all__ = [
     "SiteError",
     "UnknownModelError",
     "__version__",
+    "extract",
     "list_models",
     "load_encoder",
 ]

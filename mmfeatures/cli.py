@@ -24,9 +24,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mmfeatures.demo import DemoConfig, run_demo
 
     layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else DemoConfig.layers
-    r = run_demo(DemoConfig(model=args.model, layers=layers, device=args.device))
-    print(f"model {r.model} on {r.device}: {r.n_texts} sentences, {r.n_tokens} tokens, "
+    r = run_demo(DemoConfig(model=args.model, layers=layers, device=args.device, store_dir=args.store_dir))
+    print(f"model {r.model} on {r.device}: {r.n_texts} sentences, {r.n_tokens} content tokens, "
           f"{len(r.languages)} languages ({', '.join(r.languages)}), {r.seconds:.1f} s")
+    print(f"activation stores {'reused from' if r.reused else 'written to'} {r.store_root}")
     print("Mean-pooled content-token activations; centred cosine between different-language rows:")
     print(f"{'site':22s} {'d':>4s} {'mean norm':>10s} {'same concept':>13s} {'other concept':>14s}")
     for s in r.sites:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default="offline:e5-small", help="registry name (see `mmfeatures models`)")
     d.add_argument("--layers", default="", help="comma-separated layer indices (default 0,3,6,9,11)")
     d.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    d.add_argument("--store-dir", default=None, help="folder for activation stores (default: user cache)")
     d.set_defaults(fn=_cmd_demo)
     return p
 

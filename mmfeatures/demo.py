@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mmfeatures.activations import Example, extract
 from mmfeatures.encoders import load_encoder
 from mmfeatures.types import Modality
 
@@ -48,6 +49,10 @@ class DemoConfig:
     """Residual-stream layers to extract (plus the model's own embedding)."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda'."""
+    store_dir: str | None = None
+    """Where activation stores go (default: the user cache)."""
+    progress: bool = True
+    """Show progress bars."""
 
     def __post_init__(self):
         if not self.layers or any(i < 0 for i in self.layers):
@@ -74,8 +79,13 @@ class DemoResult:
     languages: tuple[str, ...]
     n_texts: int
     n_tokens: int
+    """Content tokens (specials excluded) over all sentences."""
     seconds: float
     sites: list[SiteSummary] = field(default_factory=list)
+    store_root: str = ""
+    """Folder holding this model's activation stores."""
+    reused: bool = False
+    """True when the stores came from an earlier run."""
 
 
 def _alignment(rows_nd: torch.Tensor, concept_n: list[str], lang_n: list[str]) -> tuple[float, float]:
@@ -92,29 +102,26 @@ def _alignment(rows_nd: torch.Tensor, concept_n: list[str], lang_n: list[str]) -
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
-    """Extract per-layer activations for the built-in sentences and summarise their alignment."""
+    """Extract per-layer activations for the built-in sentences into stores (reused on a second
+    run) and summarise how translations align at each layer."""
     start = time.perf_counter()
     encoder = load_encoder(cfg.model, device=cfg.device)
-    tower = encoder.tower(Modality.TEXT)
-    bad = [i for i in cfg.layers if i >= tower.n_layers]
+    n_layers = encoder.tower(Modality.TEXT).n_layers
+    bad = [i for i in cfg.layers if i >= n_layers]
     if bad:
-        raise ValueError(f"{cfg.model} has layers 0..{tower.n_layers - 1}; drop {bad} from layers")
-    concept_n, lang_n, texts = [], [], []
-    for concept, by_lang in SENTENCES.items():
-        for lang, text in by_lang.items():
-            concept_n.append(concept)
-            lang_n.append(lang)
-            texts.append(text)
+        raise ValueError(f"{cfg.model} has layers 0..{n_layers - 1}; drop {bad} from layers")
+    examples = [Example(f"{concept}/{lang}", Modality.TEXT, text, concept, lang)
+                for concept, by_lang in SENTENCES.items() for lang, text in by_lang.items()]
     sites = [f"text.layer.{i}.resid" for i in cfg.layers] + ["text.embed"]
-    batch = tower.prepare(texts).to(encoder.device)
-    acts = encoder.run(Modality.TEXT, batch, sites)
-    content_bt = (batch.mask_bt & ~batch.special_bt).float()
+    result = extract(encoder, examples, sites, pooling="mean", store_dir=cfg.store_dir, progress=cfg.progress)
     summaries = []
-    for site, a in acts.items():
-        a = a.float()
-        pooled = a if a.dim() == 2 else (a * content_bt[..., None]).sum(1) / content_bt.sum(1, keepdim=True)
-        pooled = pooled.cpu()
-        same, other = _alignment(pooled, concept_n, lang_n)
-        summaries.append(SiteSummary(site, pooled.shape[1], float(pooled.norm(dim=1).mean()), same, other))
-    return DemoResult(cfg.model, str(encoder.device), tuple(SENTENCES["dog_sleeping"]), len(texts),
-                      int(batch.mask_bt.sum()), time.perf_counter() - start, summaries)
+    for site in sites:
+        store = result.stores[site]
+        pooled = torch.from_numpy(store.array())
+        prov = store.provenance()
+        same, other = _alignment(pooled, prov.column("concept"), prov.column("language"))
+        summaries.append(SiteSummary(site, store.d, float(pooled.norm(dim=1).mean()), same, other))
+    tokens = extract(encoder, examples, [sites[0]], pooling="none", store_dir=cfg.store_dir, progress=False)
+    return DemoResult(cfg.model, str(encoder.device), tuple(SENTENCES["dog_sleeping"]), len(examples),
+                      tokens.stores[sites[0]].n_rows, time.perf_counter() - start, summaries,
+                      str(result.stores[sites[0]].path.parent), result.reused_shards > 0)

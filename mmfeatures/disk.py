@@ -58,21 +58,32 @@ def config_hash(config: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
-def write_header(directory: str | os.PathLike, kind: str, **fields: Any) -> dict[str, Any]:
-    """Write ``mmfeatures.json`` into ``directory`` and return what was written."""
+def write_header(directory: str | os.PathLike, kind: str, filename: str = HEADER, **fields: Any) -> dict[str, Any]:
+    """Write a JSON header (default ``mmfeatures.json``) into ``directory``, atomically."""
     header = {
         "kind": kind,
         "schema_version": SCHEMA_VERSION,
         "mmfeatures_version": package_version(),
         **fields,
     }
-    Path(directory, HEADER).write_text(json.dumps(header, indent=2, sort_keys=True, ensure_ascii=False))
+    write_text_atomic(Path(directory, filename), json.dumps(header, indent=2, sort_keys=True, ensure_ascii=False))
     return header
 
 
-def read_header(directory: str | os.PathLike) -> dict[str, Any] | None:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_header(directory: str | os.PathLike, filename: str = HEADER) -> dict[str, Any] | None:
     """The directory's header, or None when it has none or it is unreadable."""
-    path = Path(directory, HEADER)
+    path = Path(directory, filename)
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,14 +71,19 @@ class Batch:
     """(B, T) bool: True for real (non-padding) positions."""
     special_bt: torch.Tensor
     """(B, T) bool: True for BOS/CLS/EOS/SEP and image CLS positions."""
-    tokens: list[list[str]] = field(default_factory=list)
-    """Per item, the token strings (text) or patch labels (image)."""
+    token_fn: Callable[[], list[list[str]]] = list
+    """Builds, per item, the token strings (text) or patch labels (image); see ``tokens``."""
     truncated: int = 0
     """How many items were cut to the model's maximum length."""
 
+    @functools.cached_property
+    def tokens(self) -> list[list[str]]:
+        """Per item, token strings aligned with positions (built on first use only)."""
+        return self.token_fn()
+
     def to(self, device: torch.device) -> Batch:
         moved = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
-        return Batch(moved, self.mask_bt.to(device), self.special_bt.to(device), self.tokens, self.truncated)
+        return Batch(moved, self.mask_bt.to(device), self.special_bt.to(device), self.token_fn, self.truncated)
 
 
 class Tower(abc.ABC):
@@ -120,7 +126,7 @@ def image_batch(inputs: dict[str, torch.Tensor], n_images: int, n_tokens: int, h
     special = torch.zeros_like(mask)
     special[:, 0] = has_cls
     labels = (["CLS"] if has_cls else []) + [f"patch{i}" for i in range(n_tokens - has_cls)]
-    return Batch(inputs, mask, special, [labels] * n_images)
+    return Batch(inputs, mask, special, lambda: [labels] * n_images)
 
 
 def check_texts(texts: Sequence[Any], allow_empty: bool = False) -> list[str]:

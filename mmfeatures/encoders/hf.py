@@ -109,7 +109,11 @@ class HFTextTower(Tower):
         mask = mask.bool()
         inputs = {**enc, "attention_mask": mask.long()}
         truncated = sum(1 for t in texts if len(t) + 2 > self.max_length and self._n_tokens(t) > self.max_length)
-        tokens = [self.tokenizer.convert_ids_to_tokens(row[m]) for row, m in zip(enc["input_ids"], mask, strict=False)]
+        ids = enc["input_ids"]
+
+        def tokens() -> list[list[str]]:
+            return [self.tokenizer.convert_ids_to_tokens(row[m]) for row, m in zip(ids, mask, strict=True)]
+
         return Batch(inputs, mask, special & mask, tokens, truncated)
 
     def _n_tokens(self, text: str) -> int:

@@ -60,7 +60,7 @@ def e5_tokenizer(e5: E5File):
     from mmfeatures.encoders.charsmap import build_precompiled_charsmap
 
     v = e5.vocab
-    tok = Tokenizer(models.Unigram(list(zip(v.pieces, v.scores.astype(float).tolist(), strict=False)), v.unk, False))
+    tok = Tokenizer(models.Unigram(list(zip(v.pieces, v.scores.astype(float).tolist(), strict=True)), v.unk, False))
     tok.normalizer = normalizers.Sequence([
         normalizers.Precompiled(build_precompiled_charsmap(v.norm_map)),
         normalizers.Replace(Regex(" {2,}"), " "),

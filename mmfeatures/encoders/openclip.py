@@ -55,7 +55,9 @@ class OpenCLIPTextTower(Tower):
         for sid in self.special_ids:
             special |= ids == sid
         truncated = int(mask[:, -1].sum())  # rows that fill the whole context were (likely) cut
-        tokens = [[str(int(t)) for t in row[m]] for row, m in zip(ids, mask, strict=False)]
+        def tokens() -> list[list[str]]:  # open_clip tokenizers decode whole texts only: ids as strings
+            return [[str(int(t)) for t in row[m]] for row, m in zip(ids, mask, strict=True)]
+
         return Batch({"text": ids}, mask, special & mask, tokens, truncated)
 
     def embed(self, batch: Batch) -> torch.Tensor:

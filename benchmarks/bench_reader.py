@@ -1,0 +1,99 @@
+"""Store reader throughput ÷ the rows per second an SAE training step consumes.
+
+Goal (issue 3): >= 1, so loading never starves training. The consumer anchor is a dense TopK
+SAE training step (forward, top-k, decode, MSE, backward, Adam) at the shape issue 4 names:
+d_in 384, d_sae 16,384, k 32, batch 4,096, measured in this process. The store is written with
+the real StoreWriter (values are random: throughput does not depend on them).
+
+    python benchmarks/bench_reader.py [--rows 131072] [--buffer-shards 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import device_line  # noqa: E402
+
+from mmfeatures.activations.store import ActivationStore, StoreConfig, StoreWriter  # noqa: E402
+
+
+def write_store(root: Path, rows: int, d: int, shard_rows: int) -> ActivationStore:
+    n_shards = rows // shard_rows
+    cfg = StoreConfig("bench:random", "text.layer.0.resid", "none", False, "fp32", "fp32", "random", n_shards,
+                      1, "bench")
+    writer = StoreWriter(root, cfg)
+    writer.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
+                  for i in range(n_shards)])
+    g = torch.Generator().manual_seed(0)
+    for s in range(n_shards):
+        acts = torch.randn(shard_rows, d, generator=g)
+        idx = torch.full((shard_rows,), s, dtype=torch.int64)
+        writer.write_shard(s, acts, idx, torch.arange(shard_rows, dtype=torch.int32),
+                           torch.zeros(shard_rows, dtype=torch.bool), None, {})
+    writer.finish()
+    return ActivationStore(root)
+
+
+def sae_step_rows_per_s(d: int, n: int, k: int, batch: int, device: torch.device, steps: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    w_dec = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1).to(device)
+    params = [torch.nn.Parameter(w_dec.T.clone()), torch.nn.Parameter(torch.zeros(n, device=device)),
+              torch.nn.Parameter(w_dec), torch.nn.Parameter(torch.zeros(d, device=device))]
+    opt = torch.optim.Adam(params, lr=1e-4)
+    x = torch.randn(batch, d, generator=g).to(device)
+
+    def step():
+        w_enc, b_enc, w_dec_, b_dec = params
+        pre = (x - b_dec) @ w_enc + b_enc
+        val, idx = pre.topk(k, dim=1)
+        z = torch.zeros_like(pre).scatter(1, idx, torch.relu(val))
+        loss = ((z @ w_dec_ + b_dec - x) ** 2).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=131_072)
+    p.add_argument("--shard-rows", type=int, default=4096)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--buffer-shards", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    d, n, k = 384, 16_384, 32
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = write_store(Path(tmp) / "store", args.rows, d, args.shard_rows)
+        store._shard.cache_clear()
+        t = time.perf_counter()
+        seen = sum(len(b) for b in store.batches(args.batch, shuffle=True, buffer_shards=args.buffer_shards))
+        reader = seen / (time.perf_counter() - t)
+        assert seen == args.rows, f"reader returned {seen} rows of {args.rows}"
+        mib = store.n_rows * d * 4 / 2**20
+    consumer = sae_step_rows_per_s(d, n, k, args.batch, device, args.steps)
+    print(device_line(device), f"| store {args.rows} rows x {d} fp32 ({mib:.0f} MiB), shuffled, "
+          f"buffer {args.buffer_shards} shards of {args.shard_rows} rows")
+    print(f"reader:   {reader:12.0f} rows/s")
+    print(f"SAE step: {consumer:12.0f} rows/s  (dense TopK, d_in {d}, d_sae {n}, k {k}, batch {args.batch})")
+    print(f"ratio reader/consumer = {reader / consumer:.1f}  (goal >= 1)")
+
+
+if __name__ == "__main__":
+    main()
