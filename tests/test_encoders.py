@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -89,3 +90,47 @@ def test_non_image_input_is_named_by_index():
     enc = mmf.load_encoder("tiny:clip")
     with pytest.raises(mmf.InputError, match="image item 1 is str"):
         enc.embed_image([Image.new("RGB", (8, 8)), "cat.png"])
+
+
+def test_openclip_resid_equals_its_own_intermediates():
+    enc = mmf.load_encoder("tiny:openclip")
+    model = enc.tower("image").module
+    batch = enc.tower("image").prepare([Image.new("RGB", (32, 32), "red"), Image.new("RGB", (40, 30), "blue")])
+    ours = enc.run("image", batch, ["image.layer.0.resid", "image.layer.1.resid"])
+    ref = model.visual.forward_intermediates(batch.inputs["image"], indices=[0, 1], intermediates_only=True,
+                                             output_fmt="NLC", output_extra_tokens=True)
+    for i in (0, 1):
+        full = torch.cat([ref["image_intermediates_prefix"][i], ref["image_intermediates"][i]], dim=1)
+        torch.testing.assert_close(ours[f"image.layer.{i}.resid"], full, rtol=0, atol=1e-6)
+    text = enc.tower("text").prepare(["a dog", "a cat on a mat"])
+    ours = enc.run("text", text, ["text.layer.1.resid"])
+    ref = model.forward_intermediates(text=text.inputs["text"], text_indices=[1], intermediates_only=True)
+    torch.testing.assert_close(ours["text.layer.1.resid"], ref["text_intermediates"][0], rtol=0, atol=1e-6)
+
+
+def test_vision_automodel_folder(tmp_path):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    model = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               image_size=32, patch_size=8)).eval()
+    model.save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    enc = mmf.load_encoder(f"hf:{tmp_path}")
+    assert enc.modalities == {mmf.Modality.IMAGE} and "image.layer.1.mlp" in enc.sites()
+    batch = enc.tower("image").prepare([Image.new("RGB", (50, 40), "red")])
+    out = enc.run("image", batch, ["image.layer.1.resid", "image.embed"])
+    hs = model(**batch.inputs, output_hidden_states=True)
+    torch.testing.assert_close(out["image.layer.1.resid"], hs.hidden_states[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out["image.embed"], hs.pooler_output, rtol=0, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_extraction_matches_cpu(tmp_path, e5):
+    texts = ["The dog sleeps.", "Le chien dort.", "犬が寝ている。"]
+    gpu = mmf.extract("offline:e5-small", texts, ["text.layer.6.resid"], device="cuda", dtype="bf16",
+                      store_dir=tmp_path / "gpu", progress=False)
+    cpu = mmf.extract(e5, texts, ["text.layer.6.resid"], store_dir=tmp_path / "cpu", progress=False)
+    a, b = gpu["text.layer.6.resid"], cpu["text.layer.6.resid"]
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() > 0.99

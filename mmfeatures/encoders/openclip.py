@@ -6,6 +6,7 @@ image embedding is ``model.encode_image``. Layer sites hook the towers' residual
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -106,7 +107,7 @@ def load_openclip(spec: str, info: ModelInfo) -> Encoder:
 
     open_clip = require("open_clip", "openclip", "open_clip models")
     from mmfeatures.encoders.hub import offline_unless_reachable, resolve_openclip_weights
-    from mmfeatures.encoders.tiny import register_openclip_tiny
+    from mmfeatures.encoders.tiny import quiet_random_init, register_openclip_tiny
 
     register_openclip_tiny()
     arch, tag = split_name(spec)
@@ -127,7 +128,7 @@ def load_openclip(spec: str, info: ModelInfo) -> Encoder:
             raise UnknownModelError(f"unknown pretrained tag {tag!r} for {arch}; known tags: {tags} "
                                     "(or give a weights file path, or 'random')")
         weights = resolve_openclip_weights(arch, tag)
-    with offline_unless_reachable():
+    with offline_unless_reachable(), quiet_random_init() if weights is None else contextlib.nullcontext():
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights)
         tokenizer = open_clip.get_tokenizer(arch)
     towers = {Modality.TEXT: OpenCLIPTextTower(model, tokenizer),

@@ -7,6 +7,8 @@ same models as folders/files so the real ``hf:`` and ``openclip:`` loaders can b
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import string
 from pathlib import Path
 
@@ -15,6 +17,21 @@ import torch
 from mmfeatures.encoders.base import Encoder, ModelInfo
 from mmfeatures.errors import require
 from mmfeatures.types import Modality
+
+
+@contextlib.contextmanager
+def quiet_random_init():
+    """open_clip warns on the root logger when it builds a model without weights; here that is the
+    point, so hide exactly that warning."""
+    def drop(record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 SEED = 0
 WIDTH = 32
@@ -55,7 +72,7 @@ def char_tokenizer():
 
 
 def _seeded(build):
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_random_init():
         torch.manual_seed(SEED)
         return build()
 
