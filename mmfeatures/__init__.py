@@ -21,25 +21,34 @@ from mmfeatures.errors import (  # noqa: E402
     SiteError,
     UnknownModelError,
 )
+from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, load_sae, train  # noqa: E402
 from mmfeatures.types import Modality, Site  # noqa: E402
 
 __all__ = [
+    "SAE",
     "ActivationStore",
+    "BatchTopK",
     "CorruptFileError",
     "Encoder",
     "Example",
     "ExtractResult",
     "InputError",
+    "JumpReLU",
     "MMFeaturesError",
     "MissingDependencyError",
     "Modality",
     "ModelInfo",
     "ModelNotAvailableError",
+    "ReLU",
     "Site",
     "SiteError",
+    "TopK",
+    "TrainConfig",
     "UnknownModelError",
     "__version__",
     "extract",
     "list_models",
     "load_encoder",
+    "load_sae",
+    "train",
 ]

@@ -71,6 +71,38 @@ def test_sparse_topk_path_has_the_dense_gradients():
         torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dense_max", [2048, 0], ids=["dense-over-dead", "pairs"])
+def test_auxk_on_the_sparse_path_has_the_dense_gradients(monkeypatch, dense_max):
+    from mmfeatures.sae import modeling
+
+    monkeypatch.setattr(modeling, "AUX_DENSE_MAX", dense_max)
+    torch.manual_seed(1)
+    x = torch.randn(32, 24)
+    sae = SAE(24, 128, TopK(k=3, aux_k=6, aux_coefficient=0.5))
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.uniform_(-0.3, 0.3)
+    dead = torch.zeros(128, dtype=torch.bool)
+    dead[::3] = True
+    out = sae(x, dead_mask=dead)
+    out.loss.backward()
+    sparse = [p.grad.clone() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
+    sae.zero_grad()
+    pre = sae.pre_acts(x)
+    val, idx = pre.topk(3)
+    recon = sae.decode(torch.zeros_like(pre).scatter(-1, idx, val.relu()))
+    dead_pre = pre.masked_fill(~dead, float("-inf"))
+    aval, aidx = dead_pre.topk(6)
+    aux_recon = torch.zeros_like(pre).scatter(-1, aidx, aval.relu()) @ sae.W_dec
+    residual = (x - recon).detach()
+    scale = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    loss = ((recon - x) ** 2).sum(-1).mean() + 0.5 * ((aux_recon - residual) ** 2).sum(-1).mean() / scale
+    loss.backward()
+    torch.testing.assert_close(out.loss, loss)
+    for got, p in zip(sparse, (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec), strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: type(a).__name__)
 def test_forward_returns_every_loss_term(arch):
     sae = SAE(16, 64, arch)

@@ -172,10 +172,10 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
             for w in writers.values():
                 w.start(records)
         barrier()
-        n_shards = next(iter(writers.values())).config.n_shards
-        done = [set(w.complete_shards(verify=True)) for w in writers.values()]
-        todo = [s for s in range(n_shards) if s % world == rank and not all(s in d for d in done)]
-        totals["reused"] += sum(1 for s in range(n_shards) if s % world == rank) - len(todo)
+        mine = list(range(rank, next(iter(writers.values())).config.n_shards, world))  # this rank's shards
+        done = [set(w.complete_shards(verify=True, indices=mine)) for w in writers.values()]
+        todo = [s for s in mine if not all(s in d for d in done)]
+        totals["reused"] += len(mine) - len(todo)
         runner = _ShardRunner(encoder, modality, group, writers, exs, pooling, include_special, role,
                               batch_size, on_error, on_nonfinite)
         from tqdm.auto import tqdm

@@ -147,10 +147,10 @@ class StoreWriter:
             raise CorruptFileError(f"{self.root}: metadata.json describes another configuration; "
                                    "delete the folder to rebuild it")
 
-    def complete_shards(self, verify: bool = True) -> dict[int, dict[str, Any]]:
-        """Sidecars of the shards that are complete (and whose checksums match, if verify)."""
+    def complete_shards(self, verify: bool = True, indices: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
+        """Sidecars of the shards (all, or ``indices``) that are complete, with matching checksums if verify."""
         done = {}
-        for index in range(self.config.n_shards):
+        for index in range(self.config.n_shards) if indices is None else indices:
             info = shard_info(self.root, index, verify=verify)
             if info is not None:
                 done[index] = info

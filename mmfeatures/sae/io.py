@@ -128,6 +128,8 @@ def load_sae(name: str | Path):
     text = str(name)
     if text in OFFLINE_SAES:
         return load_offline_sae(text)
+    if text.startswith("hf:") and Path(text[3:]).expanduser().is_dir():
+        return read_sae_folder(Path(text[3:]).expanduser())
     if text.startswith("hf:"):
         from mmfeatures.encoders.hub import resolve_hf
 

@@ -1,7 +1,7 @@
 """Sparse autoencoders. Architectures are types (ReLU-L1 | TopK | BatchTopK | JumpReLU).
 
 Shapes: x (B, d_in); W_enc (d_in, d_sae); W_dec (d_sae, d_in); latents (B, d_sae). The encoder sees
-x - b_dec (SAELens' apply_b_dec_to_input). TopK and BatchTopK train on a sparse path (_SparseCode):
+x - b_dec (SAELens' apply_b_dec_to_input). TopK and BatchTopK train on a sparse path (_PairDecode):
 one dense encoder GEMM, then decoding and every gradient touch only the selected latents, so a step
 costs about 2 d d_sae + O(k d) FLOP per row instead of ~10 d d_sae.
 """
@@ -117,6 +117,7 @@ class _Jump(torch.autograd.Function):
 
 
 _CHUNK = 8192  # (row, latent) pairs per gather chunk: keeps the (chunk, d) gathers in cache
+AUX_DENSE_MAX = 2048  # AuxK goes dense over the dead columns up to this many dead latents
 
 
 def _pair_dot(a_bd: torch.Tensor, rows: torch.Tensor, w_nd: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -127,39 +128,31 @@ def _pair_dot(a_bd: torch.Tensor, rows: torch.Tensor, w_nd: torch.Tensor, cols: 
     return out
 
 
-def _gather_dot(a_bd: torch.Tensor, w_nd: torch.Tensor, idx_bk: torch.Tensor) -> torch.Tensor:
-    """(B, k) <a[b], w[idx[b, j]]>, differentiable (used by AuxK on the few dead latents)."""
-    return torch.einsum("bd,bkd->bk", a_bd, w_nd[idx_bk])
-
-
-class _SparseCode(torch.autograd.Function):
-    """The TopK/BatchTopK training path: recon = Σ relu(pre[r, c]) W_dec[c] + b_dec over the selected
-    (row, latent) pairs. Forward: one dense GEMM; backward touches only the selected pairs:
-    O(nnz d) for W_dec, W_enc and b_enc, and one GEMV for b_dec (W_enc @ grad_b_enc)."""
+class _PairDecode(torch.autograd.Function):
+    """Σ over selected (row, latent) pairs of relu(pre[row, latent]) W_dec[latent], where
+    pre = (x - b_dec) @ W_enc + b_enc was computed once without grad. The backward touches only the
+    pairs: O(nnz d) for W_dec, W_enc and b_enc, and one GEMV for b_dec (-W_enc @ grad_b_enc)."""
 
     @staticmethod
-    def forward(ctx, x, w_enc, b_enc, w_dec, b_dec, select):
-        xc = x - b_dec
-        pre = torch.addmm(b_enc, xc, w_enc)  # (B, d_sae), the one dense GEMM
-        rows, cols = select(pre)
-        val = pre[rows, cols].relu()
-        z = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, pre.shape, check_invariants=False)
-        recon = torch.sparse.mm(z, w_dec) + b_dec
-        ctx.save_for_backward(xc, w_enc, w_dec, rows, cols, val)
-        ctx.mark_non_differentiable(pre, rows, cols, val)
-        return recon, pre, rows, cols, val
+    def forward(ctx, x, b_dec, w_enc, b_enc, w_dec, rows, cols, pre_val):
+        val = pre_val.relu()
+        z = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, (x.shape[0], w_dec.shape[0]),
+                                    check_invariants=False)
+        ctx.save_for_backward(x, b_dec, w_enc, w_dec, rows, cols, val)
+        return torch.sparse.mm(z, w_dec)
 
     @staticmethod
-    def backward(ctx, g_recon, *_unused):
-        xc, w_enc, w_dec, rows, cols, val = ctx.saved_tensors
-        n, b = w_dec.shape[0], xc.shape[0]
-        g_val = _pair_dot(g_recon, rows, w_dec, cols) * (val > 0)
+    def backward(ctx, g_out):
+        x, b_dec, w_enc, w_dec, rows, cols, val = ctx.saved_tensors
+        n, b = w_dec.shape[0], x.shape[0]
+        g_val = _pair_dot(g_out, rows, w_dec, cols) * (val > 0)
         pairs_t = torch.stack([cols, rows])
-        g_w_dec = torch.sparse.mm(torch.sparse_coo_tensor(pairs_t, val, (n, b), check_invariants=False), g_recon)
+        g_w_dec = torch.sparse.mm(torch.sparse_coo_tensor(pairs_t, val, (n, b), check_invariants=False), g_out)
+        xc = x - b_dec
         g_w_enc = torch.sparse.mm(torch.sparse_coo_tensor(pairs_t, g_val, (n, b), check_invariants=False), xc).T
         g_b_enc = torch.zeros(n, dtype=g_val.dtype, device=g_val.device).index_add_(0, cols, g_val)
-        g_b_dec = g_recon.sum(0) - w_enc @ g_b_enc  # xc = x - b_dec: the encoder's share is -Σ grad_xc
-        return None, g_w_enc, g_b_enc, g_w_dec, g_b_dec, None
+        g_b_dec = -(w_enc @ g_b_enc)  # xc = x - b_dec, and Σ_rows grad_xc = W_enc @ grad_b_enc
+        return None, g_b_dec, g_w_enc, g_b_enc, g_w_dec, None, None, None
 
 
 def fire_counts(latents: torch.Tensor) -> torch.Tensor:
@@ -186,7 +179,7 @@ class SAE(nn.Module):
     torch.Size([8, 384])
     """
 
-    def __init__(self, d_in: int, d_sae: int, arch: Arch, seed: int = 0):
+    def __init__(self, d_in: int, d_sae: int, arch: Arch, seed: int = 0, tied_init: bool = True):
         super().__init__()
         if d_in < 1 or d_sae < 1:
             raise ValueError(f"d_in and d_sae must be positive, got {d_in}, {d_sae}")
@@ -196,7 +189,10 @@ class SAE(nn.Module):
         norm = 0.1 if isinstance(arch, ReLU) else 1.0  # ReLU-L1: small decoder rows, free to grow
         w_dec = F.normalize(w_dec, dim=1) * norm
         self.W_dec = nn.Parameter(w_dec)
-        self.W_enc = nn.Parameter(w_dec.T.clone())  # tied initialisation
+        if tied_init:  # Gao et al.: W_enc = W_dec^T at init
+            self.W_enc = nn.Parameter(w_dec.T.clone())
+        else:
+            self.W_enc = nn.Parameter(F.normalize(torch.randn(d_in, d_sae, generator=g), dim=0) * norm)
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         thr = arch.init_threshold if isinstance(arch, JumpReLU) else 0.0
@@ -269,37 +265,48 @@ class SAE(nn.Module):
 
     def _topk_forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None):
         arch = self.arch
-        if isinstance(arch, BatchTopK):
-            def select(pre):
+        b, n = x.shape[0], self.d_sae
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)  # the one dense GEMM
+            if isinstance(arch, BatchTopK):
                 flat = pre.relu().flatten()
-                keep = flat.topk(min(arch.k * pre.shape[0], flat.numel())).indices
-                return keep // pre.shape[1], keep % pre.shape[1]
-        else:
-            def select(pre):
-                top = pre.topk(min(arch.k, pre.shape[1]), dim=-1).indices
-                return torch.arange(pre.shape[0], device=pre.device).repeat_interleave(top.shape[1]), top.flatten()
-        recon, pre, rows, cols, val = _SparseCode.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, select)
-        if isinstance(arch, BatchTopK) and self.training and val.numel():
-            low = val[val > 0].min() if bool((val > 0).any()) else val.new_zeros(())
+                keep = flat.topk(min(arch.k * b, flat.numel()), sorted=False).indices
+                rows, cols = keep // n, keep % n
+            else:
+                top = pre.topk(min(arch.k, n), dim=-1, sorted=False).indices
+                rows, cols = torch.arange(b, device=x.device).repeat_interleave(top.shape[1]), top.flatten()
+            pre_val = pre[rows, cols]
+        if isinstance(arch, BatchTopK) and self.training and pre_val.numel():
+            positive = pre_val[pre_val > 0]
+            low = positive.min() if positive.numel() else pre_val.new_zeros(())
             ema = self.threshold_ema
             ema.copy_(low if float(ema) < 0 else 0.99 * ema + 0.01 * low)
-        latents = torch.sparse_coo_tensor(torch.stack([rows, cols]), val, pre.shape, check_invariants=False)
-        aux = self._aux_loss(x, x - self.b_dec.detach(), pre, recon, dead_mask)
+        recon = _PairDecode.apply(x, self.b_dec, self.W_enc, self.b_enc, self.W_dec, rows, cols, pre_val) + self.b_dec
+        latents = torch.sparse_coo_tensor(torch.stack([rows, cols]), pre_val.relu(), pre.shape, check_invariants=False)
+        aux = self._aux_loss(x, pre, recon, dead_mask)
         return latents, recon, aux
 
-    def _aux_loss(self, x, xc, pre, recon, dead_mask) -> torch.Tensor:
-        """AuxK: reconstruct the residual with the top aux_k dead latents (Gao et al. §A.2)."""
+    def _aux_loss(self, x, pre, recon, dead_mask) -> torch.Tensor:
+        """AuxK (Gao et al. §A.2): reconstruct the residual with the top aux_k dead latents,
+        normalised by the residual's variance; sparse like the main path."""
         arch = self.arch
         if dead_mask is None or arch.aux_coefficient == 0 or not bool(dead_mask.any()):
             return x.new_zeros(())
         dead = dead_mask.nonzero().squeeze(1)
         kk = min(self.aux_k, len(dead))
-        # choose among the dead with the pre-activations already computed, then recompute only the
-        # chosen ones with grad (sparse, like the main path)
-        pos = pre[:, dead].topk(kk, dim=-1).indices
-        chosen = dead[pos]  # (B, kk)
-        val = _gather_dot(xc, self.W_enc.T, chosen) + self.b_enc[chosen]
-        aux_recon = F.embedding_bag(chosen, self.W_dec, per_sample_weights=val.relu(), mode="sum")
+        if len(dead) <= AUX_DENSE_MAX:
+            # few dead latents (the usual case): dense over just those columns, B x n_dead GEMMs
+            pre_dead = (x - self.b_dec) @ self.W_enc[:, dead] + self.b_enc[dead]
+            val, pos = pre_dead.topk(kk, dim=-1, sorted=False)
+            z = torch.zeros_like(pre_dead).scatter(-1, pos, val.relu())
+            aux_recon = z @ self.W_dec[dead]
+        else:  # many dead: the sparse pair path, O(B k_aux d)
+            with torch.no_grad():
+                pos = pre[:, dead].topk(kk, dim=-1, sorted=False).indices
+                rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(kk)
+                cols = dead[pos].flatten()
+                pre_val = pre[rows, cols]
+            aux_recon = _PairDecode.apply(x, self.b_dec, self.W_enc, self.b_enc, self.W_dec, rows, cols, pre_val)
         residual = (x - recon).detach()
         scale = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return arch.aux_coefficient * (aux_recon - residual).pow(2).sum(-1).mean() / scale

@@ -45,6 +45,10 @@ class TrainConfig:
     """Number of latents."""
     seed: int = 0
     """Initialisation seed."""
+    tied_init: bool = True
+    """Initialise W_enc = W_dec^T (Gao et al.); False draws W_enc independently (ablation)."""
+    b_dec_init: str = "geometric_median"
+    """TopK-style: 'geometric_median' of the first batch (Gao et al.) or 'zeros' (as SAELens)."""
     lr: float = 4e-4
     warmup_steps: int = 100
     """Linear LR warm-up."""
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"normalize={self.normalize!r}; use 'scale' or 'none'")
         if isinstance(self.arch, TopK) and self.arch.k > self.d_sae:
             raise ValueError(f"k={self.arch.k} exceeds d_sae={self.d_sae}")
+        if self.b_dec_init not in ("geometric_median", "zeros"):
+            raise ValueError(f"b_dec_init={self.b_dec_init!r}; use 'geometric_median' or 'zeros'")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("checkpoint_every and log_every must be >= 1")
 
@@ -184,7 +190,7 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
 
     states = []
     for c in cfgs:
-        sae = SAE(store.d, c.d_sae, c.arch, seed=c.seed).to(device).train()
+        sae = SAE(store.d, c.d_sae, c.arch, seed=c.seed, tied_init=c.tied_init).to(device).train()
         opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=c.lr, betas=(0.9, 0.999))
         states.append(_State(c, sae, opt, torch.zeros(c.d_sae, dtype=torch.long, device=device),
                              torch.zeros(c.d_sae, dtype=torch.long, device=device)))
@@ -248,7 +254,7 @@ def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torc
 
 def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generator, ckpt: Path):
     sae, cfg = st.sae, st.cfg
-    if step == 0 and isinstance(cfg.arch, TopK):
+    if step == 0 and isinstance(cfg.arch, TopK) and cfg.b_dec_init == "geometric_median":
         with torch.no_grad():
             sae.b_dec.copy_(geometric_median(x))
     for group in st.opt.param_groups:
