@@ -158,6 +158,10 @@ def test_several_saes_share_one_pass_and_log_metrics(tmp_path):
         for key in ("nmse", "explained_variance", "l0", "dead_fraction", "dense_fraction", "density_hist"):
             assert key in final
         assert len(m["history"]) == 3 and sum(final["density_hist"]["counts"]) == 96
+        from safetensors.torch import load_file
+
+        density = load_file(str(tmp_path / "out" / cfg.folder_name / "sparsity.safetensors"))["sparsity"]
+        assert density.shape == (96,) and float(density.max()) <= 0  # log10 of a fraction
     with pytest.raises(ValueError, match="must share 'batch_size'"):
         train(store, [cfgs[0], TrainConfig(TopK(k=4), 96, batch_size=250)], tmp_path / "x", progress=False)
 

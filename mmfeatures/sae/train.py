@@ -27,7 +27,7 @@ from mmfeatures.errors import MMFeaturesError
 from mmfeatures.sae.io import save_sae
 from mmfeatures.sae.modeling import SAE, Arch, ReLU, TopK, fire_counts, geometric_median, mean_l0
 
-SHARED = ("batch_size", "total_rows", "data_seed", "normalize", "device")
+SHARED = ("batch_size", "total_rows", "data_seed", "normalize", "device", "checkpoint_every")
 
 
 class TrainingDiverged(MMFeaturesError, FloatingPointError):
@@ -109,6 +109,7 @@ class _State:
     window_fires: torch.Tensor  # (d_sae,) fires since the last log / resample
     window_rows: int = 0
     history: list = dataclasses.field(default_factory=list)
+    last_density: torch.Tensor | None = None  # (d_sae,) feature density over the last log window
 
 
 def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -215,6 +216,7 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
             if (step + 1) % st.cfg.log_every == 0 or step + 1 == steps:
                 logs.append(_metrics(x, out, st, step + 1, (step + 1) * base.batch_size))
                 st.history.append(logs[-1])
+                st.last_density = st.window_fires.float() / max(st.window_rows, 1)
                 st.window_fires.zero_()
                 st.window_rows = 0
         if logs:
@@ -228,7 +230,7 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     for st in states:
         folder = out_dir / st.cfg.folder_name
         st.sae.eval()
-        log_density = (st.window_fires.float() / max(st.window_rows, 1) + 1e-10).log10() if st.window_rows else None
+        log_density = (st.last_density + 1e-10).log10() if st.last_density is not None else None
         save_sae(st.sae, folder, model_name=store.config.model, hook_name=store.config.site, input_scale=scale,
                  metadata={"modality": store.config.site.split(".")[0], "store": str(store.path),
                            "store_dataset": store.config.dataset, "pooling": store.config.pooling,
