@@ -54,25 +54,9 @@ def planted_store(root, n_rows=6000, d=32, n_feat=64, active=3, seed=0, poison_r
     return ActivationStore(root), dictionary
 
 
-def test_sparse_topk_path_has_the_dense_gradients():
-    torch.manual_seed(0)
-    x = torch.randn(64, 48)
-    sae = SAE(48, 256, TopK(k=4, aux_coefficient=0))
-    out = sae(x)
-    out.loss.backward()
-    sparse = [p.grad.clone() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
-    sae.zero_grad()
-    pre = sae.pre_acts(x)
-    val, idx = pre.topk(4)
-    recon = sae.decode(torch.zeros_like(pre).scatter(-1, idx, val.relu()))
-    ((recon - x) ** 2).sum(-1).mean().backward()
-    torch.testing.assert_close(out.recon, recon)
-    for got, p in zip(sparse, (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec), strict=True):
-        torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("dense_max", [2048, 0], ids=["dense-over-dead", "pairs"])
-def test_auxk_on_the_sparse_path_has_the_dense_gradients(monkeypatch, dense_max):
+@pytest.mark.parametrize("with_dead, dense_max", [(False, 2048), (True, 2048), (True, 0)],
+                         ids=["main-path", "auxk-dense-over-dead", "auxk-pairs"])
+def test_sparse_training_path_has_the_dense_gradients(monkeypatch, with_dead, dense_max):
     from mmfeatures.sae import modeling
 
     monkeypatch.setattr(modeling, "AUX_DENSE_MAX", dense_max)
@@ -83,21 +67,24 @@ def test_auxk_on_the_sparse_path_has_the_dense_gradients(monkeypatch, dense_max)
         sae.b_dec.normal_()
         sae.b_enc.uniform_(-0.3, 0.3)
     dead = torch.zeros(128, dtype=torch.bool)
-    dead[::3] = True
+    dead[::3] = with_dead
     out = sae(x, dead_mask=dead)
     out.loss.backward()
     sparse = [p.grad.clone() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
     sae.zero_grad()
+    # the dense reference: full latents, plain autograd
     pre = sae.pre_acts(x)
     val, idx = pre.topk(3)
     recon = sae.decode(torch.zeros_like(pre).scatter(-1, idx, val.relu()))
-    dead_pre = pre.masked_fill(~dead, float("-inf"))
-    aval, aidx = dead_pre.topk(6)
-    aux_recon = torch.zeros_like(pre).scatter(-1, aidx, aval.relu()) @ sae.W_dec
-    residual = (x - recon).detach()
-    scale = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-    loss = ((recon - x) ** 2).sum(-1).mean() + 0.5 * ((aux_recon - residual) ** 2).sum(-1).mean() / scale
+    loss = ((recon - x) ** 2).sum(-1).mean()
+    if with_dead:
+        aval, aidx = pre.masked_fill(~dead, float("-inf")).topk(6)
+        aux_recon = torch.zeros_like(pre).scatter(-1, aidx, aval.relu()) @ sae.W_dec
+        residual = (x - recon).detach()
+        scale = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+        loss = loss + 0.5 * ((aux_recon - residual) ** 2).sum(-1).mean() / scale
     loss.backward()
+    torch.testing.assert_close(out.recon, recon)
     torch.testing.assert_close(out.loss, loss)
     for got, p in zip(sparse, (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec), strict=True):
         torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-5)
