@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup demo test test-slow test-compat bench lint clean
+.PHONY: setup demo test test-slow test-compat notebooks bench lint clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ $(SAELENS)/.installed-stamp:
 	$(SAELENS)/bin/python -m pip install -q --upgrade pip
 	$(SAELENS)/bin/python -m pip install -q sae-lens==6.54.12
 	@touch $@
+
+# Rebuild and re-execute the notebooks, storing outputs so GitHub renders them.
+notebooks: setup
+	$(PY) notebooks/build_quickstart.py
+	cd notebooks && TQDM_DISABLE=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace *.ipynb
 
 bench: setup $(SAELENS)/.installed-stamp
 	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet (see benchmarks/README.md)"; exit 0; }; \
