@@ -117,6 +117,28 @@ def test_batches_cover_every_row_once_with_bounded_buffers(tmp_path):
     assert abs(float(scaled.pow(2).sum(1).mean()) - store.d) < 1e-3
 
 
+@pytest.mark.parametrize("batch, buffer, start", [(7, 2, 0), (7, 2, 5), (4, 1, 9), (16, 3, 3), (5, 2, 100)])
+def test_start_batch_skips_exactly_and_reads_nothing_it_skips(tmp_path, monkeypatch, batch, buffer, start):
+    r = run("tiny:bert", TEXTS * 6, ["text.layer.1.resid"], tmp_path, shard_examples=3, pooling="none")
+    store = r.stores["text.layer.1.resid"]
+    full = list(store.batches(batch, seed=3, buffer_shards=buffer))
+    store._shard.cache_clear()
+    loads = []
+    original = ActivationStore.shard_acts
+
+    def counting(self, index):
+        loads.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(ActivationStore, "shard_acts", counting)
+    tail = list(store.batches(batch, seed=3, buffer_shards=buffer, start_batch=start))
+    assert len(tail) == max(len(full) - start, 0)
+    for a, b in zip(tail, full[start:], strict=True):
+        assert torch.equal(a, b)
+    if start >= len(full):
+        assert not loads  # nothing to yield, nothing read
+
+
 def test_bf16_store_reads_back_as_fp32(tmp_path):
     r32 = run("tiny:bert", TEXTS, ["text.layer.1.resid"], tmp_path)
     r16 = run("tiny:bert", TEXTS, ["text.layer.1.resid"], tmp_path, store_dtype="bf16")

@@ -326,29 +326,40 @@ class ActivationStore:
         return stats
 
     def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, buffer_shards: int = 4,
-                normalize: str = "none", drop_last: bool = False) -> Iterator[torch.Tensor]:
+                normalize: str = "none", drop_last: bool = False, start_batch: int = 0) -> Iterator[torch.Tensor]:
         """(batch_size, d) float32 batches; memory holds at most ``buffer_shards`` shards.
 
         ``normalize``: 'none'; 'center' (subtract the mean); 'scale' (multiply by
         ``input_scale()``, so the mean squared norm is d, as Anthropic's SAEs are trained).
+        ``start_batch`` skips that many batches without reading the shards they come from (the
+        shuffle depends only on row counts), so a resumed job starts where it stopped, cheaply.
         """
         if normalize not in ("none", "center", "scale"):
             raise ValueError(f"normalize={normalize!r}; use 'none', 'center' or 'scale'")
         stats = self.stats() if normalize != "none" else None
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.shards)) if shuffle else np.arange(len(self.shards))
-        carry = torch.zeros(0, self.d)
+        carry_idx = np.zeros(0, dtype=np.int64)  # global row ids left over from the last buffer
+        carry: torch.Tensor | None = torch.zeros(0, self.d)  # their data (None while skipping)
+        produced = 0
         for start in range(0, len(order), max(buffer_shards, 1)):
-            group = [self.shard_acts(int(i)).float() for i in order[start : start + buffer_shards]]
-            buf = torch.cat([carry, *group])
-            if shuffle:
-                buf = buf[torch.from_numpy(rng.permutation(len(buf)))]
-            full = len(buf) // batch_size * batch_size
-            for b in range(0, full, batch_size):
-                yield self._normalise(buf[b : b + batch_size], stats, normalize)
-            carry = buf[full:]
-        if len(carry) and not drop_last:
-            yield self._normalise(carry, stats, normalize)
+            group = [int(i) for i in order[start : start + buffer_shards]]
+            idx = np.concatenate([carry_idx, *[np.arange(self._offsets[i], self._offsets[i + 1]) for i in group]])
+            perm = rng.permutation(len(idx)) if shuffle else np.arange(len(idx))
+            n_full = len(idx) // batch_size
+            if produced + n_full <= start_batch:  # every batch of this buffer is skipped: read nothing
+                produced += n_full
+                carry_idx, carry = idx[perm[n_full * batch_size :]], None
+                continue
+            head = carry if carry is not None else self.rows(carry_idx)
+            buf = torch.cat([head, *[self.shard_acts(i).float() for i in group]])[torch.from_numpy(perm)]
+            for b in range(n_full):
+                if produced >= start_batch:
+                    yield self._normalise(buf[b * batch_size : (b + 1) * batch_size], stats, normalize)
+                produced += 1
+            carry_idx, carry = idx[perm[n_full * batch_size :]], buf[n_full * batch_size :]
+        if len(carry_idx) and not drop_last and produced >= start_batch:
+            yield self._normalise(carry if carry is not None else self.rows(carry_idx), stats, normalize)
 
     def _normalise(self, x: torch.Tensor, stats: Stats | None, how: str) -> torch.Tensor:
         if how == "center":

@@ -202,9 +202,7 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
 
     from tqdm.auto import tqdm
 
-    stream = _stream(store, base, scale, device)
-    for _ in range(start):
-        next(stream)  # replay the data order up to the checkpoint
+    stream = _stream(store, base, scale, device, start)
     bar = tqdm(range(start, steps), initial=start, total=steps, unit="step", desc=f"train {len(cfgs)} SAE(s)",
                disable=not progress)
     t0, rows0 = time.perf_counter(), start * base.batch_size
@@ -246,12 +244,16 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     return saes[0] if single else saes
 
 
-def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device):
-    epoch = 0
+def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device, start_step: int):
+    """Batches from ``start_step`` on; epoch e reshuffles with seed data_seed + e. Resuming skips
+    the consumed batches without reading them."""
+    per_epoch = store.n_rows // cfg.batch_size
+    epoch, skip = divmod(start_step, per_epoch)
     while True:
-        for batch in store.batches(cfg.batch_size, shuffle=True, seed=cfg.data_seed + epoch, drop_last=True):
+        for batch in store.batches(cfg.batch_size, shuffle=True, seed=cfg.data_seed + epoch, drop_last=True,
+                                   start_batch=skip):
             yield (batch * scale).to(device, non_blocking=True)
-        epoch += 1
+        epoch, skip = epoch + 1, 0
 
 
 def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generator, ckpt: Path):
