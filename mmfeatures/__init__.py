@@ -10,7 +10,8 @@ The public surface (what notebooks use):
 
 __version__ = "0.1.0"
 
-from mmfeatures.activations import ActivationStore, Example, ExtractResult, extract  # noqa: E402
+from mmfeatures.activations import ActivationStore, ExtractResult, extract  # noqa: E402
+from mmfeatures.datasets import ConceptDataset, load_image_folder, load_table  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
 from mmfeatures.errors import (  # noqa: E402
     CorruptFileError,
@@ -22,12 +23,13 @@ from mmfeatures.errors import (  # noqa: E402
     UnknownModelError,
 )
 from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, load_sae, train  # noqa: E402
-from mmfeatures.types import Modality, Site  # noqa: E402
+from mmfeatures.types import Example, Modality, Site  # noqa: E402
 
 __all__ = [
     "SAE",
     "ActivationStore",
     "BatchTopK",
+    "ConceptDataset",
     "CorruptFileError",
     "Encoder",
     "Example",
@@ -49,6 +51,8 @@ __all__ = [
     "extract",
     "list_models",
     "load_encoder",
+    "load_image_folder",
     "load_sae",
+    "load_table",
     "train",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import os
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 
 class Modality(str, enum.Enum):
@@ -48,3 +50,21 @@ class Site(NamedTuple):
             f"malformed site name {name!r}; expected e.g. 'text.layer.6.resid', 'text.embed' "
             "or 'image.layer.11.mlp'"
         )
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input with its provenance. ``content`` is a text, a PIL image or an image path."""
+
+    id: str
+    modality: Modality
+    content: Any
+    concept: str | None = None
+    language: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-able provenance of this example (no content)."""
+        source = str(self.content) if isinstance(self.content, (str, os.PathLike)) and \
+            self.modality is Modality.IMAGE else None
+        return {"id": self.id, "modality": self.modality.value, "concept": self.concept,
+                "language": self.language, "source": source}

@@ -1,0 +1,32 @@
+"""Language codes: ISO 639-1, optionally with BCP-47 subtags ('pt-BR', 'zh-Hans')."""
+
+from __future__ import annotations
+
+import difflib
+
+ISO_639_1 = frozenset("""
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz
+ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io
+is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr
+ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si
+sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh
+yi yo za zh zu
+""".split())
+
+
+# Country codes and retired codes that people write for languages.
+COMMON_MISTAKES = {"jp": "ja", "cn": "zh", "kr": "ko", "gr": "el", "dk": "da", "ua": "uk", "cz": "cs",
+                   "vn": "vi", "ir": "fa", "iw": "he", "in": "id", "ji": "yi", "br": "pt"}
+
+
+def check_language(code: object, where: str) -> str:
+    """Return ``code`` if its primary subtag is an ISO 639-1 code, else raise naming ``where``."""
+    if not isinstance(code, str) or not code.strip():
+        raise ValueError(f"{where}: missing language code; give an ISO 639-1 code such as 'en' or 'ja'")
+    primary = code.strip().split("-")[0].split("_")[0].lower()
+    if primary not in ISO_639_1:
+        close = [COMMON_MISTAKES[primary]] if primary in COMMON_MISTAKES else \
+            difflib.get_close_matches(primary, sorted(ISO_639_1), n=3, cutoff=0.5)
+        raise ValueError(f"{where}: unknown language code {code!r}; use ISO 639-1 (e.g. 'en', 'ja', 'sw')"
+                         + (f"; did you mean {close}?" if close else ""))
+    return code.strip()
