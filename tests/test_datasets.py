@@ -35,6 +35,8 @@ def test_csv_and_jsonl_load_the_same_dataset(tmp_path):
     assert csv_ds.categories == {"dog": "animals", "cat": "animals", "pizza": "food"}
     assert [e.id for e in csv_ds.select(concepts=["dog"], languages=["ja"])] == ["dog-ja"]
     assert len(csv_ds.select(categories=["food"])) == 1
+    groups = csv_ds.by_concept()
+    assert sorted(groups) == ["cat", "dog", "pizza"] and [e.language for e in groups["dog"]] == ["en", "ja"]
 
 
 @pytest.mark.parametrize("content, match", [

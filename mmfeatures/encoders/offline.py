@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +156,3 @@ def load_offline(name: str) -> Encoder:
         return load_hf(Path(pkg.__file__).parent / "model", info)
     return load_hf(e5_folder(name.split(":", 1)[1]), info)
 
-
-def describe_cache(folder: Path) -> dict:
-    """The header of a converted model folder (for provenance)."""
-    return json.loads((folder / "mmfeatures.json").read_text())
