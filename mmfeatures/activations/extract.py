@@ -287,19 +287,27 @@ class _ShardRunner:
         jobs = []
         for site in self.sites:
             name = str(site)
-            rows = torch.cat([p[0] for p in parts[name]]).float() if parts[name] else torch.zeros(0, 0)
-            item = torch.cat([p[1] for p in parts[name]]) if parts[name] else torch.zeros(0, dtype=torch.long)
+            rows, item, pos, spec = (_column(parts[name], j, empty) for j, empty in enumerate(_EMPTY))
+            rows = rows.float()
             example = torch.as_tensor(local, dtype=torch.int64)[item] if len(local) else item
             bad = sorted({self.exs[int(e)][1].id for e in example[~torch.isfinite(rows).all(1)]}) if len(rows) else []
             if bad and self.on_nonfinite == "raise":
                 raise NonFiniteError(f"non-finite activations at {name} for example ids {bad[:10]}"
                                      f"{' ...' if len(bad) > 10 else ''}; try dtype='fp32'")
-            pos = torch.cat([p[2] for p in parts[name]]) if parts[name] else torch.zeros(0, dtype=torch.int32)
-            spec = torch.cat([p[3] for p in parts[name]]) if parts[name] else torch.zeros(0, dtype=torch.bool)
             toks = tokens[name] if self.pooling == "none" and site.layer is not None else None
             extra = {"truncated": truncated, "skipped": skipped, "nonfinite": bad}
             jobs.append((self.writers[name], rows, example, pos, spec, toks, extra))
         return io.submit(lambda: [w.write_shard(shard, *args) for w, *args in jobs])
+
+
+# Empty stand-ins for (rows, batch item, position, special) when a shard produced no rows.
+_EMPTY = (torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.int32),
+          torch.zeros(0, dtype=torch.bool))
+
+
+def _column(parts: list[tuple], j: int, empty: torch.Tensor) -> torch.Tensor:
+    """Concatenate column ``j`` of a shard's per-batch (rows, item, position, special) parts."""
+    return torch.cat([p[j] for p in parts]) if parts else empty
 
 
 @dataclass

@@ -276,6 +276,11 @@ class ActivationStore:
         return out
 
     def provenance(self) -> Provenance:
+        """Per-row provenance (read once: a complete store never changes)."""
+        return self._provenance
+
+    @functools.cached_property
+    def _provenance(self) -> Provenance:
         ex, pos, spec, tokens = [], [], [], []
         for i in range(len(self.shards)):
             shard = self._shard(i)
@@ -286,6 +291,17 @@ class ActivationStore:
             tokens += json.loads(tok_path.read_text()) if tok_path.is_file() else [""] * len(ex[-1])
         return Provenance(_cat(ex, np.int64), _cat(pos, np.int32), _cat(spec, bool), tokens, self.examples)
 
+    @functools.cached_property
+    def _row_example(self) -> np.ndarray:
+        """(n_rows,) the example index of every row; only the small 'example' tensors are read."""
+        from safetensors import safe_open
+
+        parts = []
+        for i in range(len(self.shards)):
+            with safe_open(str(_shard_paths(self.path, i)[0]), framework="np") as f:
+                parts.append(f.get_tensor("example"))
+        return _cat(parts, np.int64)
+
     def select(self, concept: str | None = None, language: str | None = None,
                modality: str | None = None, example_id: str | None = None) -> np.ndarray:
         """Row indices whose example matches every given field."""
@@ -293,7 +309,7 @@ class ActivationStore:
         for key, want in (("concept", concept), ("language", language), ("modality", modality), ("id", example_id)):
             if want is not None:
                 keep &= np.array([e[key] == want for e in self.examples])
-        return np.nonzero(keep[self.provenance().example_index])[0]
+        return np.nonzero(keep[self._row_example])[0]
 
     def stats(self) -> Stats:
         """Mean and mean norm over all rows, computed once and stored in stats.safetensors."""
