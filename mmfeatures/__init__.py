@@ -11,7 +11,7 @@ The public surface (what notebooks use):
 __version__ = "0.1.0"
 
 from mmfeatures.activations import ActivationStore, ExtractResult, extract  # noqa: E402
-from mmfeatures.datasets import ConceptDataset, load_image_folder, load_table  # noqa: E402
+from mmfeatures.datasets import ConceptDataset, load_hf_dataset, load_image_folder, load_table  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
 from mmfeatures.errors import (  # noqa: E402
     CorruptFileError,
@@ -53,6 +53,7 @@ __all__ = [
     "load_encoder",
     "load_image_folder",
     "load_sae",
+    "load_hf_dataset",
     "load_table",
     "train",
 ]

@@ -39,6 +39,26 @@ class ConceptDataset(Sequence):
             raise InputError(f"dataset {name!r} repeats example id {dup!r}; ids must be unique")
         return cls(exs, dict(categories or {}), name)
 
+    @classmethod
+    def builtin(cls, sources: Iterable[str] = ("concepts", "emoji", "photos"), *, root=None,
+                languages: Iterable[str] | None = None, linked_only: bool = True,
+                with_keywords: bool = False) -> ConceptDataset:
+        """The built-in data (``data/``), aligned by concept id across its sources.
+
+        - ``"concepts"``: 123 concepts in 11 categories, two parallel sentences in each of 16 languages;
+        - ``"emoji"``: Noto Color Emoji renders and their names in 14 languages;
+        - ``"photos"``: scikit-image's photographs, captioned in 16 languages.
+
+        ``linked_only`` (default) keeps only emoji whose concept is in the sentence set;
+        ``languages`` drops texts in other languages (images have no language and stay);
+        ``with_keywords`` adds each concept's keyword as a text. ``root`` or ``$MMFEATURES_DATA``
+        points at a data folder when the package is used outside the repository.
+        """
+        from mmfeatures.datasets.builtin import builtin
+
+        return builtin(sources, root=root, languages=languages, linked_only=linked_only,
+                       with_keywords=with_keywords)
+
     def __len__(self) -> int:
         return len(self.examples)
 
