@@ -1,0 +1,227 @@
+"""Cross-lingual consistency of features (or neurons), each summary next to a null.
+
+Definitions (text rows only; A = max(Z, 0) is a unit's activation mass):
+
+- language entropy, LAPE-style: p_L = mean_L(A_f) / sum_L' mean_L'(A_f), H_f = -sum_L p_L log p_L / log(#L),
+  so 1 means equal mass in every language and 0 all mass in one;
+- monolinguality nu_{f,L} = mean_L(A_f) - mean_{not L}(A_f);
+- translation overlap: Jaccard index of the active-unit sets of two rows that say the same thing in two
+  languages (same concept and group), against random pairs of different concepts and languages;
+- a unit is *concept-selective* when its best one-concept-vs-rest AUROC >= ``auroc_min``, *multilingual*
+  when also H >= ``h_multi``, and *language-specific* when its best language AUROC >= ``auroc_min`` and
+  H < ``h_mono``. Units that fire on fewer than ``min_active`` rows are dead and left out of fractions.
+
+Nulls: concept labels permuted within each language (multilingual fraction), language labels permuted
+within each concept (language-specific fraction, entropy), random pairs (overlap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmfeatures.analysis.labels import Labels
+from mmfeatures.analysis.stats import Score, best_auroc, permuted, ranks, require_rows
+from mmfeatures.errors import InputError
+
+
+def _text(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, Labels]:
+    if z.ndim != 2 or len(z) != len(labels):
+        raise InputError(f"activations have shape {z.shape} but there are {len(labels)} labelled rows; "
+                         "give one row per label")
+    keep = labels.mask(modality="text") & (labels.language != "")
+    if not keep.any():
+        raise InputError("no text rows with a language; cross-lingual metrics need texts in >= 2 languages")
+    return z[keep], labels.take(np.flatnonzero(keep))
+
+
+def language_means(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(units, languages) mean activation mass of each unit in each language."""
+    onehot, langs = labels.onehot("language")
+    counts = onehot.sum(0)
+    require_rows(dict(zip(langs, counts.astype(int))), 5, "per-language means")
+    return (np.maximum(z, 0).T @ onehot) / counts, langs
+
+
+def language_entropy(z: np.ndarray, labels: Labels) -> np.ndarray:
+    """Normalised language entropy H_f in [0, 1] per unit (NaN for units with no mass)."""
+    z, labels = _text(z, labels)
+    means, langs = language_means(z, labels)
+    if len(langs) < 2:
+        raise InputError(f"language entropy needs >= 2 languages; the rows have {langs}")
+    total = means.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = means / total
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(1) / np.log(len(langs))
+    h[total[:, 0] <= 0] = np.nan
+    return h.astype(np.float32)
+
+
+def monolinguality(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, tuple[str, ...]]:
+    """nu[f, L]: mean activation mass on language L minus the mean on all other languages."""
+    z, labels = _text(z, labels)
+    onehot, langs = labels.onehot("language")
+    mass = np.maximum(z, 0)
+    on = mass.T @ onehot / onehot.sum(0)
+    off = mass.T @ (1 - onehot) / (1 - onehot).sum(0)
+    return (on - off).astype(np.float32), langs
+
+
+def translation_pairs(labels: Labels) -> tuple[np.ndarray, np.ndarray]:
+    """Row pairs (i < j) with the same concept and group but different languages (text rows)."""
+    keep = labels.mask(modality="text") & (labels.group != "") & (labels.language != "")
+    keys: dict[tuple[str, str], list[int]] = {}
+    for i in np.flatnonzero(keep):
+        keys.setdefault((labels.concept[i], labels.group[i]), []).append(i)
+    left, right = [], []
+    for rows in keys.values():
+        for a in range(len(rows)):
+            for b in range(a + 1, len(rows)):
+                if labels.language[rows[a]] != labels.language[rows[b]]:
+                    left.append(rows[a])
+                    right.append(rows[b])
+    return np.array(left, np.int64), np.array(right, np.int64)
+
+
+def random_pairs(labels: Labels, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` text-row pairs with different concepts and different languages."""
+    rows = np.flatnonzero(labels.mask(modality="text") & (labels.language != ""))
+    left, right = rng.choice(rows, 4 * n), rng.choice(rows, 4 * n)
+    ok = (labels.concept[left] != labels.concept[right]) & (labels.language[left] != labels.language[right])
+    if ok.sum() < n:
+        raise InputError("too few rows of different concepts and languages to draw random pairs")
+    return left[ok][:n], right[ok][:n]
+
+
+def active_sets(z: np.ndarray, k: int | None = None, threshold: float = 0.0):
+    """Sparse boolean (rows, units): a row's top-``k`` units, or those above ``threshold``."""
+    from scipy import sparse
+
+    if k is not None:
+        idx = np.argpartition(-z, min(k, z.shape[1]) - 1, axis=1)[:, :k]
+        rows = np.repeat(np.arange(len(z)), idx.shape[1])
+        return sparse.csr_matrix((np.ones(rows.size, bool), (rows, idx.ravel())), shape=z.shape)
+    return sparse.csr_matrix(z > threshold)
+
+
+def jaccard(active, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per-pair Jaccard index of active sets (NaN when both sets are empty)."""
+    a, b = active[left].astype(np.float32), active[right].astype(np.float32)
+    inter = np.asarray(a.multiply(b).sum(1)).ravel()
+    union = np.asarray(a.sum(1)).ravel() + np.asarray(b.sum(1)).ravel() - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Translation overlap: mean Jaccard of translation pairs against random pairs."""
+
+    score: Score
+    """value = mean Jaccard over translation pairs; null = mean Jaccard of equally many random pairs."""
+    translation: np.ndarray
+    random: np.ndarray
+    by_language: dict[tuple[str, str], float]
+
+
+def translation_overlap(z: np.ndarray, labels: Labels, *, k: int | None = None, threshold: float = 0.0,
+                        n_null: int = 20, seed: int = 0) -> Overlap:
+    """Jaccard of active sets for translation pairs vs random pairs (each null draw: as many pairs)."""
+    left, right = translation_pairs(labels)
+    if len(left) == 0:
+        raise InputError("no translation pairs: rows need the same concept and group in >= 2 languages "
+                         "(the built-in sentences have groups '1' and '2')")
+    active = active_sets(z, k, threshold)
+    trans = jaccard(active, left, right)
+    rng = np.random.default_rng(seed)
+    draws = [jaccard(active, *random_pairs(labels, len(left), rng)) for _ in range(n_null)]
+    by_language: dict[tuple[str, str], list[float]] = {}
+    for i, j, value in zip(left, right, trans):
+        key = tuple(sorted((labels.language[i], labels.language[j])))
+        by_language.setdefault(key, []).append(value)
+    score = Score("translation overlap (Jaccard)", float(np.nanmean(trans)),
+                  np.array([np.nanmean(d) for d in draws]))
+    return Overlap(score, trans, np.concatenate(draws) if draws else np.zeros(0),
+                   {k_: float(np.nanmean(v)) for k_, v in by_language.items()})
+
+
+@dataclass(frozen=True)
+class CrossLingual:
+    """Per-unit cross-lingual metrics and fractions, each fraction with its permutation null."""
+
+    entropy: np.ndarray
+    concept_auroc: np.ndarray
+    best_concept: np.ndarray
+    language_auroc: np.ndarray
+    best_language: np.ndarray
+    alive: np.ndarray
+    multilingual: np.ndarray
+    language_specific: np.ndarray
+    scores: dict[str, Score] = field(default_factory=dict)
+    concepts: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+
+    def table(self):
+        """The scores as a DataFrame (metric, value, null mean, null sd, p)."""
+        import pandas as pd
+
+        return pd.DataFrame([s.row() for s in self.scores.values()])
+
+    def units(self):
+        """One row per unit: entropy, best concept and language with their AUROCs, flags."""
+        import pandas as pd
+
+        return pd.DataFrame({"entropy": self.entropy, "concept_auroc": self.concept_auroc,
+                             "concept": np.array(self.concepts, object)[self.best_concept],
+                             "language_auroc": self.language_auroc,
+                             "language": np.array(self.languages, object)[self.best_language],
+                             "alive": self.alive, "multilingual": self.multilingual,
+                             "language_specific": self.language_specific})
+
+
+def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_min: float = 0.9,
+                 h_multi: float = 0.8, h_mono: float = 0.5, min_active: int = 3, n_perm: int = 20,
+                 overlap_k: int | None = None, seed: int = 0) -> CrossLingual:
+    """All cross-lingual metrics for ``z`` (rows x units) with permutation nulls.
+
+    ``signed=True`` for neurons: AUROC also scores -z. ``overlap_k``: active set = top-k units
+    (use it for dense neurons), else units > 0."""
+    z, labels = _text(np.asarray(z, np.float32), labels)
+    require_rows({c: int(n) for c, n in zip(*np.unique(labels.concept.astype(str), return_counts=True))}, 2,
+                 "concept AUROC (rows per concept)")
+    alive = (z > 0).sum(0) >= min_active if not signed else (z != 0).sum(0) >= min_active
+    rank = ranks(z)
+    c_onehot, concepts = labels.onehot("concept")
+    l_onehot, langs = labels.onehot("language")
+    c_auc, c_best = best_auroc(rank, c_onehot, signed)
+    l_auc, l_best = best_auroc(rank, l_onehot, signed)
+    entropy = language_entropy(z, labels)
+
+    def fractions(c_auc_, l_auc_, entropy_):
+        with np.errstate(invalid="ignore"):
+            multi = alive & (c_auc_ >= auroc_min) & (entropy_ >= h_multi)
+            mono = alive & (l_auc_ >= auroc_min) & (entropy_ < h_mono)
+        return multi, mono
+
+    multi, mono = fractions(c_auc, l_auc, entropy)
+    n_alive = max(int(alive.sum()), 1)
+    rng = np.random.default_rng(seed)
+    null_multi, null_mono, null_h = [], [], []
+    for _ in range(n_perm):
+        pc = permuted(labels, "concept", rng, within="language")
+        c_null = best_auroc(rank, pc.onehot("concept")[0], signed)[0]
+        null_multi.append(fractions(c_null, l_auc, entropy)[0].sum() / n_alive)
+        pl = permuted(labels, "language", rng, within="concept")
+        l_null = best_auroc(rank, pl.onehot("language")[0], signed)[0]
+        h_null = language_entropy(z, pl)
+        null_mono.append(fractions(c_auc, l_null, h_null)[1].sum() / n_alive)
+        null_h.append(np.nanmean(h_null[alive]))
+    scores = {
+        "multilingual": Score("multilingual fraction", multi.sum() / n_alive, np.array(null_multi)),
+        "language_specific": Score("language-specific fraction", mono.sum() / n_alive, np.array(null_mono)),
+        "entropy": Score("mean language entropy", float(np.nanmean(entropy[alive])), np.array(null_h), "less"),
+    }
+    if len(translation_pairs(labels)[0]):
+        scores["overlap"] = translation_overlap(z, labels, k=overlap_k, n_null=n_perm, seed=seed).score
+    return CrossLingual(entropy, c_auc, c_best, l_auc, l_best, alive, multi, mono, scores, concepts, langs)

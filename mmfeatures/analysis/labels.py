@@ -1,0 +1,139 @@
+"""Row labels (concept, language, modality, sentence) and unit activations for the analyses.
+
+Activations reach the analyses as an array ``Z`` of shape (rows, units): SAE latents ("features")
+or raw dimensions ("neurons"). ``Labels`` carries one concept, language and modality per row.
+``unit_activations`` turns a store into such an array: either the raw dimensions or an SAE's
+latents, max-pooled to one row per example when the store holds tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmfeatures.errors import InputError, SiteError
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per-row labels. ``language`` is '' for rows without one (images); ``group`` aligns translations:
+    rows with the same concept and group (e.g. 'sentence 1') say the same thing in different languages."""
+
+    concept: np.ndarray
+    language: np.ndarray
+    modality: np.ndarray
+    group: np.ndarray = field(default=None)  # type: ignore[assignment]
+    example_id: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        n = len(self.concept)
+        for name in ("concept", "language", "modality", "group", "example_id"):
+            value = getattr(self, name)
+            value = np.asarray([""] * n if value is None else ["" if v is None else str(v) for v in value],
+                               dtype=object)
+            if len(value) != n:
+                raise InputError(f"Labels.{name} has {len(value)} entries but concept has {n}; one per row")
+            object.__setattr__(self, name, value)
+        if n == 0:
+            raise InputError("Labels are empty; give at least one row")
+        if any(c == "" for c in self.concept):
+            raise InputError("some rows have no concept; drop them or give every row a concept id")
+
+    def __len__(self) -> int:
+        return len(self.concept)
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]]) -> Labels:
+        """From example records (``store.examples`` or ``Example.record()``); the group of
+        'concepts/dog/ja/2' is '2', of 'photos/chelsea/ja' is ''."""
+        ids = [r.get("id", "") for r in records]
+        groups = [_group(i) for i in ids]
+        return cls(np.array([r.get("concept") or "" for r in records], dtype=object),
+                   np.array([r.get("language") or "" for r in records], dtype=object),
+                   np.array([r.get("modality") or "text" for r in records], dtype=object),
+                   np.array(groups, dtype=object), np.array(ids, dtype=object))
+
+    def take(self, index: np.ndarray) -> Labels:
+        return Labels(self.concept[index], self.language[index], self.modality[index], self.group[index],
+                      self.example_id[index])
+
+    def codes(self, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Integer codes of a label column and the sorted category names."""
+        values = getattr(self, name)
+        cats, codes = np.unique(values.astype(str), return_inverse=True)
+        return codes.astype(np.int64), tuple(cats)
+
+    def onehot(self, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        codes, cats = self.codes(name)
+        out = np.zeros((len(codes), len(cats)), np.float32)
+        out[np.arange(len(codes)), codes] = 1.0
+        return out, cats
+
+    def mask(self, **where: str | tuple[str, ...]) -> np.ndarray:
+        """Rows whose labels match, e.g. ``mask(modality="text")``."""
+        keep = np.ones(len(self), bool)
+        for name, value in where.items():
+            allowed = (value,) if isinstance(value, str) else tuple(value)
+            keep &= np.isin(getattr(self, name).astype(str), allowed)
+        return keep
+
+
+def _group(example_id: str) -> str:
+    parts = str(example_id).split("/")
+    return parts[3] if len(parts) == 4 and parts[0] == "concepts" else ""
+
+
+def pool_by_example(z: np.ndarray, example_index: np.ndarray, how: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """Pool token rows to one row per example (``max`` as Anthropic's feature activations, or ``mean``).
+    Returns (pooled rows, the example index of each)."""
+    if how not in ("max", "mean"):
+        raise InputError(f"pooling {how!r}; use 'max' or 'mean'")
+    examples, inverse = np.unique(example_index, return_inverse=True)
+    out = np.full((len(examples), z.shape[1]), -np.inf if how == "max" else 0.0, np.float32)
+    if how == "max":
+        np.maximum.at(out, inverse, z)
+    else:
+        np.add.at(out, inverse, z)
+        out /= np.bincount(inverse, minlength=len(examples))[:, None]
+    return out, examples
+
+
+def check_sae_matches(sae: Any, store: Any) -> None:
+    """An SAE and a store must agree on width and, when the SAE records it, on the site."""
+    d_in = getattr(sae, "d_in", None)
+    site = getattr(sae, "hook_name", None) or getattr(sae, "metadata", {}).get("hook_name")
+    if site is not None and site != store.config.site:
+        raise SiteError(f"SAE was trained on site {site!r} but the store holds {store.config.site!r} "
+                        f"({store.config.model}); extract that site or pick the SAE for this one")
+    if d_in is not None and d_in != store.d:
+        raise SiteError(f"SAE expects width {d_in} but the store {store.config.site!r} of {store.config.model} "
+                        f"holds width {store.d}; use an SAE trained on this model and site")
+
+
+def unit_activations(store: Any, sae: Any = None, *, pool: str = "max", batch_size: int = 4096,
+                     device: str = "cpu") -> tuple[np.ndarray, Labels]:
+    """(Z, labels) with one row per example: the store's raw dimensions, or ``sae``'s latents.
+
+    Token stores (pooling 'none') are pooled per example after encoding (max by default), so a
+    feature's activation on a sentence is its strongest activation on any of its tokens."""
+    import torch
+
+    prov = store.provenance()
+    if sae is None:
+        z = store.array()
+    else:
+        check_sae_matches(sae, store)
+        parts = []
+        with torch.no_grad():
+            for start in range(0, store.n_rows, batch_size):
+                x = store.rows(np.arange(start, min(start + batch_size, store.n_rows))).to(device, torch.float32)
+                latents = sae.encode(x)
+                parts.append((latents.to_dense() if latents.is_sparse else latents).float().cpu().numpy())
+        z = np.concatenate(parts) if parts else np.zeros((0, sae.d_sae), np.float32)
+    index = np.asarray(prov.example_index)
+    if store.config.pooling == "none":
+        z, index = pool_by_example(z, index, pool)
+    records = [store.examples[i] for i in index]
+    return np.ascontiguousarray(z, dtype=np.float32), Labels.from_records(records)

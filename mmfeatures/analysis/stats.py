@@ -1,0 +1,138 @@
+"""Shared statistics: tie-aware AUROC for many units at once, label permutations, and named scores
+that carry their null distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmfeatures.analysis.labels import Labels
+from mmfeatures.errors import InputError
+
+
+@dataclass(frozen=True)
+class Score:
+    """A summary statistic next to its null: the same statistic on ``null`` (permuted labels, random
+    directions, ...). ``p_value`` is one-sided in the direction of ``alternative``, (1 + #as extreme)/(K + 1)."""
+
+    name: str
+    value: float
+    null: np.ndarray
+    alternative: str = "greater"
+
+    @property
+    def null_mean(self) -> float:
+        return float(np.nanmean(self.null)) if len(self.null) else float("nan")
+
+    @property
+    def null_sd(self) -> float:
+        return float(np.nanstd(self.null)) if len(self.null) else float("nan")
+
+    @property
+    def p_value(self) -> float:
+        if not len(self.null) or not np.isfinite(self.value):
+            return float("nan")
+        extreme = self.null >= self.value if self.alternative == "greater" else self.null <= self.value
+        return float((1 + np.sum(extreme)) / (1 + len(self.null)))
+
+    def __str__(self) -> str:
+        return (f"{self.name} = {self.value:.3f} (null {self.null_mean:.3f} ± {self.null_sd:.3f}, "
+                f"p = {self.p_value:.3g}, K = {len(self.null)})")
+
+    def row(self) -> dict[str, float | str | int]:
+        return {"metric": self.name, "value": self.value, "null_mean": self.null_mean, "null_sd": self.null_sd,
+                "p_value": self.p_value, "n_null": len(self.null)}
+
+
+def permuted(labels: Labels, name: str, rng: np.random.Generator, within: str | None = None) -> Labels:
+    """``labels`` with column ``name`` shuffled across rows, optionally only within groups of ``within``
+    (e.g. concepts shuffled within each language, so language structure is kept)."""
+    values = getattr(labels, name).copy()
+    if within is None:
+        values = values[rng.permutation(len(values))]
+    else:
+        keys = getattr(labels, within)
+        for key in np.unique(keys.astype(str)):
+            idx = np.flatnonzero(keys == key)
+            values[idx] = values[idx[rng.permutation(len(idx))]]
+    fields = {f: getattr(labels, f) for f in ("concept", "language", "modality", "group", "example_id")}
+    fields[name] = values
+    return Labels(**fields)
+
+
+def null_scores(statistic: Callable[[Labels], float], labels: Labels, name: str, column: str, *,
+                within: str | None = None, n_perm: int = 20, seed: int = 0, alternative: str = "greater") -> Score:
+    """``statistic`` on the real labels and on ``n_perm`` permutations of ``column``."""
+    rng = np.random.default_rng(seed)
+    value = float(statistic(labels))
+    null = np.array([statistic(permuted(labels, column, rng, within)) for _ in range(n_perm)], np.float64)
+    return Score(name, value, null, alternative)
+
+
+def ranks(z: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Column-wise ranks (1-based), ties averaged, as float32 (computed in column blocks)."""
+    from scipy.stats import rankdata
+
+    out = np.empty(z.shape, np.float32)
+    for start in range(0, z.shape[1], block):
+        out[:, start:start + block] = rankdata(z[:, start:start + block], axis=0)
+    return out
+
+
+def auroc_by_class(rank: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """(units, classes) AUROC of each unit separating each class from the rest, from ``ranks(z)``.
+
+    Mann-Whitney: AUROC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg); ties count one half."""
+    n = rank.shape[0]
+    n_pos = onehot.sum(0)
+    if np.any(n_pos == 0) or np.any(n_pos == n):
+        raise InputError("a class has no rows, or all rows; AUROC needs both positives and negatives")
+    rank_sums = rank.T.astype(np.float64) @ onehot.astype(np.float64)
+    return ((rank_sums - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))).astype(np.float32)
+
+
+def best_auroc(rank: np.ndarray, onehot: np.ndarray, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's best class AUROC and that class. ``signed`` also scores -z (for neurons, whose
+    sign is arbitrary; SAE latents are non-negative, so a low activation carries no concept)."""
+    auc = auroc_by_class(rank, onehot)
+    if signed:
+        auc = np.maximum(auc, 1.0 - auc)
+    best = auc.argmax(1)
+    return auc[np.arange(len(auc)), best], best
+
+
+def benjamini_hochberg(p: np.ndarray, q: float = 0.05) -> np.ndarray:
+    """Boolean mask of discoveries at false discovery rate ``q``."""
+    p = np.asarray(p, np.float64)
+    order = np.argsort(p)
+    thresholds = q * np.arange(1, len(p) + 1) / len(p)
+    passed = p[order] <= thresholds
+    k = np.flatnonzero(passed).max() + 1 if passed.any() else 0
+    mask = np.zeros(len(p), bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean, n_boot: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over ``values``."""
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)])
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def require_rows(counts: dict[str, int], minimum: int, what: str) -> None:
+    """Raise naming every cell with fewer than ``minimum`` rows."""
+    small = {k: v for k, v in counts.items() if v < minimum}
+    if small:
+        shown = ", ".join(f"{k}: {v}" for k, v in list(small.items())[:8])
+        raise InputError(f"too few rows for {what}: need >= {minimum} per cell, but {shown}"
+                         f"{' ...' if len(small) > 8 else ''}; add examples or drop those cells")
