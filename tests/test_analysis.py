@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 
 import mmfeatures as mmf
-from mmfeatures.analysis import (Labels, Score, bridge_matrix, compare, crosslingual, crossmodal, interpretability,
-                                 language_entropy, monolinguality, planted, pool_by_example, translation_overlap,
-                                 unit_activations)
+from mmfeatures.analysis import (
+    Labels,
+    Score,
+    bridge_matrix,
+    compare,
+    crosslingual,
+    crossmodal,
+    interpretability,
+    language_entropy,
+    monolinguality,
+    planted,
+    pool_by_example,
+    translation_overlap,
+    unit_activations,
+)
 from mmfeatures.analysis.stats import auroc_by_class, benjamini_hochberg, ranks
 from mmfeatures.errors import InputError, SiteError
 

@@ -1,9 +1,22 @@
 """Analyses over activations: cross-lingual and cross-modal consistency, feature vs neuron
 interpretability, each statistic next to a null. Pure functions over arrays; no plotting here."""
 
-from mmfeatures.analysis.consistency import (CrossLingual, Overlap, crosslingual, language_entropy, monolinguality,
-                                             translation_overlap, translation_pairs)
-from mmfeatures.analysis.crossmodal import CrossModal, bridge_features, bridge_matrix, crossmodal, modality_score
+from mmfeatures.analysis.consistency import (
+                                             CrossLingual,
+                                             Overlap,
+                                             crosslingual,
+                                             language_entropy,
+                                             monolinguality,
+                                             translation_overlap,
+                                             translation_pairs,
+)
+from mmfeatures.analysis.crossmodal import (
+                                             CrossModal,
+                                             bridge_features,
+                                             bridge_matrix,
+                                             crossmodal,
+                                             modality_score,
+)
 from mmfeatures.analysis.interpret import Comparison, Interpretability, auroc_score, compare, interpretability
 from mmfeatures.analysis.labels import Labels, check_sae_matches, pool_by_example, unit_activations
 from mmfeatures.analysis.stats import Score, benjamini_hochberg, bootstrap_ci, null_scores, permuted

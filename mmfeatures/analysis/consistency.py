@@ -40,7 +40,7 @@ def language_means(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, tuple[str
     """(units, languages) mean activation mass of each unit in each language."""
     onehot, langs = labels.onehot("language")
     counts = onehot.sum(0)
-    require_rows(dict(zip(langs, counts.astype(int))), 5, "per-language means")
+    require_rows(dict(zip(langs, counts.astype(int), strict=True)), 5, "per-language means")
     return (np.maximum(z, 0).T @ onehot) / counts, langs
 
 
@@ -137,7 +137,7 @@ def translation_overlap(z: np.ndarray, labels: Labels, *, k: int | None = None, 
     rng = np.random.default_rng(seed)
     draws = [jaccard(active, *random_pairs(labels, len(left), rng)) for _ in range(n_null)]
     by_language: dict[tuple[str, str], list[float]] = {}
-    for i, j, value in zip(left, right, trans):
+    for i, j, value in zip(left, right, trans, strict=True):
         key = tuple(sorted((labels.language[i], labels.language[j])))
         by_language.setdefault(key, []).append(value)
     score = Score("translation overlap (Jaccard)", float(np.nanmean(trans)),
@@ -161,6 +161,7 @@ class CrossLingual:
     scores: dict[str, Score] = field(default_factory=dict)
     concepts: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
+    overlap: Overlap | None = None
 
     def table(self):
         """The scores as a DataFrame (metric, value, null mean, null sd, p)."""
@@ -188,7 +189,7 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
     ``signed=True`` for neurons: AUROC also scores -z. ``overlap_k``: active set = top-k units
     (use it for dense neurons), else units > 0."""
     z, labels = _text(np.asarray(z, np.float32), labels)
-    require_rows({c: int(n) for c, n in zip(*np.unique(labels.concept.astype(str), return_counts=True))}, 2,
+    require_rows({c: int(n) for c, n in zip(*np.unique(labels.concept.astype(str), return_counts=True), strict=True)}, 2,
                  "concept AUROC (rows per concept)")
     alive = (z > 0).sum(0) >= min_active if not signed else (z != 0).sum(0) >= min_active
     rank = ranks(z)
@@ -222,6 +223,8 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
         "language_specific": Score("language-specific fraction", mono.sum() / n_alive, np.array(null_mono)),
         "entropy": Score("mean language entropy", float(np.nanmean(entropy[alive])), np.array(null_h), "less"),
     }
+    overlap = None
     if len(translation_pairs(labels)[0]):
-        scores["overlap"] = translation_overlap(z, labels, k=overlap_k, n_null=n_perm, seed=seed).score
-    return CrossLingual(entropy, c_auc, c_best, l_auc, l_best, alive, multi, mono, scores, concepts, langs)
+        overlap = translation_overlap(z, labels, k=overlap_k, n_null=n_perm, seed=seed)
+        scores["overlap"] = overlap.score
+    return CrossLingual(entropy, c_auc, c_best, l_auc, l_best, alive, multi, mono, scores, concepts, langs, overlap)

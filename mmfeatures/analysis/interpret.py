@@ -4,6 +4,9 @@
 - **Concept-prediction correlation** (in the spirit of autointerp scoring): "explain" each unit by its
   best concept on one half of the rows (sentence group 1), predict the activation on the other half as
   1 for that concept and 0 otherwise, and correlate the prediction with the real activation.
+- **Top-activation purity** (monosemanticity as in Bricken et al.): among a unit's N highest-activating
+  rows (N = the median number of rows per concept), the share that belongs to its most common concept.
+  Chance is about max-count / N for N random rows.
 
 Neurons have no preferred sign, so they are scored on z and on -z (``signed=True``); SAE latents are
 non-negative. Nulls: the same scores with concept labels permuted (within language), and the study
@@ -31,12 +34,17 @@ class Interpretability:
     null_auroc: np.ndarray
     """Best-concept AUROC of every unit under permuted concept labels (one permutation per entry)."""
     concepts: tuple[str, ...]
+    purity: np.ndarray
+    null_purity: np.ndarray
+    """Top-activation purity of every unit under permuted concept labels."""
 
     def summary(self, name: str) -> dict[str, float | str]:
         auc, corr = self.auroc[np.isfinite(self.auroc)], self.correlation[np.isfinite(self.correlation)]
         return {"units": name, "n": len(auc), "median_auroc": float(np.median(auc)),
                 "frac_auroc_0.9": float((auc >= 0.9).mean()), "median_correlation": float(np.median(corr)),
-                "null_median_auroc": float(np.nanmedian(self.null_auroc))}
+                "null_median_auroc": float(np.nanmedian(self.null_auroc)),
+                "median_purity": float(np.nanmedian(self.purity)),
+                "null_median_purity": float(np.nanmedian(self.null_purity))}
 
 
 def _halves(labels: Labels) -> tuple[np.ndarray, np.ndarray]:
@@ -59,11 +67,31 @@ def interpretability(z: np.ndarray, labels: Labels, *, signed: bool = False, n_p
     auc, best = best_auroc(rank, onehot, signed)
     auc = np.where(varies, auc, np.nan)
     rng = np.random.default_rng(seed)
-    null = np.concatenate([np.where(varies, best_auroc(rank, permuted(labels, "concept", rng, "language")
-                                                       .onehot("concept")[0], signed)[0], np.nan)
-                           for _ in range(n_perm)])
+    shuffles = [permuted(labels, "concept", rng, "language").onehot("concept")[0] for _ in range(n_perm)]
+    null = np.concatenate([np.where(varies, best_auroc(rank, o, signed)[0], np.nan) for o in shuffles])
+    n_top = int(np.median(onehot.sum(0)))
+    purity = np.where(varies, top_purity(z, onehot, n_top, signed), np.nan)
+    null_purity = np.concatenate([np.where(varies, top_purity(z, o, n_top, signed), np.nan) for o in shuffles])
     return Interpretability(auc, best, _prediction_correlation(z, labels, onehot, signed, varies),
-                            null, concepts)
+                            null, concepts, purity.astype(np.float32), null_purity.astype(np.float32))
+
+
+def top_purity(z: np.ndarray, onehot: np.ndarray, n_top: int, signed: bool = False) -> np.ndarray:
+    """Share of each unit's ``n_top`` highest rows that belong to its most common concept among them
+    (for ``signed`` units the better of z and -z)."""
+    codes = onehot.argmax(1)
+
+    def one_sign(values):
+        top = np.argpartition(-values, n_top - 1, axis=0)[:n_top]          # n_top x units row indices
+        ordered = np.sort(codes[top], axis=0)
+        run = longest = np.ones(values.shape[1], np.int64)
+        for i in range(1, n_top):                                         # longest run = modal count
+            run = np.where(ordered[i] == ordered[i - 1], run + 1, 1)
+            longest = np.maximum(longest, run)
+        return longest / n_top
+
+    best = one_sign(z)
+    return np.maximum(best, one_sign(-z)) if signed else best
 
 
 def _prediction_correlation(z: np.ndarray, labels: Labels, onehot: np.ndarray, signed: bool,

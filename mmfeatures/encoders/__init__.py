@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, resolve_device
+from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, random_init, resolve_device
 from mmfeatures.encoders.offline import OFFLINE_MODELS
 from mmfeatures.encoders.tiny import TINY_MODELS
 from mmfeatures.errors import UnknownModelError
@@ -29,7 +29,7 @@ SCHEMES = {
         source="open_clip pretrained tags (hub/cache) or a local file"),
 }
 
-__all__ = ["Batch", "Encoder", "ModelInfo", "Tower", "list_models", "load_encoder", "resolve_device"]
+__all__ = ["Batch", "Encoder", "ModelInfo", "Tower", "list_models", "load_encoder", "random_init", "resolve_device"]
 
 
 def list_models() -> list[ModelInfo]:

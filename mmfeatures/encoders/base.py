@@ -279,3 +279,27 @@ class Encoder:
             if site.layer is None:
                 captured[str(site)] = embedding
         return {str(s): captured[str(s)] for s in parsed}
+
+
+def random_init(encoder: Encoder, seed: int = 0) -> Encoder:
+    """A copy of ``encoder`` with the same architecture and tokenizer but freshly initialised weights:
+    the "random-init model" null for analyses. Its name gains '+random-init-<seed>' (so activation
+    stores never mix it up with the trained model) and ``info.real`` is False."""
+    import copy
+    import dataclasses
+
+    clone = copy.deepcopy(encoder)
+    torch.manual_seed(seed)
+    for tower in clone.towers.values():
+        module = getattr(tower, "module", None)
+        if module is None:
+            raise TypeError(f"{encoder.name}: a tower has no .module to re-initialise")
+        if hasattr(module, "_init_weights"):  # transformers models: their own initialiser, every submodule
+            module.apply(module._init_weights)
+        else:
+            for sub in module.modules():
+                if hasattr(sub, "reset_parameters"):
+                    sub.reset_parameters()
+    clone.info = dataclasses.replace(encoder.info, name=f"{encoder.name}+random-init-{seed}", real=False,
+                                     description=f"{encoder.info.description} (random init, seed {seed})")
+    return clone

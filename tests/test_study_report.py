@@ -1,0 +1,50 @@
+"""The results page is generated from results.json alone, and says what the numbers say."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from consistency_report import write_report  # noqa: E402
+from consistency_study import score  # noqa: E402
+
+from mmfeatures.analysis import planted  # noqa: E402
+
+
+def fake_results(strong: str) -> dict:
+    """Two 'models' on planted data: the ``strong`` one is concept-driven and weakly language-marked,
+    the other language-driven with no concept signal."""
+    results = {}
+    for model, layers in {"offline:e5-small": [3, 7, 11], "offline:minilm-l6": [1, 3, 5]}.items():
+        for i, layer in enumerate(layers):
+            p = (planted(seed=i, language_scale=0.5) if model == strong else
+                 planted(seed=i, concept_scale=0.0, language_scale=4.0))
+            z, kind = p.units()
+            units = {"neurons": (p.x, True), "random-directions": (z[:, kind == "noise"], False),
+                     **{f"sae-{w}": (z, False) for w in (1536, 3072, 6144)}}
+            for name, (values, signed) in units.items():
+                results[f"{model}|{layer}|{name}"] = score(values, p.labels, signed=signed, n_perm=3)
+    results["_meta"] = {"n_perm": 3, "k": 16, "widths": [1536, 3072, 6144], "epochs": 1, "dataset": "planted",
+                        "rows": len(p.labels), "device": "cpu"}
+    return results
+
+
+@pytest.mark.parametrize("strong, verdict", [("offline:e5-small", "as expected, e5 is the more consistent"),
+                                             ("offline:minilm-l6", "against expectation")])
+def test_report_is_computed_from_results(tmp_path, strong, verdict):
+    results = fake_results(strong)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    page = write_report(tmp_path).read_text()
+    assert verdict in page
+    e5_top = results["offline:e5-small|11|sae-6144"]["scores"]["multilingual"]
+    assert f"{e5_top['value']:.3f} ({e5_top['null_mean']:.3f}" in page
+    for figure in ("multilingual_by_layer", "overlap_by_layer", "auroc_distributions"):
+        assert f"figures/{figure}.png" in page and (tmp_path / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert "Cross-modal consistency" in page and np.isfinite(e5_top["value"])
