@@ -14,7 +14,7 @@ What it does, on the built-in parallel sentences (123 concepts x 16 languages x 
 3. Scores neurons, every SAE, and random directions of the middle width (the random-direction null).
    The scores are cross-lingual consistency and interpretability, each with permutation nulls.
 
-Results are saved per unit set in results.json as they are computed, so an interrupted run resumes.
+Results are saved per unit set in results.json.gz as they are computed, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from consistency_report import load_results, save_results  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crosslingual, interpretability  # noqa: E402
 from mmfeatures.analysis.labels import pool_by_example, unit_activations  # noqa: E402
-from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+from mmfeatures.disk import cache_dir  # noqa: E402
 from mmfeatures.encoders import random_init  # noqa: E402
 
 MODELS = {"offline:e5-small": [3, 7, 11], "offline:minilm-l6": [1, 3, 5]}
@@ -99,7 +102,6 @@ def score(z: np.ndarray, labels: Labels, *, signed: bool, n_perm: int) -> dict:
             "scores": {k: v.row() for k, v in cl.scores.items()},
             "interpret": it.summary(""),
             "auroc": np.round(it.auroc[alive], 4).tolist(),
-            "correlation": np.round(it.correlation[alive], 4).tolist(),
             "by_language": {f"{a}-{b}": v for (a, b), v in cl.overlap.by_language.items()},
             "mean_active": float((z > 0).sum(1).mean()),
             "purity": np.round(it.purity[alive], 4).tolist()}
@@ -107,14 +109,14 @@ def score(z: np.ndarray, labels: Labels, *, signed: bool, n_perm: int) -> dict:
 
 def run(args) -> None:
     out = Path(args.out)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results_path = out / "results.json.gz"
+    results = load_results(out) if results_path.is_file() else {}
     work = Path(args.work)
     dataset = mmf.ConceptDataset.builtin(["concepts"])
 
     def save(key: str, value: dict) -> None:
         results[key] = value
-        write_text_atomic(results_path, json.dumps(results, indent=0, sort_keys=True))
+        save_results(out, results)
         s = value["scores"]
         log(f"{key}: multilingual {s['multilingual']['value']:.3f} (null {s['multilingual']['null_mean']:.3f}), "
             f"overlap {s['overlap']['value']:.3f} (null {s['overlap']['null_mean']:.3f}), "
@@ -159,7 +161,7 @@ def run(args) -> None:
     results["_meta"] = {"n_perm": args.n_perm, "k": K, "widths": WIDTHS, "epochs": TRAIN_EPOCHS,
                         "dataset": dataset.fingerprint()[:16], "rows": len(dataset),
                         "device": "cpu", "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))}
-    write_text_atomic(results_path, json.dumps(results, indent=0, sort_keys=True))
+    save_results(out, results)
 
 
 def main() -> None:
@@ -172,7 +174,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if not args.report:
         run(args)
-    from consistency_report import write_report  # noqa: E402  (scripts/ is on sys.path when run as a script)
+    from consistency_report import write_report
 
     write_report(Path(args.out))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from consistency_report import write_report  # noqa: E402
+from consistency_report import save_results, write_report  # noqa: E402
 from consistency_study import score  # noqa: E402
 
 from mmfeatures.analysis import planted  # noqa: E402
@@ -40,7 +39,7 @@ def fake_results(strong: str) -> dict:
                                              ("offline:minilm-l6", "against expectation")])
 def test_report_is_computed_from_results(tmp_path, strong, verdict):
     results = fake_results(strong)
-    (tmp_path / "results.json").write_text(json.dumps(results))
+    save_results(tmp_path, results)
     page = write_report(tmp_path).read_text()
     assert verdict in page
     e5_top = results["offline:e5-small|11|sae-6144"]["scores"]["multilingual"]

@@ -1,0 +1,330 @@
+"""Cross-model feature matching: streaming Pearson correlation, assignment, and nulls.
+
+The correlation between every unit of A and every unit of B over shared inputs is accumulated chunk by
+chunk: per chunk, means and a centred cross-product (one GEMM, fp32), merged into the running totals
+with Chan et al.'s pairwise update, so nothing is ever summed as raw moments over millions of rows
+(which cancels catastrophically in fp32). Dead or constant units get correlation 0 and are masked.
+For TopK latents, ``sparse=True`` computes each chunk's cross-product from the non-zeros only.
+
+>>> acc = StreamingCorrelation(384, 16384)
+>>> for a, b in chunks: acc.update(a, b)                  # doctest: +SKIP
+>>> r = acc.correlation(); best = acc.topm(1)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmfeatures.errors import InputError
+
+MAX_HUNGARIAN = 20_000
+
+
+class StreamingCorrelation:
+    """Running Pearson correlation between the columns of A (n x d_a) and B (n x d_b).
+
+    State: n, column means, centred sums of squares and the centred cross-product (d_a x d_b, fp32 on
+    ``device``). ``update`` accepts numpy arrays or tensors, dense or sparse (``sparse=True`` turns
+    dense chunks sparse first, worthwhile for TopK latents)."""
+
+    def __init__(self, d_a: int, d_b: int, *, device: str = "cpu", sparse: bool = False):
+        memory = d_a * d_b * 4
+        if memory > 24 * 2**30:
+            raise InputError(f"a {d_a} x {d_b} correlation matrix needs {memory / 2**30:.0f} GiB; use "
+                             "streaming_topm(...), which keeps only row tiles in memory")
+        self.device = torch.device(device)
+        self.sparse = sparse
+        self.n = 0
+        self.mean_a = torch.zeros(d_a, dtype=torch.float64, device=self.device)
+        self.mean_b = torch.zeros(d_b, dtype=torch.float64, device=self.device)
+        self.m2_a = torch.zeros(d_a, dtype=torch.float64, device=self.device)
+        self.m2_b = torch.zeros(d_b, dtype=torch.float64, device=self.device)
+        self.comoment = torch.zeros(d_a, d_b, dtype=torch.float32, device=self.device)
+        self.nonfinite_rows = 0
+
+    def update(self, a, b) -> None:
+        a, b = _tensor(a, self.device), _tensor(b, self.device)
+        if a.shape[0] != b.shape[0]:
+            raise InputError(f"chunk of A has {a.shape[0]} rows but B has {b.shape[0]}; rows must be the same inputs")
+        if a.shape[1] != self.mean_a.numel() or b.shape[1] != self.mean_b.numel():
+            raise InputError(f"chunk widths {a.shape[1]}, {b.shape[1]} differ from {self.mean_a.numel()}, "
+                             f"{self.mean_b.numel()}")
+        if a.is_sparse or b.is_sparse or self.sparse:
+            mean_ak, mean_bk, m2_ak, m2_bk, k = self._sparse_update(a, b)
+        else:
+            finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
+            if not bool(finite.all()):
+                self.nonfinite_rows += int((~finite).sum())
+                a, b = a[finite], b[finite]
+            k = a.shape[0]
+            if k == 0:
+                return
+            mean_ak, mean_bk = a.mean(0, dtype=torch.float64), b.mean(0, dtype=torch.float64)
+            da, db = a - mean_ak.float(), b - mean_bk.float()
+            m2_ak, m2_bk = (da.double() ** 2).sum(0), (db.double() ** 2).sum(0)
+            self.comoment.addmm_(da.T, db)
+        n, total = self.n, self.n + k
+        delta_a, delta_b = mean_ak - self.mean_a, mean_bk - self.mean_b
+        weight = n * k / total
+        if n:
+            self.comoment.addr_(delta_a.float(), delta_b.float(), alpha=weight)
+        self.m2_a += m2_ak + delta_a ** 2 * weight
+        self.m2_b += m2_bk + delta_b ** 2 * weight
+        self.mean_a += delta_a * (k / total)
+        self.mean_b += delta_b * (k / total)
+        self.n = total
+
+    def _sparse_update(self, a: torch.Tensor, b: torch.Tensor):
+        """Add this chunk's centred cross-product from the non-zeros only (sparse x sparse, then one
+        rank-1 correction); return the chunk's means and centred sums of squares."""
+        a = (a if a.is_sparse else a.to_sparse()).coalesce().float()
+        b = (b if b.is_sparse else b.to_sparse()).coalesce().float()
+        k = a.shape[0]
+        sum_a = torch.sparse.sum(a, 0).to_dense().double() if a._nnz() else torch.zeros(a.shape[1], dtype=torch.float64)
+        sum_b = torch.sparse.sum(b, 0).to_dense().double() if b._nnz() else torch.zeros(b.shape[1], dtype=torch.float64)
+        sq_a = torch.sparse.sum(a * a, 0).to_dense().double() if a._nnz() else torch.zeros_like(sum_a)
+        sq_b = torch.sparse.sum(b * b, 0).to_dense().double() if b._nnz() else torch.zeros_like(sum_b)
+        if a._nnz() and b._nnz():
+            with warnings.catch_warnings():                                # "sparse CSR is beta"
+                warnings.simplefilter("ignore", UserWarning)
+                cross = torch.sparse.mm(a.t().coalesce(), b).coalesce()      # d_a x d_b, sparse
+            self.comoment.index_put_(tuple(cross.indices()), cross.values(), accumulate=True)
+        mean_a, mean_b = sum_a / k, sum_b / k
+        self.comoment.addr_(sum_a.float(), mean_b.float(), alpha=-1.0)     # sum (a - mean_a)(b - mean_b)^T
+        return (mean_a.to(self.device), mean_b.to(self.device), (sq_a - sum_a * mean_a).clamp_min(0).to(self.device),
+                (sq_b - sum_b * mean_b).clamp_min(0).to(self.device), k)
+
+    @property
+    def alive_a(self) -> torch.Tensor:
+        return self.m2_a > 1e-12 * max(self.n, 1)
+
+    @property
+    def alive_b(self) -> torch.Tensor:
+        return self.m2_b > 1e-12 * max(self.n, 1)
+
+    def correlation(self) -> torch.Tensor:
+        """(d_a, d_b) Pearson r, fp32; 0 wherever a unit is dead or constant."""
+        if self.n < 2:
+            raise InputError(f"correlation needs >= 2 rows; got {self.n}")
+        sa = torch.where(self.alive_a, self.m2_a.sqrt(), torch.inf).float()
+        sb = torch.where(self.alive_b, self.m2_b.sqrt(), torch.inf).float()
+        return (self.comoment / sa[:, None]) / sb[None, :]
+
+    def topm(self, m: int = 1, tile: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) of each A unit's ``m`` best-correlated B units, computed in row tiles."""
+        r_values, r_index = [], []
+        sa = torch.where(self.alive_a, self.m2_a.sqrt(), torch.inf).float()
+        sb = torch.where(self.alive_b, self.m2_b.sqrt(), torch.inf).float()
+        for start in range(0, self.comoment.shape[0], tile):
+            r = self.comoment[start:start + tile] / sa[start:start + tile, None] / sb[None, :]
+            values, index = r.topk(min(m, r.shape[1]), dim=1)
+            r_values.append(values)
+            r_index.append(index)
+        return torch.cat(r_values), torch.cat(r_index)
+
+
+def _tensor(x, device) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(device) if t.is_sparse else t.to(device, torch.float32)
+
+
+def streaming_topm(chunks: Callable[[], Iterable[tuple]], d_a: int, d_b: int, m: int = 1, *, tile: int = 8192,
+                   device: str = "cpu", sparse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``m`` correlations per A unit when the full matrix would not fit: one pass over the data per
+    tile of ``tile`` A units. ``chunks()`` must return a fresh iterator of (a, b) chunk pairs each time."""
+    values, index = [], []
+    for start in range(0, d_a, tile):
+        stop = min(start + tile, d_a)
+        acc = StreamingCorrelation(stop - start, d_b, device=device, sparse=sparse)
+        for a, b in chunks():
+            a = a[:, start:stop] if not isinstance(a, torch.Tensor) or not a.is_sparse else \
+                a.to_dense()[:, start:stop]
+            acc.update(a, b)
+        v, i = acc.topm(m)
+        values.append(v)
+        index.append(i)
+    return torch.cat(values), torch.cat(index)
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A pairing of A units to B units with its correlations."""
+
+    a: np.ndarray
+    b: np.ndarray
+    r: np.ndarray
+    method: str
+
+    @property
+    def mean_r(self) -> float:
+        return float(np.mean(self.r)) if len(self.r) else float("nan")
+
+
+def max_match(r) -> Matching:
+    """Each A unit to its best B unit (many-to-one)."""
+    r = _np(r)
+    b = r.argmax(1)
+    return Matching(np.arange(len(r)), b, r[np.arange(len(r)), b], "max")
+
+
+def mutual_nn(r) -> Matching:
+    """Pairs that are each other's best match."""
+    r = _np(r)
+    ab, ba = r.argmax(1), r.argmax(0)
+    a = np.flatnonzero(ba[ab] == np.arange(len(r)))
+    return Matching(a, ab[a], r[a, ab[a]], "mutual")
+
+
+def hungarian(r) -> Matching:
+    """Exact one-to-one matching maximising total correlation (scipy, up to ~20k units per side)."""
+    from scipy.optimize import linear_sum_assignment
+
+    r = _np(r)
+    if max(r.shape) > MAX_HUNGARIAN:
+        raise InputError(f"{r.shape[0]} x {r.shape[1]} is too large for the exact Hungarian solver (limit "
+                         f"{MAX_HUNGARIAN}); use sparse_match(r, k=...) instead")
+    a, b = linear_sum_assignment(r, maximize=True)
+    return Matching(a, b, r[a, b], "hungarian")
+
+
+def sparse_match(r, k: int = 8) -> Matching:
+    """One-to-one matching on the union of each row's and each column's top-``k`` edges.
+
+    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` needs a perfect matching to exist, so
+    every A unit also gets a dummy edge (weight: worse than any real edge) to its own dummy B unit;
+    pairs matched through dummies are dropped."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    r = _np(r)
+    n_a, n_b = r.shape
+    k = min(k, n_a, n_b)
+    rows = np.argpartition(-r, k - 1, axis=1)[:, :k]
+    cols = np.argpartition(-r, k - 1, axis=0)[:k, :]
+    edges = set(zip(np.repeat(np.arange(n_a), k), rows.ravel(), strict=True))
+    edges |= set(zip(cols.ravel(), np.tile(np.arange(n_b), k), strict=True))
+    ea, eb = np.array([e[0] for e in edges]), np.array([e[1] for e in edges])
+    cost = 2.0 - r[ea, eb]                                # > 0: zero weights would vanish from the sparse graph
+    dummy = np.full(n_a, 4.0)                             # worse than any real edge (real costs are <= 3)
+    graph = sparse.csr_matrix((np.concatenate([cost, dummy]),
+                               (np.concatenate([ea, np.arange(n_a)]), np.concatenate([eb, n_b + np.arange(n_a)]))),
+                              shape=(n_a, n_b + n_a))
+    _, col = min_weight_full_bipartite_matching(graph) if n_a <= n_b + n_a else (None, None)
+    a = np.arange(n_a)
+    real = col < n_b
+    return Matching(a[real], col[real], r[a[real], col[real]], f"sparse-top{k}")
+
+
+def _np(r) -> np.ndarray:
+    return r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r)
+
+
+def linear_cka(x, y) -> float:
+    """Linear CKA (Kornblith et al. 2019) between two (rows x units) activation matrices."""
+    x, y = _centred(x), _centred(y)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def svcca(x, y, keep: float = 0.99, max_dims: int = 64) -> float:
+    """SVCCA (Raghu et al. 2017): keep the top singular directions of each side that explain ``keep``
+    of the variance (at most ``max_dims``), then average the canonical correlations between them."""
+    def reduce(m):
+        u, s, _ = np.linalg.svd(_centred(m), full_matrices=False)
+        dims = int(np.searchsorted(np.cumsum(s ** 2) / np.sum(s ** 2), keep) + 1)
+        return u[:, :min(dims, max_dims, len(s))]
+
+    qx, qy = reduce(x), reduce(y)
+    rho = np.linalg.svd(qx.T @ qy, compute_uv=False)
+    return float(np.mean(np.clip(rho, 0, 1)))
+
+
+def rsa(x, y, n_rows: int = 1000, seed: int = 0) -> float:
+    """RSA: Spearman correlation between the two sides' pairwise cosine-distance matrices over up to
+    ``n_rows`` shared rows."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) > n_rows:
+        pick = np.random.default_rng(seed).choice(len(x), n_rows, replace=False)
+        x, y = x[pick], y[pick]
+    iu = np.triu_indices(len(x), 1)
+    return float(spearmanr(_cosine_distance(x)[iu], _cosine_distance(y)[iu]).statistic)
+
+
+def _centred(m) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    return m - m.mean(0)
+
+
+def _cosine_distance(m: np.ndarray) -> np.ndarray:
+    m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return 1.0 - m @ m.T
+
+
+def decoder_cosine(decoder_a, decoder_b, matching: Matching) -> np.ndarray:
+    """Cosine between the decoder rows of matched pairs (SAEs on the same model and site)."""
+    da, db = _np(decoder_a)[matching.a], _np(decoder_b)[matching.b]
+    if da.shape[1] != db.shape[1]:
+        raise InputError(f"decoder widths differ ({da.shape[1]} vs {db.shape[1]}); decoder cosine needs SAEs "
+                         "on the same model and site")
+    da = da / np.maximum(np.linalg.norm(da, axis=1, keepdims=True), 1e-12)
+    db = db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
+    return (da * db).sum(1)
+
+
+def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndarray], float], *,
+                n_shuffle: int = 100, seed: int = 0):
+    """``measure`` on the matched columns against random pairings of equally many columns (Lan et al.'s
+    shuffled-pairing null); returns a Score with a one-sided p-value."""
+    from mmfeatures.analysis.stats import Score
+
+    x, y = np.asarray(x), np.asarray(y)
+    value = measure(x[:, matching.a], y[:, matching.b])
+    rng = np.random.default_rng(seed)
+    size = len(matching.a)
+    null = np.array([measure(x[:, rng.choice(x.shape[1], size, replace=False)],
+                             y[:, rng.choice(y.shape[1], size, replace=False)]) for _ in range(n_shuffle)])
+    return Score(getattr(measure, "__name__", "similarity"), float(value), null)
+
+
+def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=None) -> np.ndarray:
+    """Median max-correlation with B's rows shuffled against A's: what unrelated units reach."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    out = []
+    for _ in range(n_perm):
+        acc = StreamingCorrelation(a.shape[1], b.shape[1])
+        acc.update(a, b[rng.permutation(len(b))])
+        values, _ = acc.topm(1)
+        out.append(float(values[acc.alive_a, 0].median()))
+    return np.array(out)
+
+
+def max_correlation(a, b, *, chunk: int = 65536, sparse: bool = False) -> np.ndarray:
+    """Each A unit's best correlation with any B unit (alive A units only)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if len(a) != len(b):
+        raise InputError(f"A has {len(a)} rows but B has {len(b)}; compare the same inputs")
+    acc = StreamingCorrelation(a.shape[1], b.shape[1], sparse=sparse)
+    for start in range(0, len(a), chunk):
+        acc.update(a[start:start + chunk], b[start:start + chunk])
+    values, _ = acc.topm(1)
+    return values[acc.alive_a, 0].numpy()
+
+
+def check_aligned(ids_a, ids_b, what: str = "rows") -> None:
+    """Raise naming the first position where A's and B's example ids differ."""
+    ids_a, ids_b = list(ids_a), list(ids_b)
+    if len(ids_a) != len(ids_b):
+        raise InputError(f"A has {len(ids_a)} {what} but B has {len(ids_b)}; extract both from the same inputs "
+                         "(pooled rows when the tokenizers differ)")
+    for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)):
+        if x != y:
+            raise InputError(f"{what} differ first at position {i}: A has {x!r}, B has {y!r}; extract both "
+                             "from the same dataset in the same order")

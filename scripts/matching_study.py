@@ -1,0 +1,169 @@
+"""The matching study behind docs/results/matching.md. Every number on that page comes from here.
+
+    .venv/bin/python scripts/matching_study.py            # compute what is missing, then write the page
+    .venv/bin/python scripts/matching_study.py --report   # page only, from matching.json
+
+1. Universality across SAE seeds: two TopK SAEs (3,072 latents, k = 16) on e5-small layer 11 that differ
+   only in their seed. Each feature's best correlation with the other SAE's features is computed over
+   every token of the built-in sentences, next to a permuted-rows null and to the neuron baselines.
+2. Across models, layer by layer, on the same sentences (mean-pooled rows, since tokenizers differ):
+   - e5-small against e5-small-enpt (related: the same model with a pruned vocabulary);
+   - e5-small against MiniLM-L6 (unrelated);
+   - e5-small against a random-init e5 (the random-init-model null).
+   Measures: the median best correlation of neurons, linear CKA, SVCCA and RSA, each next to a
+   permuted-rows null.
+
+Reuses the stores and SAEs of scripts/consistency_study.py (same --work folder) where they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import mmfeatures as mmf  # noqa: E402
+from mmfeatures.analysis import Score  # noqa: E402
+from mmfeatures.analysis.labels import unit_activations  # noqa: E402
+from mmfeatures.analysis.matching import (  # noqa: E402
+    StreamingCorrelation,
+    check_aligned,
+    decoder_cosine,
+    hungarian,
+    linear_cka,
+    max_correlation,
+    permuted_rows_null,
+    rsa,
+    svcca,
+)
+from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+from mmfeatures.encoders import random_init  # noqa: E402
+
+PAIRS = {"offline:e5-small-enpt": [3, 7, 11], "offline:minilm-l6": [1, 3, 5], "e5-random-init": [3, 7, 11]}
+E5_LAYERS = [3, 7, 11]
+N_NULL = 100
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pooled(encoder, layers, work: Path, dataset):
+    sites = [f"text.layer.{layer}.resid" for layer in layers]
+    result = mmf.extract(encoder, dataset, sites, pooling="mean", store_dir=work / "stores", batch_size=64,
+                         progress=False)
+    return {layer: result.stores[f"text.layer.{layer}.resid"] for layer in layers}
+
+
+def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    value = measure(a, b)
+    null = np.array([measure(a, b[rng.permutation(len(b))]) for _ in range(n)])
+    return Score(name, float(value), null).row()
+
+
+def seeds(work: Path, dataset, results: dict, save) -> None:
+    if "seeds" in results:
+        return
+    e5 = mmf.load_encoder("offline:e5-small")
+    store = mmf.extract(e5, dataset, ["text.layer.11.resid"], pooling="none", store_dir=work / "stores",
+                        batch_size=64, progress=False).stores["text.layer.11.resid"]
+    configs = [mmf.TrainConfig(mmf.TopK(k=16), 3072, seed=s, lr=3e-3, warmup_steps=20, batch_size=2048,
+                               total_rows=store.n_rows * 6, dead_tokens=100_000, device="cpu",
+                               name=f"topk16-3072-seed{s}") for s in (0, 1)]
+    folder = work / "saes" / "seeds-e5-layer11"
+    if all((folder / c.name / "cfg.json").is_file() for c in configs):
+        saes = [mmf.load_sae(str(folder / c.name)) for c in configs]
+    else:
+        log("training two SAEs that differ only in seed")
+        saes = mmf.train(store, configs, folder, progress=False)
+    x = store.array()
+    import torch
+
+    with torch.no_grad():
+        z = [sae.encode(torch.from_numpy(x)) for sae in saes]
+    z = [t.to_dense().numpy() if t.is_sparse else t.numpy() for t in z]
+    best = max_correlation(z[0], z[1], sparse=True)
+    null = permuted_rows_null(z[0], z[1], n_perm=5)
+    neurons_e5, _ = unit_activations(pooled(e5, [11], work, dataset)[11])
+    enpt = mmf.load_encoder("offline:e5-small-enpt")
+    neurons_enpt, _ = unit_activations(pooled(enpt, [11], work, dataset)[11])
+    neuron_best = max_correlation(neurons_e5, neurons_enpt)
+    acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
+    acc.update(z[0], z[1])
+    matched = hungarian(acc.correlation().numpy())
+    cos = decoder_cosine(saes[0].W_dec.detach().numpy(), saes[1].W_dec.detach().numpy(), matched)
+    save("seeds", {"features_median_max_r": float(np.median(best)), "features_alive": int(len(best)),
+                   "features_null": null.tolist(), "neurons_median_max_r": float(np.median(neuron_best)),
+                   "hungarian_mean_r": matched.mean_r, "decoder_cosine_median": float(np.median(cos)),
+                   "rows": int(store.n_rows), "features_max_r": np.round(best, 4).tolist(),
+                   "neurons_max_r": np.round(neuron_best, 4).tolist()})
+
+
+def across(work: Path, dataset, results: dict, save) -> None:
+    e5 = mmf.load_encoder("offline:e5-small")
+    e5_stores = pooled(e5, E5_LAYERS, work, dataset)
+    for other, layers in PAIRS.items():
+        if all(f"{other}|{a}|{b}" in results for a, b in zip(E5_LAYERS, layers, strict=True)):
+            continue
+        encoder = random_init(e5, seed=0) if other == "e5-random-init" else mmf.load_encoder(other)
+        stores = pooled(encoder, layers, work, dataset)
+        for a_layer, b_layer in zip(E5_LAYERS, layers, strict=True):
+            key = f"{other}|{a_layer}|{b_layer}"
+            if key in results:
+                continue
+            za, la = unit_activations(e5_stores[a_layer])
+            zb, lb = unit_activations(stores[b_layer])
+            check_aligned(la.example_id, lb.example_id)
+            best = max_correlation(za, zb)
+            entry = {"neurons_median_max_r": float(np.median(best)),
+                     "neurons_null": permuted_rows_null(za, zb, n_perm=5).tolist(),
+                     "cka": null_score("linear CKA", linear_cka, za, zb, N_NULL),
+                     "svcca": null_score("SVCCA", svcca, za, zb, 20),
+                     "rsa": null_score("RSA", rsa, za, zb, 20)}
+            save(key, entry)
+
+
+def run(args) -> None:
+    out = Path(args.out)
+    path = out / "matching.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    work = Path(args.work)
+    dataset = mmf.ConceptDataset.builtin(["concepts"])
+
+    def save(key, value):
+        results[key] = value
+        write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
+        log(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float)))
+
+    seeds(work, dataset, results, save)
+    across(work, dataset, results, save)
+    results["_meta"] = {"rows": len(dataset), "dataset": dataset.fingerprint()[:16], "n_null": N_NULL,
+                        "device": "cpu"}
+    write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    parser.add_argument("--work", default=str(cache_dir("study")))
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        run(args)
+    from matching_report import write_report
+
+    write_report(Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Streaming correlation against float64 references, assignment against the exact solver, similarity
+measures on known cases, and bad input named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mmfeatures as mmf
+from mmfeatures.analysis.matching import (
+    StreamingCorrelation,
+    check_aligned,
+    decoder_cosine,
+    hungarian,
+    linear_cka,
+    max_correlation,
+    max_match,
+    mutual_nn,
+    permuted_rows_null,
+    rsa,
+    sparse_match,
+    streaming_topm,
+    subset_null,
+    svcca,
+)
+from mmfeatures.errors import InputError
+
+
+def topk_latents(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    pre = x @ w
+    z = np.zeros_like(pre)
+    idx = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+    np.put_along_axis(z, idx, np.maximum(np.take_along_axis(pre, idx, 1), 0), 1)
+    return z
+
+
+def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        r = np.corrcoef(a.astype(np.float64), b.astype(np.float64), rowvar=False)[: a.shape[1], a.shape[1]:]
+    return np.nan_to_num(r)
+
+
+def test_streaming_matches_float64_despite_large_offsets():
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((20_000, 40)) * 0.01 + 1000).astype(np.float32)  # fp32 raw moments would cancel
+    b = (np.c_[a[:, :10] * 3, rng.standard_normal((20_000, 15))] + 7).astype(np.float32)
+    acc = StreamingCorrelation(40, 25)
+    for start in range(0, len(a), 3_000):
+        acc.update(a[start:start + 3_000], b[start:start + 3_000])
+    assert np.abs(acc.correlation().numpy() - reference(a, b)).max() <= 1e-4
+
+
+def test_sparse_path_dead_units_and_nonfinite_rows():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4_000, 32)).astype(np.float32)
+    a = topk_latents(x, rng.standard_normal((32, 300)).astype(np.float32), 8)
+    b = topk_latents(x, rng.standard_normal((32, 200)).astype(np.float32), 8)
+    a[:, 5] = 0.0  # dead
+    b[:, 7] = 2.0  # constant
+    sparse, dense = StreamingCorrelation(300, 200, sparse=True), StreamingCorrelation(300, 200)
+    for start in range(0, 4_000, 512):
+        sparse.update(torch.from_numpy(a[start:start + 512]).to_sparse(), b[start:start + 512])
+        dense.update(a[start:start + 512], b[start:start + 512])
+    r = sparse.correlation().numpy()
+    assert np.abs(r - reference(a, b)).max() <= 1e-4 and np.abs(dense.correlation().numpy() - r).max() <= 1e-4
+    assert not np.isnan(r).any() and (r[5] == 0).all() and (r[:, 7] == 0).all()
+    assert not sparse.alive_a[5] and not sparse.alive_b[7]
+    bad = a[:10].copy()
+    bad[3, 0] = np.nan
+    dense.update(bad, b[:10])
+    assert dense.nonfinite_rows == 1
+
+
+def test_topm_and_tiled_streaming_agree():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3_000, 50)).astype(np.float32), rng.standard_normal((3_000, 30)).astype(np.float32)
+    b[:, :5] += a[:, 10:15]
+    acc = StreamingCorrelation(50, 30)
+    acc.update(a, b)
+    full_v, full_i = acc.topm(3)
+    tiled_v, tiled_i = streaming_topm(lambda: ((a[s:s + 700], b[s:s + 700]) for s in range(0, 3_000, 700)),
+                                      50, 30, m=3, tile=16)
+    assert torch.equal(full_i, tiled_i) and torch.allclose(full_v, tiled_v, atol=1e-5)
+    assert full_i[10:15, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_assignment_methods():
+    rng = np.random.default_rng(3)
+    perm = rng.permutation(60)
+    r = rng.uniform(-0.2, 0.3, (60, 80)).astype(np.float32)
+    r[np.arange(60), perm] = rng.uniform(0.6, 0.9, 60)
+    exact = hungarian(r)
+    assert (exact.b == perm).all()
+    approx = sparse_match(r, k=4)
+    assert len(approx.a) == 60 and approx.r.sum() >= exact.r.sum() - 1e-4  # the planted pairs are in the top-k
+    noisy = rng.uniform(0, 1, (50, 50)).astype(np.float32)
+    gap = hungarian(noisy).r.sum() - sparse_match(noisy, k=10).r.sum()
+    assert 0 <= gap < 0.05 * hungarian(noisy).r.sum()
+    assert (max_match(r).b == perm).all() and len(mutual_nn(r).a) == 60
+    with pytest.raises(InputError, match="sparse_match"):
+        hungarian(np.zeros((20_001, 2), np.float32))
+
+
+def test_similarity_measures_known_cases():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((400, 12))
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    y = rng.standard_normal((400, 12))
+    for measure in (linear_cka, svcca, rsa):
+        assert measure(x, x @ q) == pytest.approx(1.0, abs=1e-6)
+        assert measure(x, y) < 0.3
+    a = x @ rng.standard_normal((12, 40))
+    b = np.c_[a[:, :20] + 0.1 * rng.standard_normal((400, 20)), rng.standard_normal((400, 20))]
+    matching = hungarian(np.corrcoef(a, b, rowvar=False)[:40, 40:])
+    top = max_match(np.corrcoef(a, b, rowvar=False)[:20, 40:])
+    score = subset_null(a[:, :20], b, top, linear_cka, n_shuffle=50)
+    assert score.p_value < 0.05 and score.value > score.null_mean
+    cos = decoder_cosine(np.eye(40, 8), np.eye(40, 8), matching)
+    assert cos.shape == (40,)
+
+
+def test_max_correlation_and_permuted_rows_null():
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((2_000, 20)).astype(np.float32)
+    b = np.c_[a + 0.3 * rng.standard_normal(a.shape), rng.standard_normal((2_000, 5))].astype(np.float32)
+    best = max_correlation(a, b, chunk=333)
+    assert np.median(best) > 0.9
+    assert permuted_rows_null(a, b, n_perm=3).max() < 0.15
+
+
+def test_bad_input_is_named():
+    acc = StreamingCorrelation(3, 4)
+    with pytest.raises(InputError, match="A has 5 rows but B has 4"):
+        acc.update(np.zeros((5, 3), np.float32), np.zeros((4, 4), np.float32))
+    with pytest.raises(InputError, match="streaming_topm"):
+        StreamingCorrelation(200_000, 200_000)
+    with pytest.raises(InputError, match=r"position 1: A has 'b', B has 'x'"):
+        check_aligned(["a", "b", "c"], ["a", "x", "c"])
+    with pytest.raises(InputError, match="3 rows but B has 2"):
+        check_aligned(["a", "b", "c"], ["a", "b"])
+
+
+def test_two_towers_of_tiny_clip_on_image_caption_pairs(tmp_path):
+    """Plumbing: image and text towers of a two-tower model compared on the rows of aligned pairs."""
+    from PIL import Image
+
+    clip = mmf.load_encoder("tiny:clip")
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+    images = [Image.new("RGB", (32, 32), c) for c in colours]
+    texts = [f"a {c} square" for c in colours]
+    img = mmf.extract(clip, images, ["image.layer.1.resid"], pooling="mean", store_dir=tmp_path, progress=False)
+    txt = mmf.extract(clip, texts, ["text.layer.1.resid"], pooling="mean", store_dir=tmp_path, progress=False)
+    a, b = img["image.layer.1.resid"], txt["text.layer.1.resid"]
+    best = max_correlation(a, b)
+    assert best.shape[0] <= a.shape[1] and np.all(np.abs(best) <= 1 + 1e-6)
+    assert 0 <= linear_cka(a, b) <= 1
