@@ -155,3 +155,23 @@ def test_two_towers_of_tiny_clip_on_image_caption_pairs(tmp_path):
     best = max_correlation(a, b)
     assert best.shape[0] <= a.shape[1] and np.all(np.abs(best) <= 1 + 1e-6)
     assert 0 <= linear_cka(a, b) <= 1
+
+
+def test_aligned_units_per_token_pooled_and_mismatch(tmp_path):
+    from mmfeatures.analysis.matching import aligned_units
+
+    bert = mmf.load_encoder("tiny:bert")
+    texts = [mmf.Example(t, mmf.Modality.TEXT, t) for t in ["a dog", "un perro grande", "a big red dog"]]
+    sites = ["text.layer.0.resid", "text.layer.1.resid"]
+    tokens = mmf.extract(bert, texts, sites, pooling="none", store_dir=tmp_path, progress=False).stores
+    za, zb = aligned_units(tokens[sites[0]], tokens[sites[1]])
+    assert za.shape == zb.shape and za.shape[0] == tokens[sites[0]].n_rows > len(texts)
+    pooled = mmf.extract(bert, texts, sites[1:], pooling="mean", store_dir=tmp_path, progress=False).stores[sites[1]]
+    za, zb = aligned_units(tokens[sites[0]], pooled)
+    assert za.shape[0] == zb.shape[0] == 3
+    reordered = mmf.extract(bert, texts[::-1], sites[1:], pooling="mean", store_dir=tmp_path,
+                            progress=False).stores[sites[1]]
+    with pytest.raises(InputError, match="examples differ first at position 0: A has 'a dog', B has 'a big red dog'"):
+        aligned_units(pooled, reordered)
+    with pytest.raises(InputError, match="per_token=True needs two token stores"):
+        aligned_units(tokens[sites[0]], pooled, per_token=True)

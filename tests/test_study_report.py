@@ -47,3 +47,27 @@ def test_report_is_computed_from_results(tmp_path, strong, verdict):
     for figure in ("multilingual_by_layer", "overlap_by_layer", "auroc_distributions"):
         assert f"figures/{figure}.png" in page and (tmp_path / "figures" / f"{figure}.png").stat().st_size > 1000
     assert "Cross-modal consistency" in page and np.isfinite(e5_top["value"])
+
+
+def test_matching_report_is_computed_from_results(tmp_path):
+    import json
+
+    from matching_report import write_report as write_matching
+
+    def cell(value, null):
+        return {"metric": "m", "value": value, "null_mean": null, "null_sd": 0.01, "p_value": 0.01, "n_null": 100}
+
+    results = {"seeds": {"features_median_max_r": 0.61, "features_alive": 3000, "features_null": [0.05, 0.06],
+                         "neurons_median_max_r": 0.44, "hungarian_mean_r": 0.5, "decoder_cosine_median": 0.4,
+                         "rows": 1000, "features_max_r": [0.6, 0.7, 0.2], "neurons_max_r": [0.4, 0.5]},
+               "_meta": {"rows": 3936, "dataset": "abc", "n_null": 100}}
+    for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4), ("e5-random-init", 0.1)):
+        for a, b in ((3, 3), (11, 11)):
+            results[f"{other}|{a}|{b}"] = {"neurons_median_max_r": cka, "neurons_null": [0.05],
+                                           "cka": cell(cka, 0.02), "svcca": cell(0.5, 0.1), "rsa": cell(0.3, 0.0)}
+    (tmp_path / "matching.json").write_text(json.dumps(results))
+    page = write_matching(tmp_path).read_text()
+    assert "| SAE features, seed 0 → seed 1 (per token) | 0.610" in page
+    assert page.index("e5-small-enpt (related) 0.900") < page.index("MiniLM-L6 (unrelated) 0.400") \
+        < page.index("random-init e5 (null) 0.100")
+    assert (tmp_path / "figures" / "matching_seeds.png").is_file()

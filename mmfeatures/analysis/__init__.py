@@ -19,10 +19,31 @@ from mmfeatures.analysis.crossmodal import (
 )
 from mmfeatures.analysis.interpret import Comparison, Interpretability, auroc_score, compare, interpretability
 from mmfeatures.analysis.labels import Labels, check_sae_matches, pool_by_example, unit_activations
+from mmfeatures.analysis.matching import (
+                                             Matching,
+                                             StreamingCorrelation,
+                                             aligned_units,
+                                             check_aligned,
+                                             decoder_cosine,
+                                             hungarian,
+                                             linear_cka,
+                                             max_correlation,
+                                             max_match,
+                                             mutual_nn,
+                                             permuted_rows_null,
+                                             rsa,
+                                             sparse_match,
+                                             streaming_topm,
+                                             subset_null,
+                                             svcca,
+)
 from mmfeatures.analysis.stats import Score, benjamini_hochberg, bootstrap_ci, null_scores, permuted
 from mmfeatures.analysis.synthetic import Planted, planted
 
-__all__ = ["Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
+__all__ = ["Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
+           "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
+           "streaming_topm", "subset_null", "svcca",
+           "Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
            "auroc_score", "benjamini_hochberg", "bootstrap_ci", "bridge_features", "bridge_matrix",
            "check_sae_matches", "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
            "modality_score", "monolinguality", "null_scores", "permuted", "planted", "pool_by_example",

@@ -30,6 +30,7 @@ def _text(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, Labels]:
     if z.ndim != 2 or len(z) != len(labels):
         raise InputError(f"activations have shape {z.shape} but there are {len(labels)} labelled rows; "
                          "give one row per label")
+    labels.require_concepts()
     keep = labels.mask(modality="text") & (labels.language != "")
     if not keep.any():
         raise InputError("no text rows with a language; cross-lingual metrics need texts in >= 2 languages")

@@ -30,6 +30,7 @@ from mmfeatures.errors import InputError
 def _check(z: np.ndarray, labels: Labels) -> None:
     if z.ndim != 2 or len(z) != len(labels):
         raise InputError(f"activations have shape {z.shape} but there are {len(labels)} labelled rows")
+    labels.require_concepts()
     mods = set(labels.modality.astype(str))
     if not {"image", "text"} <= mods:
         raise InputError(f"cross-modal metrics need image and text rows; these rows are {sorted(mods)}")

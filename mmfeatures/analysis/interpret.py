@@ -59,6 +59,7 @@ def interpretability(z: np.ndarray, labels: Labels, *, signed: bool = False, n_p
                      min_active: int = 3, seed: int = 0) -> Interpretability:
     """Best-concept AUROC and concept-prediction correlation for every unit of ``z`` (text rows)."""
     z = np.asarray(z, np.float32)
+    labels.require_concepts()
     keep = labels.mask(modality="text")
     z, labels = z[keep], labels.take(np.flatnonzero(keep))
     varies = (z != z[:1]).sum(0) >= min_active

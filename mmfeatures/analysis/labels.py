@@ -38,11 +38,16 @@ class Labels:
             object.__setattr__(self, name, value)
         if n == 0:
             raise InputError("Labels are empty; give at least one row")
-        if any(c == "" for c in self.concept):
-            raise InputError("some rows have no concept; drop them or give every row a concept id")
 
     def __len__(self) -> int:
         return len(self.concept)
+
+    def require_concepts(self) -> None:
+        """Raise naming the first row without a concept id (concept analyses need one per row)."""
+        missing = np.flatnonzero(self.concept == "")
+        if len(missing):
+            raise InputError(f"{len(missing)} rows have no concept (first: row {missing[0]}, example "
+                             f"{self.example_id[missing[0]]!r}); give every example a concept id or drop it")
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]]) -> Labels:

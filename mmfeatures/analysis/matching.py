@@ -328,3 +328,38 @@ def check_aligned(ids_a, ids_b, what: str = "rows") -> None:
         if x != y:
             raise InputError(f"{what} differ first at position {i}: A has {x!r}, B has {y!r}; extract both "
                              "from the same dataset in the same order")
+
+
+def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool | None = None):
+    """(Z_a, Z_b) over the same rows of two stores: raw dimensions, or each side's SAE latents.
+
+    Per token when both stores hold tokens of the same tokenizer (``per_token=None`` decides from the
+    stores); otherwise one row per example (token stores are max-pooled). Misaligned inputs raise an
+    error naming the first mismatch."""
+    from mmfeatures.analysis.labels import check_sae_matches, unit_activations
+
+    tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
+    if per_token and not tokens:
+        raise InputError("per_token=True needs two token stores (pooling='none'); these are "
+                         f"{store_a.config.pooling!r} and {store_b.config.pooling!r}")
+    if per_token is None:
+        per_token = tokens and store_a.n_rows == store_b.n_rows and \
+            store_a.provenance().token == store_b.provenance().token
+    if not per_token:
+        za, la = unit_activations(store_a, sae_a)
+        zb, lb = unit_activations(store_b, sae_b)
+        check_aligned(la.example_id, lb.example_id, "examples")
+        return za, zb
+    pa, pb = store_a.provenance(), store_b.provenance()
+    check_aligned(pa.column("id"), pb.column("id"), "token rows (example ids)")
+    check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
+    out = []
+    for store, sae in ((store_a, sae_a), (store_b, sae_b)):
+        x = store.array()
+        if sae is not None:
+            check_sae_matches(sae, store)
+            with torch.no_grad():
+                z = sae.encode(torch.from_numpy(x))
+            x = (z.to_dense() if z.is_sparse else z).numpy()
+        out.append(x)
+    return out[0], out[1]
