@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup demo test test-slow test-compat notebooks bench lint clean
+.PHONY: setup demo test test-slow test-compat notebooks bench studies lint clean
 
 setup: $(STAMP)
 
@@ -47,8 +47,13 @@ bench: setup $(SAELENS)/.installed-stamp
 	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet (see benchmarks/README.md)"; exit 0; }; \
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# Regenerate docs/results/*.md from real models (about 30 minutes on 2 CPU cores; resumable).
+studies: setup
+	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
+	MPLBACKEND=Agg $(PY) scripts/matching_study.py
+
 lint: setup
-	$(VENV)/bin/ruff check mmfeatures tests benchmarks
+	$(VENV)/bin/ruff check mmfeatures tests benchmarks scripts data
 
 clean:
 	rm -rf $(VENV) $(SAELENS) .pytest_cache build *.egg-info

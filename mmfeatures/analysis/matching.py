@@ -13,7 +13,6 @@ For TopK latents, ``sparse=True`` computes each chunk's cross-product from the n
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -64,10 +63,17 @@ class StreamingCorrelation:
             k = a.shape[0]
             if k == 0:
                 return
-            mean_ak, mean_bk = a.mean(0, dtype=torch.float64), b.mean(0, dtype=torch.float64)
-            da, db = a - mean_ak.float(), b - mean_bk.float()
-            m2_ak, m2_bk = (da.double() ** 2).sum(0), (db.double() ** 2).sum(0)
+            # Centre on the fp32 chunk mean, then measure the small residual mean c of the centred data
+            # (exact enough in fp32) and correct with it: sums of squares lose k c^2, the cross-product a
+            # rank-1 k c_a c_b^T, and the mean gains c. Inputs far from zero therefore do not cancel.
+            mean_a32, mean_b32 = a.mean(0), b.mean(0)
+            da, db = a - mean_a32, b - mean_b32
+            ca, cb = da.mean(0), db.mean(0)
+            mean_ak, mean_bk = mean_a32.double() + ca.double(), mean_b32.double() + cb.double()
+            m2_ak = (da * da).sum(0).double() - k * ca.double() ** 2
+            m2_bk = (db * db).sum(0).double() - k * cb.double() ** 2
             self.comoment.addmm_(da.T, db)
+            self.comoment.addr_(ca, cb, alpha=-float(k))
         n, total = self.n, self.n + k
         delta_a, delta_b = mean_ak - self.mean_a, mean_bk - self.mean_b
         weight = n * k / total
@@ -90,14 +96,25 @@ class StreamingCorrelation:
         sq_a = torch.sparse.sum(a * a, 0).to_dense().double() if a._nnz() else torch.zeros_like(sum_a)
         sq_b = torch.sparse.sum(b * b, 0).to_dense().double() if b._nnz() else torch.zeros_like(sum_b)
         if a._nnz() and b._nnz():
-            with warnings.catch_warnings():                                # "sparse CSR is beta"
-                warnings.simplefilter("ignore", UserWarning)
-                cross = torch.sparse.mm(a.t().coalesce(), b).coalesce()      # d_a x d_b, sparse
-            self.comoment.index_put_(tuple(cross.indices()), cross.values(), accumulate=True)
+            self._add_cross(a, b)
         mean_a, mean_b = sum_a / k, sum_b / k
         self.comoment.addr_(sum_a.float(), mean_b.float(), alpha=-1.0)     # sum (a - mean_a)(b - mean_b)^T
         return (mean_a.to(self.device), mean_b.to(self.device), (sq_a - sum_a * mean_a).clamp_min(0).to(self.device),
                 (sq_b - sum_b * mean_b).clamp_min(0).to(self.device), k)
+
+    def _add_cross(self, a: torch.Tensor, b: torch.Tensor, max_pairs: int = 1 << 23) -> None:
+        """comoment += A^T B from the non-zeros: every row's outer product of its non-zeros, scattered
+        with one index_add_ per block of rows (memory bounded by ``max_pairs``, not by d_a x d_b)."""
+        ia, va = _padded_rows(a)
+        ib, vb = _padded_rows(b)
+        d_b = self.comoment.shape[1]
+        flat = self.comoment.view(-1)
+        step = max(1, max_pairs // max(ia.shape[1] * ib.shape[1], 1))
+        for start in range(0, ia.shape[0], step):
+            sl = slice(start, start + step)
+            index = (ia[sl, :, None] * d_b + ib[sl, None, :]).reshape(-1)
+            values = (va[sl, :, None] * vb[sl, None, :]).reshape(-1)
+            flat.index_add_(0, index.to(self.device), values.to(self.device))
 
     @property
     def alive_a(self) -> torch.Tensor:
@@ -131,6 +148,23 @@ class StreamingCorrelation:
 def _tensor(x, device) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
     return t.to(device) if t.is_sparse else t.to(device, torch.float32)
+
+
+def _padded_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A coalesced sparse (n, d) matrix as per-row (column, value) arrays padded to the widest row
+    (padding: column 0, value 0, which adds nothing)."""
+    rows, cols = x.indices()
+    values = x.values()
+    n = x.shape[0]
+    counts = torch.bincount(rows, minlength=n)
+    width = int(counts.max()) if len(counts) else 0
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows)) - starts[rows]
+    idx = torch.zeros(n, width, dtype=torch.int64)
+    val = torch.zeros(n, width, dtype=torch.float32)
+    idx[rows, slot] = cols
+    val[rows, slot] = values
+    return idx, val
 
 
 def streaming_topm(chunks: Callable[[], Iterable[tuple]], d_a: int, d_b: int, m: int = 1, *, tile: int = 8192,

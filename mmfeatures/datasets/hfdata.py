@@ -134,18 +134,12 @@ def _offline(offline: bool) -> Iterator[None]:
     if not offline:
         yield
         return
-    import datasets.config as config
+    import datasets.config
 
-    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), config.HF_HUB_OFFLINE
-    os.environ["HF_HUB_OFFLINE"], config.HF_HUB_OFFLINE = "1", True
-    try:
+    from mmfeatures.encoders.hub import forced_offline
+
+    with forced_offline(datasets.config):
         yield
-    finally:
-        config.HF_HUB_OFFLINE = old_flag
-        if old_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _check_columns(columns: list[str], where: str, **named: str | None) -> None:

@@ -134,15 +134,26 @@ def offline_unless_reachable() -> Iterator[None]:
     if hub_reachable():
         yield
         return
+    with forced_offline():
+        yield
+
+
+@contextlib.contextmanager
+def forced_offline(*configs) -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 in the environment and in huggingface_hub's constants (which read it at
+    import), plus in each of ``configs`` (e.g. ``datasets.config``); everything restored after."""
     from huggingface_hub import constants
 
-    old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    targets = [constants, *configs]
+    old_env, old_flags = os.environ.get("HF_HUB_OFFLINE"), [t.HF_HUB_OFFLINE for t in targets]
     os.environ["HF_HUB_OFFLINE"] = "1"
-    constants.HF_HUB_OFFLINE = True
+    for t in targets:
+        t.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        constants.HF_HUB_OFFLINE = old_const
+        for t, flag in zip(targets, old_flags, strict=True):
+            t.HF_HUB_OFFLINE = flag
         if old_env is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
