@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+N_SHUFFLE = 100
 NAMES = {"offline:e5-small-enpt": "e5-small-enpt (related)", "offline:minilm-l6": "MiniLM-L6 (unrelated)",
          "e5-random-init": "random-init e5 (null)"}
 
@@ -47,6 +48,11 @@ def write_report(out: Path) -> Path:
                   "", f"- {seeds['features_alive']:,} features are alive.",
                   f"- Hungarian one-to-one matching has mean r {seeds['hungarian_mean_r']:.3f}.",
                   f"- The median decoder cosine of the matched pairs is {seeds['decoder_cosine_median']:.3f}.",
+                  *([f"- Sparse top-8 bipartite matching pairs {seeds['sparse_match_pairs']:,} features with mean r "
+                     f"{seeds['sparse_match_mean_r']:.3f}. Its objective gap to the exact Hungarian solution is "
+                     f"{seeds['objective_gap']:.2f} of {seeds['objective_exact']:.1f} "
+                     f"({100 * seeds['objective_gap'] / seeds['objective_exact']:.2f}%)."]
+                    if "objective_gap" in seeds else []),
                   "",
                   "**Caveat on the comparison.** The anchor compares two *transformers* trained with different "
                   "seeds. Here:",
@@ -71,6 +77,16 @@ def write_report(out: Path) -> Path:
             lines.append(f"| {a} | {NAMES.get(other, other)} ({b}) | {v['neurons_median_max_r']:.3f} "
                          f"({np.mean(v['neurons_null']):.3f}) | {_cell(v['cka'])} | {_cell(v['svcca'])} | "
                          f"{_cell(v['rsa'])} |")
+        with_features = [(k, v) for k, v in rows if "features_median_max_r" in v]
+        if with_features:
+            lines += ["", "SAE features (3,072 latents per side, from `consistency_study.py`) are max-pooled per "
+                      "sentence. The CKA is computed on the 256 best-matched feature pairs, against random "
+                      f"feature subsets of the same size ({N_SHUFFLE} shuffles).", "",
+                      "| e5-small layer | other model (layer) | features: median max r (null) | CKA of matched features |",
+                      "|---|---|---|---|"]
+            for (other, a, b), v in sorted(with_features, key=lambda r: (list(NAMES).index(r[0][0]), int(r[0][1]))):
+                lines.append(f"| {a} | {NAMES.get(other, other)} ({b}) | {v['features_median_max_r']:.3f} "
+                             f"({np.mean(v['features_null']):.3f}) | {_cell(v['features_cka_matched'])} |")
         measures = {"median max r": lambda v: v["neurons_median_max_r"], "linear CKA": lambda v: v["cka"]["value"],
                     "SVCCA": lambda v: v["svcca"]["value"], "RSA": lambda v: v["rsa"]["value"]}
         others = [o for o in NAMES if any(k[0] == o for k, _ in rows)]

@@ -40,8 +40,11 @@ from mmfeatures.analysis.matching import (  # noqa: E402
     hungarian,
     linear_cka,
     max_correlation,
+    max_match,
     permuted_rows_null,
     rsa,
+    sparse_match,
+    subset_null,
     svcca,
 )
 from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
@@ -99,11 +102,16 @@ def seeds(work: Path, dataset, results: dict, save) -> None:
     neuron_best = max_correlation(neurons_e5, neurons_enpt)
     acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
     acc.update(z[0], z[1])
-    matched = hungarian(acc.correlation().numpy())
+    r = acc.correlation().numpy()
+    matched = hungarian(r)
+    approx = sparse_match(r, k=8)
     cos = decoder_cosine(saes[0].W_dec.detach().numpy(), saes[1].W_dec.detach().numpy(), matched)
     save("seeds", {"features_median_max_r": float(np.median(best)), "features_alive": int(len(best)),
                    "features_null": null.tolist(), "neurons_median_max_r": float(np.median(neuron_best)),
                    "hungarian_mean_r": matched.mean_r, "decoder_cosine_median": float(np.median(cos)),
+                   "sparse_match_mean_r": approx.mean_r, "sparse_match_pairs": int(len(approx.a)),
+                   "objective_gap": float(matched.r.sum() - approx.r.sum()),
+                   "objective_exact": float(matched.r.sum()),
                    "rows": int(store.n_rows), "features_max_r": np.round(best, 4).tolist(),
                    "neurons_max_r": np.round(neuron_best, 4).tolist()})
 
@@ -129,7 +137,45 @@ def across(work: Path, dataset, results: dict, save) -> None:
                      "cka": null_score("linear CKA", linear_cka, za, zb, N_NULL),
                      "svcca": null_score("SVCCA", svcca, za, zb, 20),
                      "rsa": null_score("RSA", rsa, za, zb, 20)}
+            entry.update(features(work, other, a_layer, b_layer, token_stores(e5, a_layer, work, dataset),
+                                  token_stores(encoder, b_layer, work, dataset)))
             save(key, entry)
+
+
+def token_stores(encoder, layer, work: Path, dataset):
+    return mmf.extract(encoder, dataset, [f"text.layer.{layer}.resid"], pooling="none", store_dir=work / "stores",
+                       batch_size=64, progress=False).stores[f"text.layer.{layer}.resid"]
+
+
+SAE_FOLDERS = {"offline:e5-small": "offline_e5-small", "offline:minilm-l6": "offline_minilm-l6",
+               "e5-random-init": "offline_e5-small_random-init-0"}
+
+
+def features(work: Path, other: str, a_layer: int, b_layer: int, store_a, store_b) -> dict:
+    """SAE features (3,072 latents, from consistency_study.py) of both sides, max-pooled per sentence:
+    median max r, linear CKA of the max-matched features against random feature subsets (100 shuffles)."""
+    from mmfeatures.analysis.matching import aligned_units
+
+    paths = [work / "saes" / f"{SAE_FOLDERS.get(m, '')}-layer{layer}" / "topk16-3072"
+             for m, layer in (("offline:e5-small", a_layer), (other, b_layer))]
+    if not all((p / "cfg.json").is_file() for p in paths):
+        return {}
+    za, zb = aligned_units(store_a, store_b, mmf.load_sae(str(paths[0])), mmf.load_sae(str(paths[1])),
+                           per_token=False)
+    best = max_correlation(za, zb)
+    keep_a = za.std(0) > 0
+    keep_b = zb.std(0) > 0
+    za, zb = za[:, keep_a], zb[:, keep_b]
+    acc = StreamingCorrelation(za.shape[1], zb.shape[1])
+    acc.update(za, zb)
+    top = max_match(acc.correlation().numpy())
+    order = np.argsort(-top.r)[:256]  # the 256 best-matched features
+    from mmfeatures.analysis.matching import Matching
+
+    best_pairs = Matching(top.a[order], top.b[order], top.r[order], "max-top256")
+    return {"features_median_max_r": float(np.median(best)),
+            "features_null": permuted_rows_null(za, zb, n_perm=3).tolist(),
+            "features_cka_matched": subset_null(za, zb, best_pairs, linear_cka, n_shuffle=N_NULL).row()}
 
 
 def run(args) -> None:
