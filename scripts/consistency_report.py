@@ -102,18 +102,20 @@ def write_report(out: Path) -> Path:
              "entropy is ≥ 0.8.",
              "- It is *language-specific* when its best one-language AUROC is ≥ 0.9 and its entropy is "
              "< 0.5.",
+             "- *Mean max ν* is each unit's largest monolinguality ν (the mean activation mass on its "
+             "top language minus the mean on the others), averaged over alive units.",
              "- Translation overlap is the Jaccard index of the active sets of two sentences that say the "
              "same thing in different languages. For neurons the active set is the top-16.", "",
              "## Cross-lingual consistency per layer", "",
-             "| model | layer | units | alive | multilingual | language-specific | mean entropy | translation Jaccard |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | layer | units | alive | multilingual | language-specific | mean entropy | mean max ν | translation Jaccard |",
+             "|---|---|---|---|---|---|---|---|---|"]
     order = {"neurons": 0, "random-directions": 1, **{f"sae-{w}": 2 + i for i, w in enumerate(widths)},
              "pretrained-16384": 9}
     for r in sorted(rows, key=lambda r: (r["model"], r["layer"], order.get(r["units"], 99))):
         s = r["scores"]
         lines.append(f"| {r['name']} | {r['layer']} | {r['units']} | {r['n_alive']}/{r['n_units']} | "
                      f"{_cell(s['multilingual'])} | {_cell(s['language_specific'])} | {_cell(s['entropy'], 2)} | "
-                     f"{_cell(s['overlap'])} |")
+                     f"{_cell(s['monolinguality']) if 'monolinguality' in s else ''} | {_cell(s['overlap'])} |")
     series_rows = []
     for r in rows:
         if r["units"] in (mid, "neurons", "random-directions"):
@@ -200,7 +202,7 @@ def _interpretability(rows, widths, out, plotting) -> list[str]:
              "sense of *interpretable* in Bricken et al.",
              "",
              "The Mann-Whitney test is one-sided: features score higher than neurons.", "",
-             "| model | layer | units | median AUROC (null) | AUROC ≥ 0.9 | median correlation | median purity (null) | vs neurons: AUROC | vs neurons: purity |",
+             "| model | layer | units | median AUROC (null) | AUROC ≥ 0.9 | median correlation (null) | median purity (null) | vs neurons: AUROC | vs neurons: purity |",
              "|---|---|---|---|---|---|---|---|---|"]
     trend = []
     for model in dict.fromkeys(r["name"] for r in rows):
@@ -218,7 +220,7 @@ def _interpretability(rows, widths, out, plotting) -> list[str]:
                         versus[j] = (f"{c.feature_median - c.neuron_median:+.3f} [{c.difference_ci[0]:+.3f}, "
                                      f"{c.difference_ci[1]:+.3f}], p {c.p_value:.2g}")
                 lines.append(f"| {model} | {layer} | {units} | {it['median_auroc']:.3f} ({it['null_median_auroc']:.3f}) | "
-                             f"{it['frac_auroc_0.9']:.3f} | {it['median_correlation']:.3f} | "
+                             f"{it['frac_auroc_0.9']:.3f} | {it['median_correlation']:.3f} ({it.get('null_median_correlation', float('nan')):.3f}) | "
                              f"{it['median_purity']:.3f} ({it['null_median_purity']:.3f}) | {versus[0]} | {versus[1]} |")
             if model != "e5 random-init" and all(_get(rows, model, layer, f"sae-{w}") for w in widths):
                 trend.append((model, layer, neurons))

@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,8 @@ def across(work: Path, dataset, results: dict, save) -> None:
                      "cka": null_score("linear CKA", linear_cka, za, zb, N_NULL),
                      "svcca": null_score("SVCCA", svcca, za, zb, 20),
                      "rsa": null_score("RSA", rsa, za, zb, 20)}
-            entry.update(features(work, other, a_layer, b_layer, token_stores(e5, a_layer, work, dataset),
-                                  token_stores(encoder, b_layer, work, dataset)))
+            entry.update(features(work, other, a_layer, b_layer, partial(token_stores, e5, a_layer, work, dataset),
+                                  partial(token_stores, encoder, b_layer, work, dataset)))
             save(key, entry)
 
 
@@ -152,15 +153,16 @@ SAE_FOLDERS = {"offline:e5-small": "offline_e5-small", "offline:minilm-l6": "off
 
 
 def features(work: Path, other: str, a_layer: int, b_layer: int, store_a, store_b) -> dict:
-    """SAE features (3,072 latents, from consistency_study.py) of both sides, max-pooled per sentence:
-    median max r, linear CKA of the max-matched features against random feature subsets (100 shuffles)."""
+    """``store_a`` and ``store_b`` are called (token stores extracted) only when both SAEs exist."""
+    # SAE features (3,072 latents, from consistency_study.py) of both sides, max-pooled per sentence:
+    # median max r, and linear CKA of the max-matched features against random subsets (100 shuffles).
     from mmfeatures.analysis.matching import aligned_units
 
     paths = [work / "saes" / f"{SAE_FOLDERS.get(m, '')}-layer{layer}" / "topk16-3072"
              for m, layer in (("offline:e5-small", a_layer), (other, b_layer))]
     if not all((p / "cfg.json").is_file() for p in paths):
         return {}
-    za, zb = aligned_units(store_a, store_b, mmf.load_sae(str(paths[0])), mmf.load_sae(str(paths[1])),
+    za, zb = aligned_units(store_a(), store_b(), mmf.load_sae(str(paths[0])), mmf.load_sae(str(paths[1])),
                            per_token=False)
     best = max_correlation(za, zb)
     keep_a = za.std(0) > 0

@@ -62,7 +62,7 @@ def test_planted_crosslingual_units_are_recovered(truth):
     result = crosslingual(z, p.labels, n_perm=10)
     assert min(precision_recall(result.multilingual, kind == "concept")) >= 0.9
     assert min(precision_recall(result.language_specific, kind == "language")) >= 0.9
-    for name in ("multilingual", "language_specific", "entropy", "overlap"):
+    for name in ("multilingual", "language_specific", "entropy", "monolinguality", "overlap"):
         assert result.scores[name].p_value < 0.1, result.scores[name]
     units = result.units()
     assert (units.loc[kind == "concept", "concept"].tolist() == [f"c{i}" for i in range((kind == "concept").sum())])

@@ -12,7 +12,7 @@ Definitions (text rows only; A = max(Z, 0) is a unit's activation mass):
   H < ``h_mono``. Units that fire on fewer than ``min_active`` rows are dead and left out of fractions.
 
 Nulls: concept labels permuted within each language (multilingual fraction), language labels permuted
-within each concept (language-specific fraction, entropy), random pairs (overlap).
+within each concept (language-specific fraction, entropy, monolinguality), random pairs (overlap).
 """
 
 from __future__ import annotations
@@ -208,8 +208,13 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
 
     multi, mono = fractions(c_auc, l_auc, entropy)
     n_alive = max(int(alive.sum()), 1)
+
+    def max_nu(labels_):
+        nu = monolinguality(z, labels_)[0][alive]
+        return float(nu.max(1).mean()) if len(nu) else float("nan")
+
     rng = np.random.default_rng(seed)
-    null_multi, null_mono, null_h = [], [], []
+    null_multi, null_mono, null_h, null_nu = [], [], [], []
     for _ in range(n_perm):
         pc = permuted(labels, "concept", rng, within="language")
         c_null = best_auroc(rank, pc.onehot("concept")[0], signed)[0]
@@ -219,10 +224,12 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
         h_null = language_entropy(z, pl)
         null_mono.append(fractions(c_auc, l_null, h_null)[1].sum() / n_alive)
         null_h.append(np.nanmean(h_null[alive]))
+        null_nu.append(max_nu(pl))
     scores = {
         "multilingual": Score("multilingual fraction", multi.sum() / n_alive, np.array(null_multi)),
         "language_specific": Score("language-specific fraction", mono.sum() / n_alive, np.array(null_mono)),
         "entropy": Score("mean language entropy", float(np.nanmean(entropy[alive])), np.array(null_h), "less"),
+        "monolinguality": Score("mean max monolinguality (nu)", max_nu(labels), np.array(null_nu)),
     }
     overlap = None
     if len(translation_pairs(labels)[0]):

@@ -37,6 +37,8 @@ class Interpretability:
     purity: np.ndarray
     null_purity: np.ndarray
     """Top-activation purity of every unit under permuted concept labels."""
+    null_correlation: np.ndarray
+    """Concept-prediction correlation of every unit under permuted concept labels."""
 
     def summary(self, name: str) -> dict[str, float | str]:
         auc, corr = self.auroc[np.isfinite(self.auroc)], self.correlation[np.isfinite(self.correlation)]
@@ -44,7 +46,8 @@ class Interpretability:
                 "frac_auroc_0.9": float((auc >= 0.9).mean()), "median_correlation": float(np.median(corr)),
                 "null_median_auroc": float(np.nanmedian(self.null_auroc)),
                 "median_purity": float(np.nanmedian(self.purity)),
-                "null_median_purity": float(np.nanmedian(self.null_purity))}
+                "null_median_purity": float(np.nanmedian(self.null_purity)),
+                "null_median_correlation": float(np.nanmedian(self.null_correlation))}
 
 
 def _halves(labels: Labels) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +71,16 @@ def interpretability(z: np.ndarray, labels: Labels, *, signed: bool = False, n_p
     auc, best = best_auroc(rank, onehot, signed)
     auc = np.where(varies, auc, np.nan)
     rng = np.random.default_rng(seed)
-    shuffles = [permuted(labels, "concept", rng, "language").onehot("concept")[0] for _ in range(n_perm)]
+    shuffled_labels = [permuted(labels, "concept", rng, "language") for _ in range(n_perm)]
+    shuffles = [p.onehot("concept")[0] for p in shuffled_labels]
     null = np.concatenate([np.where(varies, best_auroc(rank, o, signed)[0], np.nan) for o in shuffles])
     n_top = int(np.median(onehot.sum(0)))
     purity = np.where(varies, top_purity(z, onehot, n_top, signed), np.nan)
     null_purity = np.concatenate([np.where(varies, top_purity(z, o, n_top, signed), np.nan) for o in shuffles])
+    null_corr = np.concatenate([_prediction_correlation(z, p, o, signed, varies)
+                                for p, o in zip(shuffled_labels, shuffles, strict=True)])
     return Interpretability(auc, best, _prediction_correlation(z, labels, onehot, signed, varies),
-                            null, concepts, purity.astype(np.float32), null_purity.astype(np.float32))
+                            null, concepts, purity.astype(np.float32), null_purity.astype(np.float32), null_corr)
 
 
 def top_purity(z: np.ndarray, onehot: np.ndarray, n_top: int, signed: bool = False) -> np.ndarray:
