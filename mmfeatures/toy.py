@@ -67,9 +67,10 @@ class ToyModel(nn.Module):
 
 def sample(batch: int, sparsity: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """(batch, instances, n): U[0, 1] features, each present with probability 1 - S of its instance."""
-    values = torch.rand(batch, len(sparsity), n, generator=generator)
-    present = torch.rand(batch, len(sparsity), n, generator=generator) < (1 - sparsity)[None, :, None]
-    return values * present
+    u = torch.rand(batch, len(sparsity), n, generator=generator)
+    keep = (1 - sparsity)[None, :, None]
+    # one draw for both: given u < 1 - S (present), u / (1 - S) is again U[0, 1)
+    return torch.where(u < keep, u / keep, torch.zeros(()))
 
 
 def train_toy(cfg: ToyConfig, sparsities: Sequence[float]) -> ToyResult:
