@@ -1,0 +1,91 @@
+"""Steering by clamping or adding an SAE feature at a site, as a context manager.
+
+Inside ``with steer(encoder, site, sae, feature, value=...)`` every forward pass of ``encoder`` rewrites
+the site's output x (per position) as
+
+- ``mode="clamp"``: decode(z') + (x - decode(z)), with z = encode(x) and z' = z with feature f set to
+  ``value``. The SAE's reconstruction error is kept, so the only change is the feature's;
+- ``mode="add"``: x + value * d_f, with d_f the feature's unit decoder direction.
+
+``positions`` limits the rewrite to those token positions (default: all); they index the token axis of
+(batch, tokens, d) outputs, as transformers models produce (not open_clip's sequence-first blocks). The hook is removed on exit,
+also when the body raises, so the model is always restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from mmfeatures.errors import InputError, SiteError
+
+
+def _require_decoder(sae) -> None:
+    if not hasattr(sae, "W_dec"):
+        from mmfeatures.sae.pretrained import EncoderOnlyError
+
+        raise EncoderOnlyError(f"{type(sae).__name__} has no decoder, so a clamped or added feature cannot be "
+                               "written back into the model; steer with an SAE that has W_dec (e.g. one from "
+                               "mmf.train or an SAELens folder)")
+
+
+@contextlib.contextmanager
+def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "clamp",
+          positions: Sequence[int] | None = None) -> Iterator[None]:
+    """Rewrite ``site``'s output while the block runs (see the module docstring)."""
+    if mode not in ("clamp", "add"):
+        raise InputError(f"mode={mode!r}; use 'clamp' or 'add'")
+    _require_decoder(sae)
+    if not 0 <= feature < sae.d_sae:
+        raise InputError(f"feature {feature} is out of range for an SAE with {sae.d_sae} latents")
+    parsed = encoder.check_site(site)
+    if parsed.layer is None:
+        raise SiteError(f"steering needs a layer site, not {site!r}; e.g. 'text.layer.6.resid'")
+    module = encoder.tower(parsed.modality).layer_module(parsed.layer, parsed.kind)
+    direction = sae.W_dec[feature].detach()
+    direction = direction / direction.norm().clamp_min(1e-12)
+
+    def rewrite(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != sae.d_in:
+            raise SiteError(f"site {site!r} of {encoder.name} has width {x.shape[-1]} but the SAE expects "
+                            f"d_in={sae.d_in}; use an SAE trained on this site")
+        flat = x.reshape(-1, x.shape[-1]).float()
+        with torch.no_grad():
+            if mode == "add":
+                new = flat + value * direction.to(flat.device)
+            else:
+                z = sae.encode(flat)
+                z = z.to_dense() if z.is_sparse else z
+                steered = z.clone()
+                steered[:, feature] = value
+                new = sae.decode(steered) + (flat - sae.decode(z))
+        new = new.reshape(x.shape).to(x.dtype)
+        if positions is None:
+            return new
+        out = x.clone()
+        out[:, list(positions)] = new[:, list(positions)]
+        return out
+
+    def hook(_module, _args, output):
+        if isinstance(output, tuple):
+            return (rewrite(output[0]), *output[1:])
+        return rewrite(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def max_activation(sae, x: torch.Tensor, feature: int, batch_size: int = 4096) -> float:
+    """The largest activation of ``feature`` over rows ``x`` (for clamping to c x the observed maximum)."""
+    best = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            z = sae.encode(x[start:start + batch_size].float())
+            z = z.to_dense() if z.is_sparse else z
+            best = max(best, float(z[:, feature].max()))
+    return best
