@@ -111,6 +111,12 @@ def test_bridge_matrix_uses_decoder_geometry(truth):
     assert np.diag(plain).min() > np.abs(plain - np.diag(np.diag(plain))).max()
     orthogonal = bridge_matrix(z, p.labels, concept_units, decoder=np.eye(z.shape[1], 8))
     assert np.allclose(orthogonal - np.diag(np.diag(orthogonal)), 0)
+    from mmfeatures.analysis.crossmodal import bridge_matrix_score
+
+    planted_score = bridge_matrix_score(z, p.labels, concept_units, n_perm=10)
+    assert planted_score.p_value < 0.1 and planted_score.value > 2 * planted_score.null_mean
+    noise_units = np.flatnonzero(kind == "noise")[:5]
+    assert bridge_matrix_score(z, p.labels, noise_units, n_perm=10).p_value > 0.05
 
 
 def test_planted_features_beat_neurons(truth):

@@ -14,6 +14,7 @@ from mmfeatures.analysis.crossmodal import (
                                              CrossModal,
                                              bridge_features,
                                              bridge_matrix,
+                                             bridge_matrix_score,
                                              crossmodal,
                                              modality_score,
 )
@@ -45,7 +46,7 @@ __all__ = ["max_activation", "steer", "Matching", "StreamingCorrelation", "align
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
            "streaming_topm", "subset_null", "svcca",
            "Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
-           "auroc_score", "benjamini_hochberg", "bootstrap_ci", "bridge_features", "bridge_matrix",
+           "auroc_score", "benjamini_hochberg", "bootstrap_ci", "bridge_features", "bridge_matrix", "bridge_matrix_score",
            "check_sae_matches", "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
            "modality_score", "monolinguality", "null_scores", "permuted", "planted", "pool_by_example",
            "translation_overlap", "translation_pairs", "unit_activations"]

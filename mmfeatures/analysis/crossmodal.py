@@ -168,3 +168,19 @@ def crossmodal(z: np.ndarray, labels: Labels, *, auroc_min: float = 0.9, band: t
                              np.array(null_spec)),
     }
     return CrossModal(score, c_auc, bridge, bridge_concept, alive, multimodal, scores)
+
+
+def bridge_matrix_score(z: np.ndarray, labels: Labels, features: np.ndarray, decoder: np.ndarray | None = None,
+                        *, n_perm: int = 20, seed: int = 0) -> Score:
+    """Mean diagonal of the bridge matrix (how much each feature's image activation meets its own text
+    activation on matched pairs) against the same with the images' concepts shuffled among the images."""
+    value = float(np.mean(np.diag(bridge_matrix(z, labels, features, decoder))))
+    rng = np.random.default_rng(seed)
+    image_rows = np.flatnonzero(labels.mask(modality="image"))
+    null = []
+    for _ in range(n_perm):
+        concepts = labels.concept.copy()
+        concepts[image_rows] = concepts[image_rows][rng.permutation(len(image_rows))]
+        shuffled = Labels(concepts, labels.language, labels.modality, labels.group, labels.example_id)
+        null.append(float(np.mean(np.diag(bridge_matrix(z, shuffled, features, decoder)))))
+    return Score("bridge matrix mean diagonal", value, np.array(null))
