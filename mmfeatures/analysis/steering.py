@@ -68,6 +68,13 @@ def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "c
         out[:, list(positions)] = new[:, list(positions)]
         return out
 
+    with _rewritten(module, rewrite):
+        yield
+
+
+@contextlib.contextmanager
+def _rewritten(module, rewrite) -> Iterator[None]:
+    """A forward hook that replaces ``module``'s (first) output by ``rewrite(output)``; always removed."""
     def hook(_module, _args, output):
         if isinstance(output, tuple):
             return (rewrite(output[0]), *output[1:])
@@ -80,6 +87,40 @@ def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "c
         handle.remove()
 
 
+@contextlib.contextmanager
+def splice(encoder, site: str, replacement) -> Iterator[None]:
+    """Run ``encoder`` with ``site``'s output replaced: by an SAE's reconstruction (pass the SAE), by zeros
+    (``"zero"``), or by a fixed vector such as the dataset mean (a tensor of the site's width)."""
+    parsed = encoder.check_site(site)
+    if parsed.layer is None:
+        raise SiteError(f"splicing needs a layer site, not {site!r}; e.g. 'text.layer.6.resid'")
+    module = encoder.tower(parsed.modality).layer_module(parsed.layer, parsed.kind)
+    if not isinstance(replacement, (str, torch.Tensor)):
+        _require_decoder(replacement)
+
+    def rewrite(x: torch.Tensor) -> torch.Tensor:
+        if isinstance(replacement, str):
+            if replacement != "zero":
+                raise InputError(f"replacement {replacement!r}; use an SAE, 'zero' or a mean vector")
+            return torch.zeros_like(x)
+        if isinstance(replacement, torch.Tensor):
+            if replacement.shape != (x.shape[-1],):
+                raise SiteError(f"replacement vector has shape {tuple(replacement.shape)} but site {site!r} "
+                                f"has width {x.shape[-1]}")
+            return replacement.to(x.device, x.dtype).expand_as(x).clone()
+        if x.shape[-1] != replacement.d_in:
+            raise SiteError(f"site {site!r} of {encoder.name} has width {x.shape[-1]} but the SAE expects "
+                            f"d_in={replacement.d_in}; use an SAE trained on this site")
+        flat = x.reshape(-1, x.shape[-1]).float()
+        with torch.no_grad():
+            z = replacement.encode(flat)
+            recon = replacement.decode(z.to_dense() if z.is_sparse else z)
+        return recon.reshape(x.shape).to(x.dtype)
+
+    with _rewritten(module, rewrite):
+        yield
+
+
 def max_activation(sae, x: torch.Tensor, feature: int, batch_size: int = 4096) -> float:
     """The largest activation of ``feature`` over rows ``x`` (for clamping to c x the observed maximum)."""
     best = 0.0
@@ -89,3 +130,35 @@ def max_activation(sae, x: torch.Tensor, feature: int, batch_size: int = 4096) -
             z = z.to_dense() if z.is_sparse else z
             best = max(best, float(z[:, feature].max()))
     return best
+
+
+def retrieval_curve(encoder, site: str, sae, feature: int, queries: Sequence[str], pool: Sequence[str],
+                    target: Sequence[bool], values: Sequence[float], *, mode: str = "clamp",
+                    batch_size: int = 64):
+    """How far steering moves the ``target`` pool sentences up the retrieval ranking.
+
+    For each value c: embed ``queries`` while steering (c is the clamp value, or the added multiple of the
+    decoder direction), rank ``pool`` by cosine for each query, and record the best rank of any target
+    sentence (0 = top). Returns (values, ranks of shape (len(values), len(queries)))."""
+    import numpy as np
+
+    target = np.asarray(target, bool)
+    if target.shape != (len(pool),) or not target.any() or target.all():
+        raise InputError("target must mark some, but not all, of the pool sentences")
+    pool_emb = _embed(encoder, pool, batch_size)
+    ranks = []
+    for value in values:
+        with steer(encoder, site, sae, feature, value=float(value), mode=mode):
+            q = _embed(encoder, queries, batch_size)
+        order = np.argsort(-(q @ pool_emb.T), axis=1)
+        position = np.argsort(order, axis=1)                       # rank of every pool sentence per query
+        ranks.append(position[:, target].min(1))
+    return np.asarray(values, float), np.array(ranks)
+
+
+def _embed(encoder, texts: Sequence[str], batch_size: int):
+    import numpy as np
+
+    emb = encoder.embed_text(list(texts), batch_size=batch_size).float()
+    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return np.asarray(emb.numpy())
