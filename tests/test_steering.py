@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,28 @@ def test_bad_input_is_refused_by_name(bert, sae):
     with pytest.raises(EncoderOnlyError, match="no decoder"):
         with steer(bert, SITE, mmf.load_sae("offline:e5-small/latent-terms"), 0, value=1.0):
             pass
+
+
+def test_zero_shot_curve_on_a_two_tower_model():
+    """Plumbing on the random-init tiny CLIP: probabilities are valid and steering the image tower moves them."""
+    from PIL import Image
+
+    from mmfeatures.analysis.steering import zero_shot_curve
+
+    clip = mmf.load_encoder("tiny:clip")
+    images = [Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")]
+    sae = mmf.SAE(32, 64, mmf.TopK(k=4))
+    values, probs = zero_shot_curve(clip, "image.layer.1.resid", sae, 7, images, ["cat", "dog", "car"], 1,
+                                    [0.0, 10.0, 50.0], mode="add")
+    assert probs.shape == (3, 3) and np.all((probs >= 0) & (probs <= 1))
+    assert not np.allclose(probs[0], probs[-1])
+
+
+def test_fidelity_sweep_rows_on_tiny_bert(bert, sae):
+    from mmfeatures.analysis.fidelity import fidelity_sweep
+
+    part = mmf.ConceptDataset.builtin(["concepts"]).select(languages=["en", "ja"], concepts=["dog", "cat", "sun"])
+    table = fidelity_sweep(bert, SITE, {"a": sae, "b": mmf.SAE(32, 128, mmf.TopK(k=8))}, part,
+                           mean=torch.zeros(32))
+    assert list(table["sae"]) == ["a", "b"] and {"cosine", "recovered_cosine_vs_zero"} <= set(table.columns)
+    assert table["cosine"].between(-1, 1).all()

@@ -40,10 +40,10 @@ from mmfeatures.analysis.matching import (
                                              svcca,
 )
 from mmfeatures.analysis.stats import Score, benjamini_hochberg, bootstrap_ci, null_scores, permuted
-from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice, steer
+from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice, steer, zero_shot_curve
 from mmfeatures.analysis.synthetic import Planted, planted
 
-__all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
+__all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
            "streaming_topm", "subset_null", "svcca",
            "Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",

@@ -162,3 +162,23 @@ def _embed(encoder, texts: Sequence[str], batch_size: int):
     emb = encoder.embed_text(list(texts), batch_size=batch_size).float()
     emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return np.asarray(emb.numpy())
+
+
+def zero_shot_curve(encoder, site: str, sae, feature: int, images: Sequence, labels: Sequence[str],
+                    target: int, values: Sequence[float], *, mode: str = "clamp", template: str = "a photo of {}"):
+    """For a two-tower model: steer ``site`` (in either tower) and record the zero-shot probability of
+    label ``target`` for each image. Returns (values, probabilities of shape (len(values), len(images)))."""
+    import numpy as np
+
+    if not 0 <= target < len(labels):
+        raise InputError(f"target {target} is not an index into the {len(labels)} labels")
+    prompts = [template.format(label) for label in labels]
+    probs = []
+    for value in values:
+        with steer(encoder, site, sae, feature, value=float(value), mode=mode):
+            img = encoder.embed_image(list(images)).float()
+            txt = encoder.embed_text(prompts).float()
+        img = img / img.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        txt = txt / txt.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        probs.append(torch.softmax(100.0 * img @ txt.T, dim=1)[:, target].numpy())
+    return np.asarray(values, float), np.array(probs)
