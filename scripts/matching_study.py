@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Score  # noqa: E402
-from mmfeatures.analysis.labels import unit_activations  # noqa: E402
+from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.analysis.matching import (  # noqa: E402
     StreamingCorrelation,
     check_aligned,
@@ -90,19 +90,15 @@ def seeds(work: Path, dataset, results: dict, save) -> None:
         log("training two SAEs that differ only in seed")
         saes = mmf.train(store, configs, folder, progress=False)
     x = store.array()
-    import torch
-
-    with torch.no_grad():
-        z = [sae.encode(torch.from_numpy(x)) for sae in saes]
-    z = [t.to_dense().numpy() if t.is_sparse else t.numpy() for t in z]
-    best = max_correlation(z[0], z[1], sparse=True)
+    z = [encode_rows(sae, x) for sae in saes]
+    acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
+    acc.update(z[0], z[1])
+    best = acc.topm(1)[0][acc.alive_a, 0].numpy()
     null = permuted_rows_null(z[0], z[1], n_perm=5)
     neurons_e5, _ = unit_activations(pooled(e5, [11], work, dataset)[11])
     enpt = mmf.load_encoder("offline:e5-small-enpt")
     neurons_enpt, _ = unit_activations(pooled(enpt, [11], work, dataset)[11])
     neuron_best = max_correlation(neurons_e5, neurons_enpt)
-    acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
-    acc.update(z[0], z[1])
     r = acc.correlation().numpy()
     matched = hungarian(r)
     approx = sparse_match(r, k=8)
@@ -164,13 +160,11 @@ def features(work: Path, other: str, a_layer: int, b_layer: int, store_a, store_
         return {}
     za, zb = aligned_units(store_a(), store_b(), mmf.load_sae(str(paths[0])), mmf.load_sae(str(paths[1])),
                            per_token=False)
-    best = max_correlation(za, zb)
-    keep_a = za.std(0) > 0
-    keep_b = zb.std(0) > 0
-    za, zb = za[:, keep_a], zb[:, keep_b]
+    za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]     # alive units only
     acc = StreamingCorrelation(za.shape[1], zb.shape[1])
     acc.update(za, zb)
     top = max_match(acc.correlation().numpy())
+    best = top.r
     order = np.argsort(-top.r)[:256]  # the 256 best-matched features
     from mmfeatures.analysis.matching import Matching
 

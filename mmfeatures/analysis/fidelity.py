@@ -15,13 +15,13 @@ as the baselines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mmfeatures.analysis.steering import splice
+from mmfeatures.analysis.steering import embed_normalized, splice
 from mmfeatures.errors import InputError
 
 
@@ -43,11 +43,6 @@ class Fidelity:
             for metric, value in fractions.items():
                 out[f"recovered_{metric}_vs_{baseline}"] = value
         return out
-
-
-def _embed(encoder, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    emb = encoder.embed_text(list(texts), batch_size=batch_size).float()
-    return (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
 
 
 def _retrieval(emb: np.ndarray, concepts: np.ndarray, queries: np.ndarray, pool: np.ndarray) -> float:
@@ -80,14 +75,14 @@ def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = No
     ``mean``: the site's mean activation (e.g. ``store.stats().mean_d``); without it the
     mean-ablation baseline is left out."""
     texts = [e.content for e in dataset]
-    clean = _embed(encoder, texts, batch_size)
+    clean = embed_normalized(encoder, texts, batch_size)
     conditions: dict[str, object] = {"sae": sae, "zero": "zero"}
     if mean is not None:
         conditions["mean"] = torch.as_tensor(mean, dtype=torch.float32)
     result = {"clean": scores(clean, clean, dataset)}
     for name, replacement in conditions.items():
         with splice(encoder, site, replacement):
-            result[name] = scores(_embed(encoder, texts, batch_size), clean, dataset)
+            result[name] = scores(embed_normalized(encoder, texts, batch_size), clean, dataset)
     recovered = {}
     for baseline in (b for b in ("zero", "mean") if b in result):
         recovered[baseline] = {}

@@ -77,9 +77,10 @@ def interpretability(z: np.ndarray, labels: Labels, *, signed: bool = False, n_p
     n_top = int(np.median(onehot.sum(0)))
     purity = np.where(varies, top_purity(z, onehot, n_top, signed), np.nan)
     null_purity = np.concatenate([np.where(varies, top_purity(z, o, n_top, signed), np.nan) for o in shuffles])
-    null_corr = np.concatenate([_prediction_correlation(z, p, o, signed, varies)
+    explain_rank = ranks(z[_halves(labels)[0]])
+    null_corr = np.concatenate([_prediction_correlation(z, p, o, signed, varies, explain_rank)
                                 for p, o in zip(shuffled_labels, shuffles, strict=True)])
-    return Interpretability(auc, best, _prediction_correlation(z, labels, onehot, signed, varies),
+    return Interpretability(auc, best, _prediction_correlation(z, labels, onehot, signed, varies, explain_rank),
                             null, concepts, purity.astype(np.float32), null_purity.astype(np.float32), null_corr)
 
 
@@ -102,9 +103,10 @@ def top_purity(z: np.ndarray, onehot: np.ndarray, n_top: int, signed: bool = Fal
 
 
 def _prediction_correlation(z: np.ndarray, labels: Labels, onehot: np.ndarray, signed: bool,
-                            varies: np.ndarray) -> np.ndarray:
+                            varies: np.ndarray, explain_rank: np.ndarray) -> np.ndarray:
+    """``explain_rank``: ``ranks(z[explain])``, shared by the real labels and every permutation."""
     explain, score = _halves(labels)
-    auc = auroc_by_class(ranks(z[explain]), onehot[explain])
+    auc = auroc_by_class(explain_rank, onehot[explain])
     if signed:
         sign = np.where(auc.max(1) >= (1 - auc).max(1), 1.0, -1.0).astype(np.float32)
         auc = np.maximum(auc, 1 - auc)

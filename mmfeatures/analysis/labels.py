@@ -117,26 +117,31 @@ def check_sae_matches(sae: Any, store: Any) -> None:
                         f"holds width {store.d}; use an SAE trained on this model and site")
 
 
+def encode_rows(sae: Any, x: Any, *, batch_size: int = 4096, device: str = "cpu") -> np.ndarray:
+    """``sae``'s latents for the rows of ``x`` as a dense float32 array, encoded batch by batch."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(x, np.float32) if not isinstance(x, torch.Tensor) else x)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            latents = sae.encode(x[start:start + batch_size].to(device, torch.float32))
+            parts.append((latents.to_dense() if latents.is_sparse else latents).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, sae.d_sae), np.float32)
+
+
 def unit_activations(store: Any, sae: Any = None, *, pool: str = "max", batch_size: int = 4096,
                      device: str = "cpu") -> tuple[np.ndarray, Labels]:
     """(Z, labels) with one row per example: the store's raw dimensions, or ``sae``'s latents.
 
     Token stores (pooling 'none') are pooled per example after encoding (max by default), so a
     feature's activation on a sentence is its strongest activation on any of its tokens."""
-    import torch
-
     prov = store.provenance()
     if sae is None:
         z = store.array()
     else:
         check_sae_matches(sae, store)
-        parts = []
-        with torch.no_grad():
-            for start in range(0, store.n_rows, batch_size):
-                x = store.rows(np.arange(start, min(start + batch_size, store.n_rows))).to(device, torch.float32)
-                latents = sae.encode(x)
-                parts.append((latents.to_dense() if latents.is_sparse else latents).float().cpu().numpy())
-        z = np.concatenate(parts) if parts else np.zeros((0, sae.d_sae), np.float32)
+        z = encode_rows(sae, store.array(), batch_size=batch_size, device=device)
     index = np.asarray(prov.example_index)
     if store.config.pooling == "none":
         z, index = pool_by_example(z, index, pool)

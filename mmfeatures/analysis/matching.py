@@ -370,7 +370,7 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
     Per token when both stores hold tokens of the same tokenizer (``per_token=None`` decides from the
     stores); otherwise one row per example (token stores are max-pooled). Misaligned inputs raise an
     error naming the first mismatch."""
-    from mmfeatures.analysis.labels import check_sae_matches, unit_activations
+    from mmfeatures.analysis.labels import check_sae_matches, encode_rows, unit_activations
 
     tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
     if per_token and not tokens:
@@ -389,11 +389,7 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
     check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
     out = []
     for store, sae in ((store_a, sae_a), (store_b, sae_b)):
-        x = store.array()
         if sae is not None:
             check_sae_matches(sae, store)
-            with torch.no_grad():
-                z = sae.encode(torch.from_numpy(x))
-            x = (z.to_dense() if z.is_sparse else z).numpy()
-        out.append(x)
+        out.append(store.array() if sae is None else encode_rows(sae, store.array()))
     return out[0], out[1]

@@ -145,18 +145,19 @@ def retrieval_curve(encoder, site: str, sae, feature: int, queries: Sequence[str
     target = np.asarray(target, bool)
     if target.shape != (len(pool),) or not target.any() or target.all():
         raise InputError("target must mark some, but not all, of the pool sentences")
-    pool_emb = _embed(encoder, pool, batch_size)
+    pool_emb = embed_normalized(encoder, pool, batch_size)
     ranks = []
     for value in values:
         with steer(encoder, site, sae, feature, value=float(value), mode=mode):
-            q = _embed(encoder, queries, batch_size)
+            q = embed_normalized(encoder, queries, batch_size)
         order = np.argsort(-(q @ pool_emb.T), axis=1)
         position = np.argsort(order, axis=1)                       # rank of every pool sentence per query
         ranks.append(position[:, target].min(1))
     return np.asarray(values, float), np.array(ranks)
 
 
-def _embed(encoder, texts: Sequence[str], batch_size: int):
+def embed_normalized(encoder, texts: Sequence[str], batch_size: int = 64):
+    """Unit-norm text embeddings as a numpy array (cosine = dot product)."""
     import numpy as np
 
     emb = encoder.embed_text(list(texts), batch_size=batch_size).float()
