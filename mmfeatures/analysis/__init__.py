@@ -19,7 +19,7 @@ from mmfeatures.analysis.crossmodal import (
                                              modality_score,
 )
 from mmfeatures.analysis.fidelity import Fidelity, fidelity, fidelity_sweep
-from mmfeatures.analysis.interpret import Comparison, Interpretability, auroc_score, compare, interpretability
+from mmfeatures.analysis.interpret import Comparison, Interpretability, compare, interpretability
 from mmfeatures.analysis.labels import Labels, check_sae_matches, pool_by_example, unit_activations
 from mmfeatures.analysis.matching import (
                                              Matching,
@@ -39,7 +39,7 @@ from mmfeatures.analysis.matching import (
                                              subset_null,
                                              svcca,
 )
-from mmfeatures.analysis.stats import Score, benjamini_hochberg, bootstrap_ci, null_scores, permuted
+from mmfeatures.analysis.stats import Score, benjamini_hochberg, permuted
 from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice, steer, zero_shot_curve
 from mmfeatures.analysis.synthetic import Planted, planted
 
@@ -47,7 +47,7 @@ __all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieva
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
            "streaming_topm", "subset_null", "svcca",
            "Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
-           "auroc_score", "benjamini_hochberg", "bootstrap_ci", "bridge_features", "bridge_matrix", "bridge_matrix_score",
+           "benjamini_hochberg", "bridge_features", "bridge_matrix", "bridge_matrix_score",
            "check_sae_matches", "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
-           "modality_score", "monolinguality", "null_scores", "permuted", "planted", "pool_by_example",
+           "modality_score", "monolinguality", "permuted", "planted", "pool_by_example",
            "translation_overlap", "translation_pairs", "unit_activations"]

@@ -1,4 +1,4 @@
-"""Are SAE features more interpretable than neurons? Two scores per unit, and their comparison.
+"""Are SAE features more interpretable than neurons? Three scores per unit, and their comparison.
 
 - **Best-concept AUROC**: how well the unit's activation separates its best concept from the rest.
 - **Concept-prediction correlation** (in the spirit of autointerp scoring): "explain" each unit by its
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfeatures.analysis.labels import Labels
-from mmfeatures.analysis.stats import Score, auroc_by_class, best_auroc, permuted, ranks
+from mmfeatures.analysis.stats import auroc_by_class, best_auroc, permuted, ranks
 from mmfeatures.errors import InputError
 
 
@@ -154,12 +154,3 @@ def compare(features: np.ndarray, neurons: np.ndarray, score: str = "best-concep
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     p = float(mannwhitneyu(f, n, alternative="greater").pvalue)
     return Comparison(score, float(np.median(f)), float(np.median(n)), (float(lo), float(hi)), p)
-
-
-def auroc_score(result: Interpretability, name: str) -> Score:
-    """The median best-concept AUROC against its permuted-label null (medians of each permutation)."""
-    n_units = len(result.auroc)
-    null = result.null_auroc.reshape(-1, n_units)
-    return Score(f"median best-concept AUROC ({name})", float(np.nanmedian(result.auroc)),
-                 np.nanmedian(null, axis=1))
-

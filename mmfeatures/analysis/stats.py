@@ -4,7 +4,6 @@ that carry their null distribution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,15 +62,6 @@ def permuted(labels: Labels, name: str, rng: np.random.Generator, within: str | 
     return Labels(**fields)
 
 
-def null_scores(statistic: Callable[[Labels], float], labels: Labels, name: str, column: str, *,
-                within: str | None = None, n_perm: int = 20, seed: int = 0, alternative: str = "greater") -> Score:
-    """``statistic`` on the real labels and on ``n_perm`` permutations of ``column``."""
-    rng = np.random.default_rng(seed)
-    value = float(statistic(labels))
-    null = np.array([statistic(permuted(labels, column, rng, within)) for _ in range(n_perm)], np.float64)
-    return Score(name, value, null, alternative)
-
-
 def ranks(z: np.ndarray, block: int = 2048) -> np.ndarray:
     """Column-wise ranks (1-based), ties averaged, as float32 (computed in column blocks)."""
     from scipy.stats import rankdata
@@ -114,19 +104,6 @@ def benjamini_hochberg(p: np.ndarray, q: float = 0.05) -> np.ndarray:
     mask = np.zeros(len(p), bool)
     mask[order[:k]] = True
     return mask
-
-
-def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean, n_boot: int = 1000,
-                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``statistic`` over ``values``."""
-    values = np.asarray(values)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    stats = np.array([statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)])
-    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
 
 
 def require_rows(counts: dict[str, int], minimum: int, what: str) -> None:
