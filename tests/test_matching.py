@@ -68,8 +68,12 @@ def test_sparse_path_dead_units_and_nonfinite_rows():
     assert not sparse.alive_a[5] and not sparse.alive_b[7]
     bad = a[:10].copy()
     bad[3, 0] = np.nan
-    dense.update(bad, b[:10])
-    assert dense.nonfinite_rows == 1
+    bad_b = b[:10].copy()
+    bad_b[6, 2] = np.inf
+    dense.update(bad, bad_b)
+    assert dense.nonfinite_rows == 2
+    kept = np.r_[a, np.delete(a[:10], [3, 6], 0)], np.r_[b, np.delete(b[:10], [3, 6], 0)]
+    assert np.abs(dense.correlation().numpy() - reference(*kept)).max() <= 1e-4
 
 
 def test_topm_and_tiled_streaming_agree():

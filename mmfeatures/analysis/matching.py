@@ -29,7 +29,8 @@ class StreamingCorrelation:
 
     State: n, column means, centred sums of squares and the centred cross-product (d_a x d_b, fp32 on
     ``device``). ``update`` accepts numpy arrays or tensors, dense or sparse (``sparse=True`` turns
-    dense chunks sparse first, worthwhile for TopK latents)."""
+    dense chunks sparse first, worthwhile for TopK latents). Dense updates keep two scratch buffers the
+    size of the largest chunk seen (rows x d_a and rows x d_b, fp32)."""
 
     def __init__(self, d_a: int, d_b: int, *, device: str = "cpu", sparse: bool = False):
         memory = d_a * d_b * 4
@@ -45,6 +46,7 @@ class StreamingCorrelation:
         self.m2_b = torch.zeros(d_b, dtype=torch.float64, device=self.device)
         self.comoment = torch.zeros(d_a, d_b, dtype=torch.float32, device=self.device)
         self.nonfinite_rows = 0
+        self._buffers: list[torch.Tensor | None] = [None, None]
 
     def update(self, a, b) -> None:
         a, b = _tensor(a, self.device), _tensor(b, self.device)
@@ -56,24 +58,29 @@ class StreamingCorrelation:
         if a.is_sparse or b.is_sparse or self.sparse:
             mean_ak, mean_bk, m2_ak, m2_bk, k = self._sparse_update(a, b)
         else:
-            finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
-            if not bool(finite.all()):
+            mean_a32, mean_b32 = a.mean(0), b.mean(0)
+            if not bool(torch.isfinite(mean_a32).all() & torch.isfinite(mean_b32).all()):
+                finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)   # only when a mean is not finite
                 self.nonfinite_rows += int((~finite).sum())
                 a, b = a[finite], b[finite]
+                mean_a32, mean_b32 = a.mean(0), b.mean(0)
             k = a.shape[0]
             if k == 0:
                 return
             # Centre on the fp32 chunk mean, then measure the small residual mean c of the centred data
             # (exact enough in fp32) and correct with it: sums of squares lose k c^2, the cross-product a
             # rank-1 k c_a c_b^T, and the mean gains c. Inputs far from zero therefore do not cancel.
-            mean_a32, mean_b32 = a.mean(0), b.mean(0)
-            da, db = a - mean_a32, b - mean_b32
+            # The centred chunks go into reused scratch buffers: fresh 100 MB allocations (page faults)
+            # cost more than the arithmetic on CPU.
+            da, db = self._scratch(0, a.shape), self._scratch(1, b.shape)
+            torch.sub(a, mean_a32, out=da)
+            torch.sub(b, mean_b32, out=db)
             ca, cb = da.mean(0), db.mean(0)
             mean_ak, mean_bk = mean_a32.double() + ca.double(), mean_b32.double() + cb.double()
-            m2_ak = (da * da).sum(0).double() - k * ca.double() ** 2
-            m2_bk = (db * db).sum(0).double() - k * cb.double() ** 2
             self.comoment.addmm_(da.T, db)
             self.comoment.addr_(ca, cb, alpha=-float(k))
+            m2_ak = da.square_().sum(0).double() - k * ca.double() ** 2
+            m2_bk = db.square_().sum(0).double() - k * cb.double() ** 2
         n, total = self.n, self.n + k
         delta_a, delta_b = mean_ak - self.mean_a, mean_bk - self.mean_b
         weight = n * k / total
@@ -84,6 +91,13 @@ class StreamingCorrelation:
         self.mean_a += delta_a * (k / total)
         self.mean_b += delta_b * (k / total)
         self.n = total
+
+    def _scratch(self, side: int, shape: torch.Size) -> torch.Tensor:
+        """A reusable (rows, d) fp32 buffer for one side's centred chunk, grown to the largest chunk seen."""
+        buffer = self._buffers[side]
+        if buffer is None or buffer.shape[0] < shape[0]:
+            buffer = self._buffers[side] = torch.empty(tuple(shape), dtype=torch.float32, device=self.device)
+        return buffer[:shape[0]]
 
     def _sparse_update(self, a: torch.Tensor, b: torch.Tensor):
         """Add this chunk's centred cross-product from the non-zeros only (sparse x sparse, then one
