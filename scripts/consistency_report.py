@@ -132,19 +132,69 @@ def write_report(out: Path) -> Path:
                                                title="Translation overlap (Jaccard); dotted: random pairs"), out,
                        "overlap_by_layer"), ""]
     lines += _contrast(rows, top) + _interpretability(rows, widths, out, plotting) + _heatmaps(rows, top, out, plotting)
-    lines += ["## Cross-modal consistency", "",
-              "This page has no cross-modal numbers yet. Both real models here are text-only, and no "
-              "pretrained image-text model is available offline.",
-              "- The cross-modal metrics exist: ModalityScore, bridge features, the bridge matrix and the "
-              "multimodal fraction (`mmfeatures.analysis.crossmodal`).",
-              "- They are tested on planted ground truth (`tests/test_analysis.py`).",
-              "- They will be run here when an offline image-text model lands (`offline:e5-emoji-clip`).",
+    lines += _crossmodal(out, plotting)
+    lines += [
               "", "## Reproduce", "", "```bash",
               ".venv/bin/python scripts/consistency_study.py           # about 20 minutes on 2 CPU cores",
-              ".venv/bin/python scripts/consistency_study.py --report  # page and figures only", "```", ""]
+              ".venv/bin/python scripts/consistency_study.py --report  # page and figures only",
+              ".venv/bin/python scripts/crossmodal_study.py            # the cross-modal section, about 5 minutes",
+              "```", ""]
     path = out / "consistency.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _crossmodal(out: Path, plotting) -> list[str]:
+    """The cross-modal section from crossmodal.json (scripts/crossmodal_study.py), when it has been run."""
+    path = out / "crossmodal.json"
+    lines = ["## Cross-modal consistency (offline:e5-emoji-clip)", ""]
+    if not path.is_file():
+        return lines + ["Not run yet: `.venv/bin/python scripts/crossmodal_study.py`.", ""]
+    res = json.loads(path.read_text(encoding="utf-8"))
+    meta = res.pop("_meta")
+    lines += [
+        f"- **Model.** `{meta['model']}` is e5-small's text tower plus a small image tower that this project",
+        "  trained on emoji renders (see `data/models/README.md`). It is a teaching model, not a CLIP.",
+        f"- **SAE.** A TopK SAE (k = {meta['k']}, {meta['width']:,} features) was trained on the *text*",
+        f"  embeddings only ({meta['sae_rows']:,} emoji names, 14 languages). It then encodes images and texts",
+        "  alike. A feature that fires for a concept's picture and for its names learnt that without ever",
+        "  seeing a picture.",
+        f"- **Subsets.** {meta['heldout_emoji']} held-out emoji were never trained on by the image tower.",
+        "  The photos are scikit-image's, with captions in 16 languages.",
+        "- **Null rows.** The same analysis with an untrained image tower (the text side unchanged).",
+        f"- **Cells.** Each cell is value (null mean ± sd; one-sided p, {meta['n_perm']} permutations):",
+        "  - multimodal: fires in both modalities and selects the same concept in both (AUROC ≥ 0.9);",
+        "  - bridge: fires on ≥ 50% of one concept's images and texts, null with the images' concepts shuffled;",
+        "  - specificity: mean |2 ModalityScore − 1|, null with modality shuffled within concepts.",
+        "",
+        "| image tower | rows | units | alive | multimodal fraction | bridge fraction | modality specificity |",
+        "|---|---|---|---|---|---|---|"]
+    for key, value in res.items():
+        tower, subset, units = key.split("|")
+        sc = value["scores"]
+        lines.append(f"| {tower} | {subset} ({value['concepts']} concepts) | {units} | {value['n_alive']}/"
+                     f"{value['n_units']} | {_cell(sc['multimodal'])} | {_cell(sc['bridge'])} | "
+                     f"{_cell(sc['specificity'])} |")
+    lines.append("")
+    for subset in ("seen emoji", "held-out emoji", "photos"):
+        real = res.get(f"trained|{subset}|SAE features")
+        null = res.get(f"untrained image tower|{subset}|SAE features")
+        if real and null:
+            a, b = real["scores"]["multimodal"], null["scores"]["multimodal"]
+            lines.append(f"- {subset}: {100 * a['value']:.1f}% of alive SAE features are multimodal with the "
+                         f"trained image tower ({100 * a['null_mean']:.1f}% under shuffled image concepts), "
+                         f"against {100 * b['value']:.1f}% with an untrained image tower.")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, tower in zip(axes, ("trained", "untrained image tower"), strict=True):
+        entry = res.get(f"{tower}|seen emoji|SAE features")
+        if entry:
+            plotting.modality_histogram(np.array(entry["histogram"]), np.array(entry["edges"]),
+                                        title=f"SAE features, seen emoji: {tower}", ax=ax)
+    fig.tight_layout()
+    lines += ["", _fig(fig, out, "crossmodal_modality_score"), ""]
+    return lines
 
 
 def _get(rows, name, layer, units):

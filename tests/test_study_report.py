@@ -71,3 +71,28 @@ def test_matching_report_is_computed_from_results(tmp_path):
     assert "| linear CKA | 0.900 | 0.400 | 0.100 | yes |" in page and "| SVCCA | 0.500 | 0.500 | 0.500 | no |" in page
     assert "holds for **2 of 4** measures" in page
     assert (tmp_path / "figures" / "matching_seeds.png").is_file()
+
+
+def test_crossmodal_section_is_computed_from_results(tmp_path):
+    """The cross-modal section renders crossmodal_study.score() outputs: every cell and sentence from the JSON."""
+    import json
+
+    from crossmodal_study import score as crossmodal_score
+
+    p = planted(seed=0)
+    z, _ = p.units()
+    noise = planted(seed=1, signal=False)
+    results = {"_meta": {"model": "offline:e5-emoji-clip", "width": 64, "k": 8, "n_perm": 3, "sae_rows": 100,
+                         "heldout_emoji": 10}}
+    for subset in ("seen emoji", "held-out emoji", "photos"):
+        results[f"trained|{subset}|SAE features"] = crossmodal_score(z, p.labels, 3)
+        results[f"untrained image tower|{subset}|SAE features"] = crossmodal_score(
+            np.maximum(noise.x, 0), noise.labels, 3)
+    save_results(tmp_path, fake_results("offline:e5-small"))
+    (tmp_path / "crossmodal.json").write_text(json.dumps(results))
+    page = write_report(tmp_path).read_text()
+    real = results["trained|seen emoji|SAE features"]["scores"]["multimodal"]
+    assert f"{real['value']:.3f} ({real['null_mean']:.3f}" in page
+    assert f"seen emoji: {100 * real['value']:.1f}% of alive SAE features are multimodal" in page
+    assert (tmp_path / "figures" / "crossmodal_modality_score.png").stat().st_size > 1000
+    assert "Not run yet" not in page

