@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup demo test test-slow test-compat notebooks bench studies lint clean
+.PHONY: setup browser demo test test-slow test-compat notebooks bench studies train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,15 @@ demo: setup
 	$(PY) -m mmfeatures demo
 
 # The whole suite, notebooks included (nbval), offline and on CPU. Under 25 min on 2 cores.
-test: setup
-	TQDM_DISABLE=1 $(PY) -m pytest -m "not slow" --nbval-lax tests notebooks
+test: setup browser
+	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --nbval-lax \
+		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# Debian's chromium (the browser tests drive it with Playwright; no browser download) and the emoji font.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (needs root: apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		fonts-noto-color-emoji unicode-data >/dev/null; }
 
 # Longer checks, kept out of `make test` (includes the SAELens round trip, in its own venv).
 test-slow: setup $(SAELENS)/.installed-stamp
@@ -41,6 +48,7 @@ $(SAELENS)/.installed-stamp:
 # Rebuild and re-execute the notebooks, storing outputs so GitHub renders them.
 notebooks: setup
 	$(PY) notebooks/build_quickstart.py
+	$(PY) notebooks/build_notebooks.py
 	cd notebooks && TQDM_DISABLE=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace *.ipynb
 
 bench: setup $(SAELENS)/.installed-stamp
@@ -52,8 +60,12 @@ studies: setup
 	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
 	MPLBACKEND=Agg $(PY) scripts/matching_study.py
 
+# Retrain offline:e5-emoji-clip's image tower into data/models/ (about 25 minutes on 2 CPU cores; resumable).
+train-embedded: setup
+	MPLBACKEND=Agg $(PY) -m mmfeatures train-embedded
+
 lint: setup
-	$(VENV)/bin/ruff check mmfeatures tests benchmarks scripts data
+	$(VENV)/bin/ruff check mmfeatures tests benchmarks scripts data notebooks/*.py
 
 clean:
 	rm -rf $(VENV) $(SAELENS) .pytest_cache build *.egg-info

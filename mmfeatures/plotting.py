@@ -82,3 +82,85 @@ def modality_histogram(counts: np.ndarray, edges: np.ndarray, *, title: str = "M
     ax.set_ylabel("units")
     ax.set_title(title)
     return fig
+
+
+def feature_heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, title: str = "", ax=None):
+    """Rows (e.g. languages) x columns (e.g. features) of mean activations."""
+    matrix = np.asarray(matrix, float)
+    fig, ax = _axes(ax, (max(4.0, 0.45 * len(columns) + 2), max(2.4, 0.32 * len(rows) + 1.4)))
+    image = ax.imshow(matrix, cmap="magma", aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="mean activation")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def toy_geometry(W: np.ndarray, importance: np.ndarray, *, title: str = "", ax=None):
+    """Columns of a toy model's W (n_hidden = 2) as arrows in the hidden plane, coloured by importance."""
+    import matplotlib.pyplot as plt
+
+    W = np.asarray(W, float)
+    if W.shape[0] != 2:
+        raise ValueError(f"toy_geometry draws a 2-dimensional hidden space; W has {W.shape[0]} rows")
+    fig, ax = _axes(ax, (3.4, 3.4))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, W.shape[1]))
+    for i in range(W.shape[1]):
+        ax.annotate("", xy=W[:, i], xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": colours[i], "lw": 2})
+        ax.text(*(W[:, i] * 1.12), f"{i} ({importance[i]:.2f})", fontsize=7, ha="center", va="center")
+    lim = max(1.3, 1.25 * float(np.abs(W).max()))
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+    ax.set_title(title or "feature directions W_i (label: importance)", fontsize=9)
+    return fig
+
+
+def top_examples(images: Sequence, image_values: np.ndarray, texts: Sequence[str], text_values: np.ndarray, *,
+                 title: str = ""):
+    """Top images (with activations) above a bar chart of top texts: one feature's two modalities."""
+    import matplotlib.pyplot as plt
+
+    n = max(len(images), 1)
+    fig = plt.figure(figsize=(max(6.0, 1.2 * n), 2.0 + 0.3 * len(texts)), constrained_layout=True)
+    grid = fig.add_gridspec(2, n, height_ratios=[1.2, 0.3 * max(len(texts), 1) + 0.4])
+    for i, (img, value) in enumerate(zip(images, image_values, strict=True)):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(np.asarray(img))
+        ax.set_title(f"{value:.2f}", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    order = np.arange(len(texts))[::-1]
+    ax.barh(order, np.asarray(text_values, float), color="C1")
+    ax.set_yticks(order, [t[:60] for t in texts], fontsize=8)
+    ax.set_xlabel("activation")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def match_scatter(x: np.ndarray, y: np.ndarray, top_x: Sequence[str], top_y: Sequence[str], *, title: str = "",
+                  labels: tuple[str, str] = ("A", "B")):
+    """Scatter of two matched units over shared rows, beside both units' top rows."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(9.5, 3.6), constrained_layout=True,
+                                   gridspec_kw={"width_ratios": [1, 1.3]})
+    ax.scatter(x, y, s=6, alpha=0.5)
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=title)
+    side.axis("off")
+    lines = [f"top of {labels[0]}:"] + [f"  {t[:55]}" for t in top_x] + ["", f"top of {labels[1]}:"] + \
+            [f"  {t[:55]}" for t in top_y]
+    side.text(0, 1, "\n".join(lines), va="top", fontsize=8, family="monospace")
+    return fig
+
+
+def curves(series: Mapping[str, Mapping[float, float]], mark: float | None = None, *, xlabel: str, ylabel: str,
+           title: str = "", ax=None):
+    """One line per series over shared x values, with ``mark`` as a vertical line."""
+    fig, ax = _axes(ax)
+    for i, (name, curve) in enumerate(series.items()):
+        xs = sorted(curve)
+        ax.plot(xs, [curve[x] for x in xs], "o-", color=f"C{i}", label=name)
+    if mark is not None:
+        ax.axvline(mark, color="grey", ls="--", lw=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, frameon=False)
+    return fig

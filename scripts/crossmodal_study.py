@@ -6,7 +6,7 @@ Question: do features of the shared text-image space fire for a concept's pictur
 
 1. Embeds every emoji render, every emoji name (14 languages), the scikit-image photos and their
    captions (16 languages) with offline:e5-emoji-clip (``image.embed`` and ``text.embed``: its shared space).
-2. Trains a TopK SAE on the *text* embeddings only (emoji names and the concept sentences), then
+2. Trains a TopK SAE on the *text* embeddings only (emoji names and photo captions), then
    encodes both the texts and the images with it: a feature that also fires on a concept's picture was
    never shown a picture while it was learnt.
 3. Scores SAE features and signed neurons (each embedding dimension split into its positive and
@@ -94,18 +94,16 @@ def subsets(labels: Labels, heldout_ids: set[str]) -> dict[str, np.ndarray]:
 def run(args) -> dict:
     work = Path(args.work)
     encoder = mmf.load_encoder(MODEL)
-    data = mmf.ConceptDataset.builtin(["emoji", "photos"])
-    sentences = mmf.ConceptDataset.builtin(["concepts"])
-    log(f"{len(data)} emoji/photo rows and {len(sentences)} sentences: embedding")
+    data = mmf.ConceptDataset.builtin(["emoji", "photos"], linked_only=False)
+    log(f"{len(data)} emoji and photo rows (pictures, names, captions): embedding")
     stores = mmf.extract(encoder, data, ["image.embed", "text.embed"], store_dir=work / "stores", progress=True)
-    sentence_store = mmf.extract(encoder, sentences, ["text.embed"], store_dir=work / "stores", progress=True)
     x_img, lab_img = rows(stores.stores["image.embed"])
     x_txt, lab_txt = rows(stores.stores["text.embed"])
     heldout = {str(i) for i in np.flatnonzero(load_data(encoder.tower("image").module.config.image_size).heldout)}
-    # the SAE sees texts only: emoji names and concept sentences
+    # the SAE sees texts only: the emoji names and photo captions
     text_store = stores.stores["text.embed"]
     sae_dir = work / "saes" / "text-embed"
-    total = (text_store.n_rows + sentence_store.stores["text.embed"].n_rows) * 30
+    total = text_store.n_rows * 30
     cfg = mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=0, lr=3e-3, warmup_steps=20, batch_size=1024, total_rows=total,
                           dead_tokens=50_000, device="cpu", log_every=50, name=f"topk{K}-{WIDTH}")
     done = sae_dir / cfg.name / "cfg.json"

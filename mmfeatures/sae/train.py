@@ -183,8 +183,9 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     out_dir.mkdir(parents=True, exist_ok=True)
     total_rows = base.total_rows or store.n_rows
     steps = total_rows // base.batch_size
-    if steps < 1:
-        raise ValueError(f"{total_rows} rows make no batch of {base.batch_size}; lower batch_size or add rows")
+    if steps < 1 or store.n_rows < base.batch_size:
+        raise ValueError(f"the store has {store.n_rows} rows ({total_rows} to train on), fewer than one batch of "
+                         f"{base.batch_size}; lower batch_size or add rows")
     scale = store.input_scale() if base.normalize == "scale" else 1.0
     run_key = config_hash({"store": str(store.path), "configs": [_jsonable(c) for c in cfgs]})
     ckpt_path = out_dir / f"checkpoint-{run_key}.pt"

@@ -1,0 +1,188 @@
+"""ipywidgets panels for the notebooks, built on analysis results and ``plotting`` (no analysis here).
+
+Every builder returns a ``Panel``: ``panel.widget`` is what a notebook displays, ``panel.controls`` the
+named ipywidgets, and ``panel.state`` what the last render drew (the figure's data), so a test can set a
+control's value and check what changed, with no browser. Impossible selections (no language chosen, a
+feature out of range) render a short message instead of a figure.
+
+>>> panel = concept_heatmap(z, labels)                         # doctest: +SKIP
+>>> panel.controls["concept"].value = "dog"; panel.state["matrix"].shape   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmfeatures import plotting
+from mmfeatures.analysis.labels import Labels
+
+
+@dataclass
+class Panel:
+    widget: Any
+    controls: dict[str, Any]
+    output: Any
+    state: dict[str, Any] = field(default_factory=dict)
+    render: Callable[[], None] = lambda: None
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _panel(controls: dict[str, Any], draw: Callable[[dict[str, Any], dict[str, Any]], Any],
+           layout: str = "vertical") -> Panel:
+    """Wire ``controls`` so any change re-runs ``draw(values, state) -> Figure | str`` into one Output; ``draw``
+    records what it drew in ``state``."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    output = w.Output()
+    panel = Panel(None, controls, output)
+
+    def render(*_):
+        values = {name: c.value for name, c in controls.items()}
+        panel.state.clear()
+        result = draw(values, panel.state)
+        output.clear_output(wait=True)
+        with output:
+            if isinstance(result, str):
+                panel.state["message"] = result
+                print(result)
+            else:
+                display(result)
+                plt.close(result)
+
+    for c in controls.values():
+        c.observe(render, names="value")
+    box = w.HBox if layout == "horizontal" else w.VBox
+    panel.widget = w.VBox([box(list(controls.values())), output])
+    panel.render = render
+    render()
+    return panel
+
+
+def concept_heatmap(z: np.ndarray, labels: Labels, *, top: int = 12, concepts: Sequence[str] | None = None,
+                    languages: Sequence[str] | None = None, concept: str | None = None) -> Panel:
+    """Pick a concept and languages: a heatmap of the concept's ``top`` features (mean activation per language).
+
+    Features are ranked by their mean activation on the concept's rows minus that on all other rows."""
+    import ipywidgets as w
+
+    z = np.asarray(z, np.float32)
+    concepts = sorted(set(labels.concept)) if concepts is None else list(concepts)
+    all_langs = [lang for lang in dict.fromkeys(labels.language) if lang]
+    languages = all_langs if languages is None else list(languages)
+    controls = {
+        "concept": w.Dropdown(options=concepts, value=concept or concepts[0], description="concept"),
+        "languages": w.SelectMultiple(options=all_langs, value=tuple(languages), description="languages",
+                                      rows=min(8, len(all_langs))),
+    }
+
+    def draw(v, state):
+        langs = list(v["languages"])
+        if not langs:
+            return "Select at least one language."
+        in_c = labels.concept == v["concept"]
+        contrast = z[in_c].mean(0) - z[~in_c].mean(0)
+        features = np.argsort(-contrast)[:top]
+        matrix = np.array([z[in_c & (labels.language == lang)][:, features].mean(0) if
+                           (in_c & (labels.language == lang)).any() else np.full(len(features), np.nan)
+                           for lang in langs])
+        state.update(concept=v["concept"], languages=langs, features=features, matrix=matrix)
+        return plotting.feature_heatmap(matrix, langs, [f"f{i}" for i in features],
+                                        title=f"Top features for '{v['concept']}', mean activation by language")
+
+    return _panel(controls, draw)
+
+
+def toy_geometry(weights: Mapping[float, np.ndarray], importance: np.ndarray) -> Panel:
+    """A sparsity slider over trained toy models: each feature's direction W_i in the hidden plane."""
+    import ipywidgets as w
+
+    values = sorted(weights)
+    slider = w.SelectionSlider(options=[(f"{s:.3g}", s) for s in values], value=values[0],
+                               description="sparsity", continuous_update=False)
+
+    def draw(v, state):
+        W = np.asarray(weights[v["sparsity"]])
+        state.update(sparsity=v["sparsity"], W=W)
+        return plotting.toy_geometry(W, importance, title=f"S = {v['sparsity']:.3g}")
+
+    return _panel({"sparsity": slider}, draw)
+
+
+def feature_browser(z: np.ndarray, labels: Labels, images: Mapping[str, Any], texts: Mapping[str, str], *,
+                    feature: int = 0, n_images: int = 6, n_texts: int = 8, languages: Sequence[str] = ()) -> Panel:
+    """A feature index in, its top images and top texts side by side (``images``/``texts`` by example id)."""
+    import ipywidgets as w
+
+    z = np.asarray(z, np.float32)
+    img_rows = np.flatnonzero(labels.mask(modality="image"))
+    txt_rows = np.flatnonzero(labels.mask(modality="text"))
+    langs = list(languages) or [lang for lang in dict.fromkeys(labels.language[txt_rows]) if lang]
+    controls = {"feature": w.BoundedIntText(value=feature, min=0, max=z.shape[1] - 1, description="feature"),
+                "languages": w.SelectMultiple(options=langs, value=tuple(langs[:4]), description="languages",
+                                              rows=min(6, len(langs)))}
+
+    def draw(v, state):
+        f, chosen = v["feature"], list(v["languages"])
+        if not chosen:
+            return "Select at least one language."
+        top_img = img_rows[np.argsort(-z[img_rows, f])[:n_images]]
+        rows = txt_rows[np.isin(labels.language[txt_rows], chosen)]
+        top_txt = rows[np.argsort(-z[rows, f])[:n_texts]]
+        state.update(feature=f, images=[labels.example_id[i] for i in top_img],
+                     texts=[texts[labels.example_id[i]] for i in top_txt])
+        return plotting.top_examples(
+            [images[labels.example_id[i]] for i in top_img], z[top_img, f],
+            [f"[{labels.language[i]}] {texts[labels.example_id[i]]}" for i in top_txt], z[top_txt, f],
+            title=f"feature {f}: top images and top texts")
+
+    return _panel(controls, draw)
+
+
+def match_explorer(z_a: np.ndarray, z_b: np.ndarray, match: np.ndarray, r: np.ndarray, texts: Sequence[str], *,
+                   names: tuple[str, str] = ("A", "B"), feature: int = 0, n_top: int = 5) -> Panel:
+    """A feature of model A in; its matched feature in B (``match[f]``, correlation ``r[f]``), a scatter of
+    both over the shared rows, and the top rows of each."""
+    import ipywidgets as w
+
+    controls = {"feature": w.BoundedIntText(value=feature, min=0, max=z_a.shape[1] - 1, description=f"{names[0]} feature")}
+
+    def draw(v, state):
+        f = v["feature"]
+        g = int(match[f])
+        if g < 0:
+            return f"{names[0]} feature {f} has no match (dead or constant)."
+        x, y = z_a[:, f], z_b[:, g]
+        state.update(feature=f, match=g, r=float(r[f]), top_a=[texts[i] for i in np.argsort(-x)[:n_top]],
+                     top_b=[texts[i] for i in np.argsort(-y)[:n_top]])
+        return plotting.match_scatter(x, y, state["top_a"], state["top_b"],
+                                      title=f"{names[0]} f{f} ↔ {names[1]} f{g}: r = {r[f]:.2f}",
+                                      labels=(f"{names[0]} feature {f}", f"{names[1]} feature {g}"))
+
+    return _panel(controls, draw)
+
+
+def curve_slider(curves: Mapping[str, Mapping[float, float]], *, xlabel: str, ylabel: str, title: str,
+                 value: float | None = None) -> Panel:
+    """A slider over x (e.g. clamp strength): every series' curve with the chosen x marked and its values shown."""
+    import ipywidgets as w
+
+    xs = sorted(next(iter(curves.values())))
+    slider = w.SelectionSlider(options=[(f"{x:g}", x) for x in xs], value=xs[-1] if value is None else value,
+                               description=xlabel[:12], continuous_update=False)
+
+    def draw(v, state):
+        x = v["x"]
+        state.update(x=x, values={name: c[x] for name, c in curves.items()})
+        return plotting.curves(curves, x, xlabel=xlabel, ylabel=ylabel, title=title)
+
+    return _panel({"x": slider}, draw)
