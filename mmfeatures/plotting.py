@@ -164,3 +164,20 @@ def curves(series: Mapping[str, Mapping[float, float]], mark: float | None = Non
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8, frameon=False)
     return fig
+
+
+def dimensionality(sparsities: np.ndarray, d_star: np.ndarray, d_i: np.ndarray, alive: np.ndarray, *,
+                   fractions: Sequence[float] = (1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8), title: str = "", ax=None):
+    """Toy models: D* per sparsity level (line) over each alive feature's D_i (grey), with the paper's fractions."""
+    fig, ax = _axes(ax)
+    x = 1 / (1 - np.asarray(sparsities, float))
+    for level in range(len(x)):
+        keep = np.asarray(alive[level], bool)
+        ax.scatter(np.full(keep.sum(), x[level]), np.asarray(d_i[level])[keep], s=6, color="grey", alpha=0.4)
+    ax.plot(x, d_star, "o-", color="C0", label="D* (dimensions per feature)")
+    for f in fractions:
+        ax.axhline(f, color="C1", lw=0.6, ls=":")
+    ax.set(xscale="log", xlabel="1 / (1 - S)", ylabel="dimensions",
+           title=title or "D* falls with sparsity and sticks at 1/2; grey: D_i of each feature")
+    ax.legend(frameon=False)
+    return fig

@@ -40,7 +40,7 @@ NOTEBOOKS["01_toy_superposition"] = [
 # Parameters (papermill). These are toy models: no hub model is involved; on a GPU set DEVICE = 'cuda'.
 N_FEATURES, N_HIDDEN, DECAY, STEPS = 5, 2, 0.9, 6000
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.99]
-BIG_FEATURES, BIG_HIDDEN, BIG_STEPS, BIG_LEVELS = 80, 8, 2500, 12
+BIG_FEATURES, BIG_HIDDEN, BIG_STEPS, BIG_LEVELS = 80, 8, 2500, 20
 DEVICE = 'cpu'
 SEED = 0
 """),
@@ -84,22 +84,19 @@ big = train_toy(ToyConfig(n_features=BIG_FEATURES, n_hidden=BIG_HIDDEN, steps=BI
                           device=DEVICE), list(sparsities))
 d_star = dimensions_per_feature(big.W)
 d_i = feature_dimensionality(big.W)
-fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-for level, s in enumerate(sparsities):
-    alive = np.linalg.norm(big.W[level], axis=0) > 0.5
-    ax.scatter(np.full(alive.sum(), 1 / (1 - s)), d_i[level, alive], s=6, color='grey', alpha=0.4)
-ax.plot(1 / (1 - sparsities), d_star, 'o-', color='C0', label='D* (dimensions per feature)')
-for f in (1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8):
-    ax.axhline(f, color='C1', lw=0.6, ls=':')
-ax.set(xscale='log', xlabel='1 / (1 - S)', ylabel='dimensions', title='D* falls with sparsity; grey: D_i of each feature')
-ax.legend(frameon=False);
+alive = np.linalg.norm(big.W, axis=1) > 0.5
+plotting.dimensionality(sparsities, d_star, d_i, alive);
 """),
     check("""
 print('D* near 1 when dense:', bool(d_star[0] > 0.9), '| below 0.2 when very sparse:', bool(d_star[-1] < 0.2))
 print('D* decreases with sparsity:', bool(np.all(np.diff(d_star) < 0.05)))
+near_half = np.abs(d_star - 0.5) < 0.05
+print('D* sticks near 1/2 on consecutive sparsity levels:', bool(np.any(near_half[:-1] & near_half[1:])))
+clusters = {f: int((np.abs(d_i[alive] - f) < 0.02).sum()) for f in (1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)}
+print('features cluster at D_i = 1/2 and at 2/5 (>= 10 each):', clusters[1 / 2] >= 10 and clusters[2 / 5] >= 10)
 """),
-    md("The plateau of D* at 1/2 and the D_i clusters at 3/4, 2/3, 2/5 are clearest with more features "
-       "(n = 200, m = 20; `tests/test_toy.py::test_many_features_plateau_at_half_a_dimension`, marked slow)."),
+    md("With more features (n = 200, m = 20) the plateau is wider and more D_i fractions appear: "
+       "`tests/test_toy.py::test_many_features_plateau_at_half_a_dimension` (marked slow) checks that case."),
 ]
 
 COMMON = """
@@ -159,13 +156,11 @@ scores = {name: evaluate(sae, x[held]) for name, sae in saes.items()}
 pd.DataFrame({n: {k: v for k, v in s.items() if k != 'density'} for n, s in scores.items()}).T.round(3)
 """),
     code("""
-fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
-for i, arch in enumerate(['topk', 'batchtopk', 'relu-l1']):
-    pts = sorted((s['l0'], s['nmse']) for n, s in scores.items() if n.startswith(arch + '-'))
-    ax.plot(*zip(*pts), 'o-', color=f'C{i}', label=arch)
-ax.set(xlabel='L0 (active latents per token)', ylabel='NMSE on held-out rows', xscale='log',
-       title='More active latents buy lower reconstruction error')
-ax.legend(frameon=False);
+frontier = {arch: {s['l0']: s['nmse'] for n, s in scores.items() if n.startswith(arch + '-')}
+            for arch in ('topk', 'batchtopk', 'relu-l1')}
+fig = plotting.curves(frontier, xlabel='L0 (active latents per token)', ylabel='NMSE on held-out rows',
+                      title='More active latents buy lower reconstruction error')
+fig.axes[0].set_xscale('log')
 """),
     check("""
 topk = [scores[f'topk-{k}']['nmse'] for k in K_VALUES]
@@ -502,13 +497,12 @@ table.round(3)
 fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True)
 by_width = table.loc[[f'w{w}-k16' for w in WIDTHS]]
 by_k = table.loc[[f'w1536-k{k}' for k in K_VALUES]]
-for metric in ('cosine', 'retrieval', 'crosslingual'):
-    a.plot(WIDTHS, by_width[f'recovered_{metric}_vs_zero'], 'o-', label=metric)
-    b.plot(K_VALUES, by_k[f'recovered_{metric}_vs_zero'], 'o-', label=metric)
-a.set(xscale='log', xlabel='SAE width (k = 16)', ylabel='fraction recovered vs zero-ablation',
-      title='Spliced SAE: share of clean behaviour kept')
-b.set(xlabel='k (width 1536)', title='More active latents, less damage')
-a.legend(frameon=False);
+metrics = ('cosine', 'retrieval', 'crosslingual')
+plotting.curves({m: dict(zip(WIDTHS, by_width[f'recovered_{m}_vs_zero'])) for m in metrics}, xlabel='SAE width (k = 16)',
+                ylabel='fraction recovered vs zero-ablation', title='Spliced SAE: share of clean behaviour kept', ax=a)
+plotting.curves({m: dict(zip(K_VALUES, by_k[f'recovered_{m}_vs_zero'])) for m in metrics}, xlabel='k (width 1536)',
+                ylabel='fraction recovered vs zero-ablation', title='More active latents, less damage', ax=b)
+a.set_xscale('log')
 """),
     check("""
 rec = table['recovered_retrieval_vs_zero']
