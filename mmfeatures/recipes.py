@@ -46,14 +46,7 @@ def _default_config(config: TrainConfig, store: ActivationStore, epochs: int) ->
 def cached_sae(store: ActivationStore, config: TrainConfig, *, epochs: int = 3,
                folder: str | Path | None = None, progress: bool = False) -> SAE:
     """``config`` trained on ``store`` (``epochs`` passes unless ``total_rows`` is set), or loaded if done."""
-    config = _default_config(config, store, epochs)
-    key = config_hash({"store": str(store.path), "config": repr(config)})
-    out = Path(folder) if folder is not None else cache_dir("recipes", "saes", key)
-    name = config.name or "sae"
-    config = dataclasses.replace(config, name=name)
-    if (out / name / "cfg.json").is_file():
-        return load_sae(str(out / name))
-    return train(store, config, out, progress=progress)
+    return cached_saes(store, [config], epochs=epochs, folder=folder, progress=progress)[0]
 
 
 def cached_saes(store: ActivationStore, configs: Sequence[TrainConfig], *, epochs: int = 3,

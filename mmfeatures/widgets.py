@@ -35,8 +35,7 @@ class Panel:
         display(self.widget)
 
 
-def _panel(controls: dict[str, Any], draw: Callable[[dict[str, Any], dict[str, Any]], Any],
-           layout: str = "vertical") -> Panel:
+def _panel(controls: dict[str, Any], draw: Callable[[dict[str, Any], dict[str, Any]], Any]) -> Panel:
     """Wire ``controls`` so any change re-runs ``draw(values, state) -> Figure | str`` into one Output; ``draw``
     records what it drew in ``state``."""
     import ipywidgets as w
@@ -61,8 +60,7 @@ def _panel(controls: dict[str, Any], draw: Callable[[dict[str, Any], dict[str, A
 
     for c in controls.values():
         c.observe(render, names="value")
-    box = w.HBox if layout == "horizontal" else w.VBox
-    panel.widget = w.VBox([box(list(controls.values())), output])
+    panel.widget = w.VBox([w.VBox(list(controls.values())), output])
     panel.render = render
     render()
     return panel

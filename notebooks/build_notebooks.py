@@ -266,12 +266,8 @@ img_store, txt_store = result.stores['image.embed'], result.stores['text.embed']
 sae = cached_sae(txt_store, mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=SEED, lr=3e-3, warmup_steps=20,
                                             batch_size=1024, dead_tokens=50_000, device='cpu'), epochs=EPOCHS)
 
-def rows(store):
-    return store.array(), Labels.from_records([store.examples[i] for i in store.provenance().example_index])
-
-(x_img, l_img), (x_txt, l_txt) = rows(img_store), rows(txt_store)
-labels = Labels(*(np.concatenate([getattr(l_img, f), getattr(l_txt, f)])
-                  for f in ('concept', 'language', 'modality', 'group', 'example_id')))
+(x_img, l_img), (x_txt, l_txt) = unit_activations(img_store), unit_activations(txt_store)
+labels = Labels.concat(l_img, l_txt)
 z = encode_rows(sae, np.concatenate([x_img, x_txt]))
 print(f'{len(x_img)} emoji pictures, {len(x_txt)} names in {len(LANGUAGES)} languages; SAE {WIDTH} features, k={K}')
 """),
@@ -287,9 +283,6 @@ print(f'multimodal fraction {mm.value:.1f} (null {mm.null_mean:.1f}); above null
 print('some bridge features exist:', bool(cm.bridge.sum() > 0))
 """),
     code("""
-from PIL import Image
-
-ids = [e.id for e in emoji]
 pictures = {e.id: e.content for e in emoji if e.modality == mmf.Modality.IMAGE}
 names = {e.id: e.content for e in emoji if e.modality == mmf.Modality.TEXT}
 bridges = np.flatnonzero(cm.bridge)

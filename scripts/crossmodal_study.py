@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crossmodal  # noqa: E402
-from mmfeatures.analysis.labels import encode_rows  # noqa: E402
+from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
 from mmfeatures.emojiclip.train import load_data  # noqa: E402
 from mmfeatures.encoders.base import Encoder, ModelInfo  # noqa: E402
 from mmfeatures.encoders.emojiclip import EmojiImageTower, ImageTower  # noqa: E402
+from mmfeatures.recipes import cached_sae  # noqa: E402
 
 MODEL = "offline:e5-emoji-clip"
 WIDTH, K = 1536, 16
@@ -56,16 +57,6 @@ def untrained(encoder: Encoder, seed: int = 0) -> Encoder:
     info = ModelInfo(f"{MODEL}+untrained-image-tower-{seed}", ("image", "text"), "untrained image tower null",
                      real=False)
     return Encoder(info, {mmf.Modality.TEXT: encoder.tower("text"), mmf.Modality.IMAGE: EmojiImageTower(module)})
-
-
-def rows(store) -> tuple[np.ndarray, Labels]:
-    prov = store.provenance()
-    return store.array(), Labels.from_records([store.examples[i] for i in np.asarray(prov.example_index)])
-
-
-def concat(a: Labels, b: Labels) -> Labels:
-    return Labels(*(np.concatenate([getattr(a, f), getattr(b, f)])
-                    for f in ("concept", "language", "modality", "group", "example_id")))
 
 
 def signed_neurons(x: np.ndarray) -> np.ndarray:
@@ -97,8 +88,8 @@ def run(args) -> dict:
     data = mmf.ConceptDataset.builtin(["emoji", "photos"], linked_only=False)
     log(f"{len(data)} emoji and photo rows (pictures, names, captions): embedding")
     stores = mmf.extract(encoder, data, ["image.embed", "text.embed"], store_dir=work / "stores", progress=True)
-    x_img, lab_img = rows(stores.stores["image.embed"])
-    x_txt, lab_txt = rows(stores.stores["text.embed"])
+    x_img, lab_img = unit_activations(stores.stores["image.embed"])
+    x_txt, lab_txt = unit_activations(stores.stores["text.embed"])
     heldout = {str(i) for i in np.flatnonzero(load_data(encoder.tower("image").module.config.image_size).heldout)}
     # the SAE sees texts only: the emoji names and photo captions
     text_store = stores.stores["text.embed"]
@@ -106,17 +97,16 @@ def run(args) -> dict:
     total = text_store.n_rows * 30
     cfg = mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=0, lr=3e-3, warmup_steps=20, batch_size=1024, total_rows=total,
                           dead_tokens=50_000, device="cpu", log_every=50, name=f"topk{K}-{WIDTH}")
-    done = sae_dir / cfg.name / "cfg.json"
-    sae = mmf.load_sae(str(sae_dir / cfg.name)) if done.is_file() else mmf.train(text_store, cfg, sae_dir)
+    sae = cached_sae(text_store, cfg, folder=sae_dir)
     results: dict = {"_meta": {"model": MODEL, "width": WIDTH, "k": K, "n_perm": args.n_perm,
                                "sae_rows": text_store.n_rows, "heldout_emoji": len(heldout)}}
     null_encoder = untrained(encoder)
     null_img = mmf.extract(null_encoder, data, ["image.embed"], store_dir=work / "stores", progress=True)
-    x_null, lab_null = rows(null_img.stores["image.embed"])
+    x_null, lab_null = unit_activations(null_img.stores["image.embed"])
     assert list(lab_null.example_id) == list(lab_img.example_id)
     for tower, images in (("trained", x_img), ("untrained image tower", x_null)):
         x = np.concatenate([images, x_txt])
-        labels = concat(lab_img, lab_txt)
+        labels = Labels.concat(lab_img, lab_txt)
         units = {"SAE features": encode_rows(sae, x), "signed neurons": signed_neurons(x)}
         for subset, mask in subsets(labels, heldout).items():
             for unit_name, z in units.items():

@@ -57,7 +57,7 @@ def lab(tmp_path):
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.extension_manager=readonly", "--ServerApp.allow_root=True"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"))
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=(log := open(tmp_path / "lab.log", "w")))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -73,6 +73,7 @@ def lab(tmp_path):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 def test_multilingual_heatmap_follows_the_dropdown_in_jupyterlab(lab):

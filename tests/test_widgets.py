@@ -57,8 +57,7 @@ def test_feature_browser_shows_each_modality_top(planted):
     n = len(labels)
     img = Labels(np.array(["dog", "tree"], object), np.array(["", ""], object), np.array(["image", "image"], object),
                  example_id=np.array(["i0", "i1"], object))
-    both = Labels(*(np.concatenate([getattr(labels, f), getattr(img, f)])
-                    for f in ("concept", "language", "modality", "group", "example_id")))
+    both = Labels.concat(labels, img)
     z_img = np.zeros((2, z.shape[1]), np.float32)
     z_img[0, 0], z_img[1, 1] = 3.0, 3.0
     images = {"i0": Image.new("RGB", (8, 8), "red"), "i1": Image.new("RGB", (8, 8), "green")}

@@ -60,6 +60,12 @@ class Labels:
                    np.array([r.get("modality") or "text" for r in records], dtype=object),
                    np.array(groups, dtype=object), np.array(ids, dtype=object))
 
+    @classmethod
+    def concat(cls, *parts: Labels) -> Labels:
+        """The rows of several label sets, in order (e.g. image rows, then text rows)."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("concept", "language", "modality", "group", "example_id")))
+
     def take(self, index: np.ndarray) -> Labels:
         return Labels(self.concept[index], self.language[index], self.modality[index], self.group[index],
                       self.example_id[index])
