@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job on the offline default; ends in reports/demo/index.html (`make demo DEMO_ARGS=--quick`).
 demo: setup
-	$(PY) -m mmfeatures demo
+	MPLBACKEND=Agg $(PY) -m mmfeatures demo $(DEMO_ARGS)
 
 # The whole suite, notebooks included (nbval), offline and on CPU. Under 25 min on 2 cores.
 test: setup browser

@@ -1,17 +1,227 @@
-"""`mmfeatures <subcommand>`: a thin layer where every subcommand is fn(config).
+"""`mmfeatures <command>`: every command wraps one library function that takes a frozen config.
 
-Exit codes: 0 success, 2 usage error, 1 failure (with a message that names the fix).
+Options come from flags or from `--config file.yaml` (flags win). Exit codes: 0 success, 2 usage error,
+1 failure; every error message names the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import signal
 import sys
+import typing
+from pathlib import Path
+from typing import Any
 
 from mmfeatures.errors import MMFeaturesError
 
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    # name: (module:config class, module:function, help, examples)
+    "extract": ("mmfeatures.jobs:ExtractJob", "mmfeatures.jobs:run_extract", "activations into resumable stores",
+                "mmfeatures extract --model offline:e5-small --sites text.layer.8.resid --languages en,es,ja\n"
+                "  mmfeatures extract --model offline:e5-emoji-clip --data emoji --sites image.embed,text.embed "
+                "--pooling mean\n  mmfeatures extract --data my_sentences.csv --config extract.yaml"),
+    "train": ("mmfeatures.jobs:TrainJob", "mmfeatures.jobs:run_train", "train an SAE on a store",
+              "mmfeatures train --store STORE --width 1536 --k 16 --out runs/e5/train\n"
+              "  mmfeatures train --store STORE --arch relu --l1 5 --epochs 10"),
+    "analyze": ("mmfeatures.jobs:AnalyzeJob", "mmfeatures.jobs:run_analyze",
+                "cross-lingual or cross-modal consistency, with nulls",
+                "mmfeatures analyze --stores STORE --sae SAE --kind crosslingual --out runs/e5/crosslingual\n"
+                "  mmfeatures analyze --stores IMAGE_STORE,TEXT_STORE --sae SAE --kind crossmodal"),
+    "match": ("mmfeatures.jobs:MatchJob", "mmfeatures.jobs:run_match", "match units across models, with nulls",
+              "mmfeatures match --store-a STORE_A --store-b STORE_B --sae-a SAE_A --sae-b SAE_B --out runs/x/match"),
+    "steer": ("mmfeatures.jobs:SteerJob", "mmfeatures.jobs:run_steer", "clamp a concept's feature, against random ones",
+              "mmfeatures steer --sae SAE --concept dog --strengths 0,1,3,5 --out runs/e5/steer"),
+    "report": ("mmfeatures.report:ReportJob", "mmfeatures.report:render_report",
+               "render a folder of job results as index.html",
+               "mmfeatures report --folder runs/e5 --title 'My study'"),
+    "demo": ("mmfeatures.demo:DemoConfig", "mmfeatures.demo:run_demo",
+             "the main job on the offline defaults, ending in reports/demo/index.html",
+             "mmfeatures demo                 # about 5 minutes on 2 CPU cores; a rerun reuses everything\n"
+             "  mmfeatures demo --quick         # about 2 minutes\n  mmfeatures demo --out /tmp/demo --device cuda"),
+}
 
-def _cmd_models(args: argparse.Namespace) -> int:
+
+class UsageError(Exception):
+    """A bad command line or config file (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(message)
+
+
+def _load(ref: str) -> Any:
+    import importlib
+
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """``value`` (a flag string or a YAML value) as the field's type; UsageError naming the field if not."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = type(None) in typing.get_args(hint)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("", "none", "null"))):
+        return None
+    base = args[0] if optional else hint
+    try:
+        if typing.get_origin(base) is tuple:
+            item = typing.get_args(base)[0]
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(item(x.strip() if isinstance(x, str) else x) for x in items if x != "")
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
+                return str(value).lower() in ("true", "yes", "1")
+            raise ValueError(value)
+        if base in (int, float) and isinstance(value, bool):
+            raise ValueError(value)
+        return base(value)
+    except (TypeError, ValueError):
+        kind = getattr(base, "__name__", str(base)).replace("tuple", "comma-separated list")
+        raise UsageError(f"--{name.replace('_', '-')}: {value!r} is not a valid {kind}") from None
+
+
+def _read_config(path: str, cls: type) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {path!r} not found; check the path (it is relative to {Path.cwd()})")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping of option: value, not {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, 1)
+            raise UsageError(f"config file {path}: unknown option {key!r}"
+                             + (f"; did you mean {close[0]!r}?" if close else f"; options are {', '.join(names)}"))
+        out[name] = value
+    return out
+
+
+def _add_options(p: argparse.ArgumentParser, cls: type) -> None:
+    p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (flags override it)")
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = f"--{f.name.replace('_', '-')}"
+        default = "required" if f.metadata.get("required") else f.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default)) or "all"
+        text = f"{f.metadata.get('help', '')} (default: {default})"
+        if hints[f.name] is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=text)
+        else:
+            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(), help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmfeatures import __version__
+
+    examples = "\n".join(f"  {c.splitlines()[0]}" for _, _, _, c in COMMANDS.values())
+    p = _Parser(prog="mmfeatures", description=__doc__.splitlines()[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog=f"examples:\n  mmfeatures models\n{examples}\n\n`mmfeatures <command> --help` lists its "
+                       "options. Docs: docs/cli.md")
+    p.add_argument("--version", action="version", version=f"mmfeatures {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
+    sub.add_parser("models", help="list registered models", description="List the registered models.")
+    for name, (cls_ref, _, text, example) in COMMANDS.items():
+        cls = _load(cls_ref)
+        s = sub.add_parser(name, help=text, description=(cls.__doc__ or text).strip().splitlines()[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=f"examples:\n  {example}")
+        _add_options(s, cls)
+    t = sub.add_parser("train-embedded", help="retrain offline:e5-emoji-clip's image tower and write its card",
+                       epilog="about 25 minutes on 2 CPU cores; resumable (rerun the same command)")
+    t.add_argument("--out", default=None, help="output folder (default: the repository's data/models)")
+    t.add_argument("--work", default=None, help="checkpoint folder (default: user cache, keyed by the config)")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default 1700)")
+    t.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation (default 0)")
+    return p
+
+
+def make_config(command: str, args: argparse.Namespace) -> Any:
+    """The command's frozen config from its defaults, the config file, then the flags."""
+    cls = _load(COMMANDS[command][0])
+    hints = _hints(cls)
+    values = _read_config(args.config, cls) if getattr(args, "config", None) else {}
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    values = {k: _coerce(k, hints[k], v) for k, v in values.items()}
+    missing = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required") and values.get(f.name) in (None, ())]
+    if missing:
+        raise UsageError(" and ".join(f"--{m.replace('_', '-')}" for m in missing) + " required (as a flag, or in "
+                         "the --config file); see `mmfeatures " + command + " --help`")
+    try:
+        return cls(**values)
+    except (MMFeaturesError, ValueError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _usage_hint(message: str, argv: list[str]) -> str:
+    """Add 'did you mean' to argparse's messages for unknown commands and flags."""
+    names = ["models", "train-embedded", *COMMANDS]
+    if "invalid choice" in message:
+        bad = message.split("'")[1] if "'" in message else ""
+        close = difflib.get_close_matches(bad, names, 1)
+        return f"unknown command {bad!r}" + (f"; did you mean {close[0]!r}?" if close else "") + \
+            f" Commands: {', '.join(names)}"
+    if "unrecognized arguments" in message:
+        command = next((a for a in argv if a in names), None)
+        options = []
+        if command in COMMANDS:
+            options = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(_load(COMMANDS[command][0]))]
+        hints = []
+        for bad in message.split(":", 1)[1].split():
+            close = difflib.get_close_matches(bad.split("=")[0], options, 1)
+            hints.append(f"{bad} (did you mean {close[0]}?)" if close else bad)
+        return f"unknown option(s) {', '.join(hints)}; see `mmfeatures {command or ''} --help`".replace("  ", " ")
+    return message
+
+
+def _summary(command: str, result: Any) -> None:
+    from mmfeatures.jobs import Record
+
+    if isinstance(result, Record):
+        print(f"\n{result.title}")
+        if result.verdict:
+            print(f"\n{result.verdict}\n")
+        for t in result.tables:
+            if t["rows"] and len(t["rows"]) <= 3:
+                print(f"{t['title']}:")
+                for row in t["rows"]:
+                    print("  " + ", ".join(f"{c} {v}" for c, v in zip(t["columns"], row, strict=True)))
+        print("wrote:")
+        for path in (result.written if result.folder else list(result.outputs.values())):
+            print(f"  {path}")
+    elif command == "demo":
+        print(f"\n{'stage':24s} {'seconds':>8s}  reused")
+        for s in result.stages:
+            print(f"{s.name:24s} {s.seconds:8.1f}  {'yes' if s.reused else ''}")
+        print("\nverdicts:")
+        for claim, ok in result.verdicts.items():
+            print(f"  [{'supported' if ok else 'NOT supported'}] {claim}")
+        print(f"\nwrote {result.index} (with its figures and job records beside it); "
+              f"{result.seconds / 60:.1f} min. Open it in a browser.")
+    else:
+        print(f"wrote {result}")
+
+
+def _cmd_models() -> int:
     from mmfeatures.encoders import list_models
 
     for m in list_models():
@@ -20,24 +230,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from mmfeatures.demo import DemoConfig, run_demo
-
-    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else DemoConfig.layers
-    r = run_demo(DemoConfig(model=args.model, layers=layers, device=args.device, store_dir=args.store_dir))
-    print(f"model {r.model} on {r.device}: {r.n_texts} sentences, {r.n_tokens} content tokens, "
-          f"{len(r.languages)} languages ({', '.join(r.languages)}), {r.seconds:.1f} s")
-    print(f"activation stores {'reused from' if r.reused else 'written to'} {r.store_root}")
-    print("Mean-pooled content-token activations; centred cosine between different-language rows:")
-    print(f"{'site':22s} {'d':>4s} {'mean norm':>10s} {'same concept':>13s} {'other concept':>14s}")
-    for s in r.sites:
-        print(f"{s.site:22s} {s.d:4d} {s.mean_norm:10.2f} {s.same_concept_cos:13.3f} {s.other_concept_cos:14.3f}")
-    return 0
-
-
 def _cmd_train_embedded(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from mmfeatures.emojiclip.card import write_card
     from mmfeatures.emojiclip.evaluate import evaluate
     from mmfeatures.emojiclip.train import TrainConfig, train
@@ -51,42 +244,40 @@ def _cmd_train_embedded(args: argparse.Namespace) -> int:
     command = "mmfeatures train-embedded" + "".join(f" --{k} {v}" for k, v in (("steps", args.steps),
                                                                                    ("seed", args.seed)) if v is not None)
     weights = train(config, out, args.work, command=command)
-    result = evaluate(load_emoji_clip(weights), config)
-    card = write_card(out, result)
+    card = write_card(out, evaluate(load_emoji_clip(weights), config))
     print(f"wrote {weights} and its card {card}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmfeatures", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  mmfeatures models\n  mmfeatures demo --layers 0,6,11")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list registered models").set_defaults(fn=_cmd_models)
-    d = sub.add_parser("demo", help="run the main job on the offline default",
-                       epilog="example: mmfeatures demo --model offline:minilm-l6 --layers 0,3,5")
-    d.add_argument("--model", default="offline:e5-small", help="registry name (see `mmfeatures models`)")
-    d.add_argument("--layers", default="", help="comma-separated layer indices (default 0,3,6,9,11)")
-    d.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    d.add_argument("--store-dir", default=None, help="folder for activation stores (default: user cache)")
-    d.set_defaults(fn=_cmd_demo)
-    t = sub.add_parser("train-embedded", help="train offline:e5-emoji-clip's image tower and write its card",
-                       epilog="about 25 minutes on 2 CPU cores; resumable (rerun the same command)")
-    t.add_argument("--out", default=None, help="output folder (default: the repository's data/models)")
-    t.add_argument("--work", default=None, help="checkpoint folder (default: user cache, keyed by the config)")
-    t.add_argument("--steps", type=int, default=None, help="training steps (default 1700)")
-    t.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation (default 0)")
-    t.set_defaults(fn=_cmd_train_embedded)
-    return p
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return args.fn(args)
-    except (MMFeaturesError, ValueError, FileNotFoundError) as e:
+        args = build_parser().parse_args(argv)
+        config = make_config(args.command, args) if args.command in COMMANDS else None
+    except UsageError as e:
+        print(f"mmfeatures: usage error: {_usage_hint(str(e), argv)}", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.command == "models":
+            return _cmd_models()
+        if args.command == "train-embedded":
+            return _cmd_train_embedded(args)
+        _summary(args.command, _load(COMMANDS[args.command][1])(config))
+        return 0
+    except KeyboardInterrupt:
+        print(f"\nmmfeatures {args.command}: interrupted. Everything finished so far is kept; run the same command "
+              "again to resume.", file=sys.stderr)
+        return 1
+    except (MMFeaturesError, ValueError, OSError) as e:
         print(f"mmfeatures {args.command}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

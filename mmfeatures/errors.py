@@ -54,3 +54,7 @@ def require(module: str, extra: str, what: str):
             f"{what} needs the optional package {module!r}, which is not installed; "
             f"install it with: pip install 'mmfeatures[{extra}]'"
         ) from e
+
+
+class OutputError(MMFeaturesError, OSError):
+    """An output folder that cannot be created or written."""

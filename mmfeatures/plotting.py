@@ -10,6 +10,35 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
+def drawable(text: str) -> bool:
+    """True when matplotlib can draw ``text`` faithfully: its fonts have every glyph (CJK, for one, needs a
+    font such as Noto Sans CJK, or the labels are empty boxes) and no character is right-to-left (matplotlib
+    does not shape Arabic or Hebrew)."""
+    import unicodedata
+
+    return set(text) <= _charset() and not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text)
+
+
+def _charset() -> set[str]:
+    global _CHARS
+    if _CHARS is None:
+        import matplotlib
+        from matplotlib import font_manager
+        from matplotlib.ft2font import FT2Font
+
+        _CHARS = {" "}
+        for family in matplotlib.rcParams["font.sans-serif"]:
+            try:
+                _CHARS |= {chr(c) for c in FT2Font(font_manager.findfont(family, fallback_to_default=False))
+                           .get_charmap()}
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return _CHARS
+
+
+_CHARS: set[str] | None = None
+
+
 def _axes(ax=None, size=(6.0, 3.6)):
     if ax is None:
         import matplotlib.pyplot as plt
@@ -180,4 +209,20 @@ def dimensionality(sparsities: np.ndarray, d_star: np.ndarray, d_i: np.ndarray, 
     ax.set(xscale="log", xlabel="1 / (1 - S)", ylabel="dimensions",
            title=title or "D* falls with sparsity and sticks at 1/2; grey: D_i of each feature")
     ax.legend(frameon=False)
+    return fig
+
+
+def gallery(images: Sequence, captions: Sequence[str], *, title: str = ""):
+    """A row of images, each above a (multi-line) caption: e.g. several features' top pictures and names."""
+    import matplotlib.pyplot as plt
+
+    n = max(len(images), 1)
+    lines = max((c.count("\n") + 1 for c in captions), default=1)
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.4 + 0.2 * lines), constrained_layout=True, squeeze=False)
+    for ax, img, caption in zip(axes[0], images, captions, strict=True):
+        ax.imshow(np.asarray(img))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -1,7 +1,7 @@
 """Shared, cached building blocks for the notebooks and the demo: the same store or SAE is computed once.
 
 - ``concept_store``: token (or pooled) activations of the built-in concept sentences at one site,
-  in the user cache (extraction is resumable and reused when complete).
+  in the user cache's ``stores/`` (shared with ``mmfeatures extract`` and the demo) (extraction is resumable and reused when complete).
 - ``cached_sae``: an SAE trained on a store, under a folder keyed by the store and the config, so a
   second notebook (or a rerun) loads it instead of training again.
 
@@ -33,7 +33,7 @@ def concept_store(model: str | Encoder = "offline:e5-small", site: str = "text.l
     """Activations of the concept sentences (all 16 languages unless ``languages``) at ``site``."""
     encoder = load_encoder(model) if isinstance(model, str) else model
     result = extract(encoder, concept_dataset(languages), [site], pooling=pooling, role=role, batch_size=batch_size,
-                     store_dir=store_dir or cache_dir("recipes", "stores"), progress=False)
+                     store_dir=store_dir, progress=False)
     return result.stores[site]
 
 
@@ -49,16 +49,23 @@ def cached_sae(store: ActivationStore, config: TrainConfig, *, epochs: int = 3,
     return cached_saes(store, [config], epochs=epochs, folder=folder, progress=progress)[0]
 
 
-def cached_saes(store: ActivationStore, configs: Sequence[TrainConfig], *, epochs: int = 3,
-                folder: str | Path | None = None, progress: bool = False) -> list[SAE]:
-    """Several SAEs trained in one pass over ``store`` (they must share batch settings), cached together."""
+def sae_folders(store: ActivationStore, configs: Sequence[TrainConfig], *, epochs: int = 3,
+                folder: str | Path | None = None) -> tuple[list[TrainConfig], list[Path]]:
+    """The completed configs (named, ``total_rows`` set) and the folder each SAE is (or will be) saved in."""
     configs = [_default_config(c, store, epochs) for c in configs]
     configs = [c if c.name else dataclasses.replace(c, name=f"sae{i}") for i, c in enumerate(configs)]
     key = config_hash({"store": str(store.path), "configs": [repr(c) for c in configs]})
     out = Path(folder) if folder is not None else cache_dir("recipes", "saes", key)
-    if all((out / c.name / "cfg.json").is_file() for c in configs):
-        return [load_sae(str(out / c.name)) for c in configs]
-    result = train(store, configs, out, progress=progress)
+    return configs, [out / c.name for c in configs]
+
+
+def cached_saes(store: ActivationStore, configs: Sequence[TrainConfig], *, epochs: int = 3,
+                folder: str | Path | None = None, progress: bool = False) -> list[SAE]:
+    """Several SAEs trained in one pass over ``store`` (they must share batch settings), cached together."""
+    configs, paths = sae_folders(store, configs, epochs=epochs, folder=folder)
+    if all((p / "cfg.json").is_file() for p in paths):
+        return [load_sae(str(p)) for p in paths]
+    result = train(store, configs, paths[0].parent, progress=progress)
     return result if isinstance(result, list) else [result]
 
 

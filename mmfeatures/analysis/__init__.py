@@ -4,6 +4,7 @@ interpretability, each statistic next to a null. Pure functions over arrays; no 
 from mmfeatures.analysis.consistency import (
                                              CrossLingual,
                                              Overlap,
+                                             concept_features,
                                              crosslingual,
                                              language_entropy,
                                              monolinguality,
@@ -46,7 +47,7 @@ from mmfeatures.analysis.synthetic import Planted, planted
 __all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
            "streaming_topm", "subset_null", "svcca",
-           "Comparison", "CrossLingual", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
+           "Comparison", "CrossLingual", "concept_features", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
            "benjamini_hochberg", "bridge_features", "bridge_matrix", "bridge_matrix_score",
            "check_sae_matches", "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
            "modality_score", "monolinguality", "permuted", "planted", "pool_by_example",

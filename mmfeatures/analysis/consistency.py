@@ -115,6 +115,22 @@ def jaccard(active, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, np.nan)
 
 
+def concept_features(z: np.ndarray, labels: Labels, concept: str, languages=None, top: int = 12
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A concept's ``top`` features, ranked by mean activation on its rows minus that on all other rows, and
+    their mean activation in each language: (features, matrix of languages x features, languages)."""
+    z = np.asarray(z, np.float32)
+    if concept not in set(labels.concept):
+        raise InputError(f"concept {concept!r} is not in these rows; e.g. {sorted(set(labels.concept))[:8]}")
+    languages = [lang for lang in dict.fromkeys(labels.language) if lang] if languages is None else list(languages)
+    in_c = labels.concept == concept
+    features = np.argsort(-(z[in_c].mean(0) - z[~in_c].mean(0)))[:top]
+    matrix = np.array([z[in_c & (labels.language == lang)][:, features].mean(0) if
+                       (in_c & (labels.language == lang)).any() else np.full(len(features), np.nan)
+                       for lang in languages])
+    return features, matrix, languages
+
+
 @dataclass(frozen=True)
 class Overlap:
     """Translation overlap: mean Jaccard of translation pairs against random pairs."""

@@ -134,18 +134,19 @@ def max_activation(sae, x: torch.Tensor, feature: int, batch_size: int = 4096) -
 
 def retrieval_curve(encoder, site: str, sae, feature: int, queries: Sequence[str], pool: Sequence[str],
                     target: Sequence[bool], values: Sequence[float], *, mode: str = "clamp",
-                    batch_size: int = 64):
+                    batch_size: int = 64, pool_embeddings=None):
     """How far steering moves the ``target`` pool sentences up the retrieval ranking.
 
     For each value c: embed ``queries`` while steering (c is the clamp value, or the added multiple of the
     decoder direction), rank ``pool`` by cosine for each query, and record the best rank of any target
-    sentence (0 = top). Returns (values, ranks of shape (len(values), len(queries)))."""
+    sentence (0 = top). Returns (values, ranks of shape (len(values), len(queries))). Pass
+    ``pool_embeddings`` (``embed_normalized(encoder, pool)``) to reuse them across calls."""
     import numpy as np
 
     target = np.asarray(target, bool)
     if target.shape != (len(pool),) or not target.any() or target.all():
         raise InputError("target must mark some, but not all, of the pool sentences")
-    pool_emb = embed_normalized(encoder, pool, batch_size)
+    pool_emb = embed_normalized(encoder, pool, batch_size) if pool_embeddings is None else pool_embeddings
     ranks = []
     for value in values:
         with steer(encoder, site, sae, feature, value=float(value), mode=mode):

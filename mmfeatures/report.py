@@ -1,0 +1,150 @@
+"""``mmfeatures report``: one static HTML page from the job records (``*/result.json``) in a folder.
+
+The page opens with every claim's verdict, then gives one section per job: its verdict paragraph, its
+scores next to their nulls, its figures and tables, and the exact config. It ends with the run's config and
+the versions that produced it. Figures are linked PNG files beside the records; a missing one is an error
+here, not a broken image in the browser.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmfeatures.disk import write_text_atomic
+from mmfeatures.errors import CorruptFileError, InputError
+from mmfeatures.jobs.common import RECORD, Record, fmt, opt
+
+RUN = "run.json"
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{margin-top:2.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.meta{color:#666} table{border-collapse:collapse;margin:.8em 0;font-size:13px} td,th{border:1px solid #ddd;
+padding:.3em .6em;text-align:left;vertical-align:top} th{background:#f5f5f5} .ok{color:#176f2c;font-weight:600}
+.no{color:#a3261b;font-weight:600} .claim{font-style:italic} .verdict{background:#f8f8f4;border-left:4px solid #bbb;
+padding:.6em 1em} .verdict.ok{border-color:#2e9e47;font-weight:normal;color:#222} .verdict.no{border-color:#d0473a;
+font-weight:normal;color:#222} .figs{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;max-width:100%}
+figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:12px;color:#555;max-width:520px}
+pre{background:#f5f5f5;padding:.8em;overflow:auto;font-size:12px} details{margin:.6em 0}
+"""
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """Render ``folder``'s job records into ``folder/index.html``."""
+
+    folder: str = opt("reports/demo", "folder holding job folders with result.json (e.g. the demo's)")
+    title: str = opt("mmfeatures report", "page title (the demo sets its own)")
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _cell(x: Any) -> str:
+    return _e(fmt(x)) if isinstance(x, float) else _e(x)
+
+
+def _table(columns: list[str], rows: list[list[Any]], title: str = "", raw: int | None = None) -> str:
+    """An HTML table; column ``raw`` holds markup made here (not escaped)."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{v if i == raw else _cell(v)}</td>" for i, v in enumerate(row)) + "</tr>"
+                   for row in rows)
+    caption = f"<caption>{_e(title)}</caption>" if title else ""
+    return f"<table>{caption}<tr>{head}</tr>{body}</table>"
+
+
+def _badge(supported: bool | None) -> str:
+    if supported is None:
+        return ""
+    return '<span class="ok">✔ supported</span>' if supported else '<span class="no">✘ not supported</span>'
+
+
+def _scores(scores: tuple[dict[str, Any], ...]) -> str:
+    rows = [[s["metric"], s["value"], f"{fmt(s['null_mean'])} ± {fmt(s['null_sd'])}", s["p_value"], s["n_null"]]
+            for s in scores]
+    return _table(["statistic", "value", "null (mean ± sd)", "p", "K"], rows)
+
+
+def _section(record: Record, anchor: str, root: Path, level: int = 2) -> str:
+    folder = Path(record.folder)
+    parts = [f'<h{level} id="{anchor}">{_e(record.title)}</h{level}>']
+    if record.claim:
+        parts.append(f'<p class="claim">Claim: {_e(record.claim)}.</p>')
+    if record.verdict:
+        cls = "ok" if record.supported else "no"
+        parts.append(f'<p class="verdict {cls}">{_e(record.verdict)}</p>')
+    if record.scores:
+        parts.append(_scores(record.scores))
+    figures = []
+    for fig in record.figures:
+        path = folder / fig["file"]
+        if not path.is_file():
+            raise CorruptFileError(f"figure {path} named in {folder / RECORD} is missing; rerun that job "
+                                   "(delete its result.json to force it)")
+        rel = path.relative_to(root).as_posix()
+        figures.append(f'<figure><img src="{_e(rel)}" alt="{_e(fig["caption"])}">'
+                       f'<figcaption>{_e(fig["caption"])}</figcaption></figure>')
+    if figures:
+        parts.append(f'<div class="figs">{"".join(figures)}</div>')
+    for t in record.tables:
+        if t["rows"]:
+            parts.append(_table(t["columns"], t["rows"], t["title"]))
+    outputs = "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in record.outputs.items())
+    parts.append(f"<details><summary>config, outputs and time ({record.seconds:.1f} s)</summary>"
+                 f"<pre>{_e(json.dumps(record.config, indent=1, ensure_ascii=False))}</pre><ul>{outputs}</ul></details>")
+    return "\n".join(parts)
+
+
+def load_records(folder: Path) -> list[Record]:
+    """The job records directly in ``folder``'s subfolders, in folder-name order."""
+    records = [Record.load(p.parent) for p in sorted(folder.glob(f"*/{RECORD}"))]
+    return [r for r in records if r is not None]
+
+
+def render_report(job: ReportJob) -> Path:
+    """Write ``index.html`` in ``job.folder`` and return its path."""
+    root = Path(job.folder)
+    if not root.is_dir():
+        raise InputError(f"report folder {str(root)!r} does not exist; run `mmfeatures demo` or a job with "
+                         f"--out {root}/<name> first")
+    records = load_records(root)
+    if not records:
+        raise InputError(f"no job records (*/{RECORD}) in {root}; run jobs with --out {root}/<name> first")
+    run = json.loads((root / RUN).read_text()) if (root / RUN).is_file() else {}
+    title = run.get("title", job.title)
+    claims = [(f"s{i}", r) for i, r in enumerate(records) if r.claim]
+    summary = _table(["claim", "headline statistic", "null", "p", "verdict"],
+                     [[r.claim, f"{r.scores[0]['metric']} = {fmt(r.scores[0]['value'])}" if r.scores else "",
+                       fmt(r.scores[0]["null_mean"]) if r.scores else "", r.scores[0]["p_value"] if r.scores else "",
+                       f'<a href="#{anchor}">{_badge(r.supported)}</a>'] for anchor, r in claims], raw=4)
+    env = run.get("environment") or records[-1].environment
+    versions = _table(["package", "version"], [[k, v] for k, v in env.get("versions", {}).items()])
+    hardware = (f"device {_e(run.get('device', '?'))}, {env.get('cpu_threads', '?')} CPU threads, "
+                f"GPU {_e(env.get('gpu') or 'none')}, {_e(env.get('platform', ''))}")
+    seconds = sum(r.seconds for r in records)
+    body = [f"<h1>{_e(title)}</h1>",
+            f'<p class="meta">Rendered {time.strftime("%Y-%m-%d %H:%M:%S")} from {len(records)} job records; '
+            f"{seconds / 60:.1f} min of compute in these jobs; {hardware}.</p>"]
+    if run.get("intro"):
+        body.append(f"<p>{_e(run['intro'])}</p>")
+    if claims:
+        body += ["<h2>Verdicts</h2>", summary]
+    body += [_section(r, f"s{i}", root) for i, r in enumerate(records) if r.claim]
+    setup = [_section(r, f"s{i}", root, 3 if claims else 2) for i, r in enumerate(records) if not r.claim]
+    if setup and claims:
+        body.append("<h2>How the activations and SAEs were made</h2>")
+    body += setup
+    body += ["<h2>Exact config and versions</h2>",
+             f"<pre>{_e(json.dumps(run.get('config', {}), indent=1, ensure_ascii=False))}</pre>" if run else "",
+             f'<p class="meta">{hardware}</p>', versions]
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>'
+            f'<body>{"".join(body)}</body></html>\n')
+    index = root / "index.html"
+    write_text_atomic(index, page)
+    return index
