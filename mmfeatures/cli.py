@@ -190,7 +190,10 @@ def _usage_hint(message: str, argv: list[str]) -> str:
             close = difflib.get_close_matches(bad.split("=")[0], options, 1)
             hints.append(f"{bad} (did you mean {close[0]}?)" if close else bad)
         return f"unknown option(s) {', '.join(hints)}; see `mmfeatures {command or ''} --help`".replace("  ", " ")
-    return message
+    if "--help" in message:
+        return message
+    command = next((a for a in argv if a in names), "")
+    return f"{message} (see `mmfeatures {command} --help`)".replace("  ", " ")
 
 
 def _summary(command: str, result: Any) -> None:

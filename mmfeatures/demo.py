@@ -3,7 +3,8 @@
 It extracts activations, trains SAEs and tests four claims, each against a null:
 
 1. across languages: e5-small's SAE features fire for a concept in every language;
-2. across modalities: on ``offline:e5-emoji-clip``, features learnt from names alone fire for pictures;
+2. across modalities: on ``offline:e5-emoji-clip``, features learnt from names alone fire for pictures, also
+   for the emoji its image tower never saw;
 3. across models: e5-small's features have counterparts in a related model (e5-small-enpt) and, less so, in
    an unrelated one (MiniLM-L6);
 4. steering: clamping the 'dog' feature drags retrieval toward dog sentences, unlike random features.
@@ -89,6 +90,13 @@ class DemoConfig:
     store_dir: str | None = opt(None, "root folder for activation stores (default: the user cache)")
     progress: bool = opt(True, "show progress bars")
 
+    def __post_init__(self):
+        from mmfeatures.errors import InputError
+
+        if self.n_perm is not None and self.n_perm < 1:
+            raise InputError(f"n_perm = {self.n_perm}; use at least 1 (19 or more for p <= 0.05), or leave it unset")
+        resolve_device(self.device)
+
     @property
     def languages(self) -> tuple[str, ...]:
         return QUICK_LANGUAGES if self.quick else ()
@@ -165,6 +173,14 @@ def alignment_by_layer(out: Path, cfg: DemoConfig, layers: tuple[int, ...] = (0,
                   seconds=timer.seconds, environment=environment()).save(out)
 
 
+def heldout_pattern() -> str:
+    """A regular expression for the emoji held out of the image tower's training (from its card)."""
+    from mmfeatures.encoders.emojiclip import default_weights
+
+    card = json.loads(default_weights().with_suffix(".json").read_text())
+    return f"^emoji/({'|'.join(str(i) for i in card['heldout_emoji'])})/"
+
+
 def _stages(cfg: DemoConfig):
     """(folder name, job runner) in order; a runner takes the records finished so far."""
     langs, n, device = cfg.languages, cfg.permutations, resolve_device(cfg.device)
@@ -182,6 +198,11 @@ def _stages(cfg: DemoConfig):
             store_a=done[a[0]].outputs["store text.layer.8.resid"], store_b=done[b[0]].outputs[f"store {b[2]}"],
             sae_a=done[a[1]].outputs["sae"], sae_b=done[b[1]].outputs["sae"], n_perm=n, seed=cfg.seed, out=str(out)))
 
+    def crossmodal(ids, label):
+        return lambda out, done: run_analyze(AnalyzeJob(
+            stores=tuple(done["04-extract-emoji"].outputs[f"store {s}"] for s in emoji_sites), ids=ids, label=label,
+            sae=done["05-train-emoji"].outputs["sae"], kind="crossmodal", n_perm=n, seed=cfg.seed, out=str(out)))
+
     e5_site, minilm_site = "text.layer.8.resid", "text.layer.4.resid"
     emoji_sites = ("image.embed", "text.embed")
     return [
@@ -193,17 +214,16 @@ def _stages(cfg: DemoConfig):
             n_perm=n, seed=cfg.seed, out=str(out)))),
         ("04-extract-emoji", extract(EMOJI_MODEL, data="emoji", sites=emoji_sites, pooling="mean")),
         ("05-train-emoji", train("04-extract-emoji", "text.embed", width=1024, k=8, epochs=30, batch_size=1024)),
-        ("06-crossmodal", lambda out, done: run_analyze(AnalyzeJob(
-            stores=tuple(done["04-extract-emoji"].outputs[f"store {s}"] for s in emoji_sites),
-            sae=done["05-train-emoji"].outputs["sae"], kind="crossmodal", n_perm=n, seed=cfg.seed, out=str(out)))),
-        ("07-extract-e5-enpt", extract(E5_RELATED, sites=(e5_site,))),
-        ("08-train-e5-enpt", train("07-extract-e5-enpt", e5_site)),
-        ("09-match-related", match(("01-extract-e5", "02-train-e5"), ("07-extract-e5-enpt", "08-train-e5-enpt", e5_site))),
-        ("10-extract-minilm", extract(UNRELATED, sites=(minilm_site,))),
-        ("11-train-minilm", train("10-extract-minilm", minilm_site)),
-        ("12-match-unrelated", match(("01-extract-e5", "02-train-e5"),
-                                     ("10-extract-minilm", "11-train-minilm", minilm_site))),
-        ("13-steer", lambda out, done: run_steer(SteerJob(sae=done["02-train-e5"].outputs["sae"], n_controls=n,
+        ("06-crossmodal", crossmodal(None, "")),
+        ("07-crossmodal-heldout", crossmodal(heldout_pattern(), "emoji the image tower never saw")),
+        ("08-extract-e5-enpt", extract(E5_RELATED, sites=(e5_site,))),
+        ("09-train-e5-enpt", train("08-extract-e5-enpt", e5_site)),
+        ("10-match-related", match(("01-extract-e5", "02-train-e5"), ("08-extract-e5-enpt", "09-train-e5-enpt", e5_site))),
+        ("11-extract-minilm", extract(UNRELATED, sites=(minilm_site,))),
+        ("12-train-minilm", train("11-extract-minilm", minilm_site)),
+        ("13-match-unrelated", match(("01-extract-e5", "02-train-e5"),
+                                     ("11-extract-minilm", "12-train-minilm", minilm_site))),
+        ("14-steer", lambda out, done: run_steer(SteerJob(sae=done["02-train-e5"].outputs["sae"], n_controls=n,
                                                           seed=cfg.seed, out=str(out)))),
     ]
 

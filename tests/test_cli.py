@@ -36,9 +36,11 @@ def test_every_command_has_help_with_examples(command, capsys):
     assert e.value.code == 0 and "examples:" in out and f"mmfeatures {command}" in out and "--config" in out
 
 
-def test_unknown_command_is_a_usage_error_with_a_suggestion():
+def test_unknown_command_is_a_usage_error_with_a_suggestion(capsys):
     r = run_cli("analyse")
     assert r.returncode == 2 and "did you mean 'analyze'" in r.stderr
+    assert main([]) == 2
+    assert "required: command (see `mmfeatures --help`)" in capsys.readouterr().err
 
 
 def test_unknown_flag_names_the_closest_option(capsys):
@@ -53,6 +55,8 @@ def test_missing_required_option_and_bad_values_exit_2(capsys):
     assert "--width: 'wide' is not a valid int" in capsys.readouterr().err
     assert main(["analyze", "--stores", "x", "--kind", "crosslingwal"]) == 2
     assert "kind 'crosslingwal'; use one of crosslingual, crossmodal" in capsys.readouterr().err
+    assert main(["demo", "--n-perm", "0"]) == 2                 # checked before any work starts
+    assert "n_perm = 0; use at least 1" in capsys.readouterr().err
 
 
 def test_config_file_then_flags(tmp_path, capsys):
@@ -127,15 +131,21 @@ def test_report_of_an_empty_folder_names_the_fix(tmp_path, capsys):
 def test_quick_demo_supports_every_claim_and_reruns_from_its_records(quick_demo):
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 14
-    verdicts = quick_demo.verdicts
-    assert len(verdicts) == 5 and all(verdicts.values()), verdicts
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 15
+    records = {s.name: s.record for s in quick_demo.stages}
+    assert len(quick_demo.verdicts) == 6
+    main_claims = ["03-crosslingual", "06-crossmodal", "10-match-related", "13-match-unrelated", "14-steer"]
+    assert all(records[name].supported for name in main_claims), {n: records[n].verdict for n in main_claims}
+    heldout = records["07-crossmodal-heldout"].scores[0]      # weaker, but above its null
+    assert heldout["value"] > heldout["null_mean"]
+    related, unrelated = (records[n].scores[0]["value"] for n in ("10-match-related", "13-match-unrelated"))
+    assert related > unrelated           # a related model shares more features than an unrelated one
     again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=False))
     assert all(s.reused for s in again.stages)
     assert [s.record.scores for s in again.stages] == [s.record.scores for s in quick_demo.stages]
 
 
-def test_demo_refuses_a_folder_holding_other_results(quick_demo, tmp_path, capsys):
+def test_demo_refuses_a_folder_holding_other_results(tmp_path, capsys):
     (tmp_path / "something-else").mkdir()
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 1
     assert "choose an empty --out" in capsys.readouterr().err

@@ -56,11 +56,12 @@ def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "c
             if mode == "add":
                 new = flat + value * direction.to(flat.device)
             else:
-                z = sae.encode(flat)
+                rows = flat.to(sae.W_dec.device)                   # the SAE may live on another device
+                z = sae.encode(rows)
                 z = z.to_dense() if z.is_sparse else z
                 steered = z.clone()
                 steered[:, feature] = value
-                new = sae.decode(steered) + (flat - sae.decode(z))
+                new = (sae.decode(steered) + (rows - sae.decode(z))).to(flat.device)
         new = new.reshape(x.shape).to(x.dtype)
         if positions is None:
             return new
@@ -111,11 +112,11 @@ def splice(encoder, site: str, replacement) -> Iterator[None]:
         if x.shape[-1] != replacement.d_in:
             raise SiteError(f"site {site!r} of {encoder.name} has width {x.shape[-1]} but the SAE expects "
                             f"d_in={replacement.d_in}; use an SAE trained on this site")
-        flat = x.reshape(-1, x.shape[-1]).float()
+        flat = x.reshape(-1, x.shape[-1]).float().to(replacement.W_dec.device)
         with torch.no_grad():
             z = replacement.encode(flat)
             recon = replacement.decode(z.to_dense() if z.is_sparse else z)
-        return recon.reshape(x.shape).to(x.dtype)
+        return recon.reshape(x.shape).to(x.device, x.dtype)
 
     with _rewritten(module, rewrite):
         yield

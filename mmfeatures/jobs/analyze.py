@@ -34,6 +34,9 @@ class AnalyzeJob:
     sae: str | None = opt(None, "SAE folder or name (default: the stores' own dimensions, as signed neurons)")
     kind: str = opt("crosslingual", f"which analysis: {', '.join(KINDS)}")
     n_perm: int = opt(20, "permutations per null (the smallest p-value is 1/(n_perm+1))")
+    ids: str | None = opt(None, "keep only the examples whose id matches this regular expression, e.g. "
+                                "'^emoji/(3|17)/' (default: all)")
+    label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
     concept: str = opt("dog", "the concept the figures single out")
     seed: int = opt(0, "seed of the permutations")
     out: str = opt("runs/analyze", "folder for result.json and the figures")
@@ -84,6 +87,7 @@ def contents(ids) -> dict[str, object]:
 
 
 def run_analyze(job: AnalyzeJob) -> Record:
+    from mmfeatures.errors import InputError
     from mmfeatures.sae import load_sae
 
     out = writable(job.out)
@@ -93,11 +97,23 @@ def run_analyze(job: AnalyzeJob) -> Record:
     stores = [open_store(p) for p in job.stores]
     sae = load_sae(job.sae) if job.sae else None
     z, labels = units(stores, sae)
+    if job.ids:
+        import re
+
+        pattern = re.compile(job.ids)
+        keep = np.flatnonzero([bool(pattern.search(i)) for i in labels.example_id])
+        if not len(keep):
+            raise InputError(f"ids {job.ids!r} matches none of the {len(labels)} examples (ids look like "
+                             f"{labels.example_id[0]!r})")
+        z, labels = z[keep], labels.take(keep)
     neurons = sae is None
     if job.kind == "crossmodal" and neurons:
         z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
     body = (_crosslingual if job.kind == "crosslingual" else _crossmodal)(job, z, labels, neurons, out)
     what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
+    if job.label:
+        what += f", {job.label}"
+        body["claim"] += f" ({job.label})"
     record = Record("analyze", body.pop("title").format(what=what), config_dict(job), **body,
                     outputs={"sae": str(job.sae)} if job.sae else {}, seconds=timer.seconds,
                     environment=environment())

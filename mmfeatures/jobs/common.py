@@ -72,6 +72,8 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError(f"device {device!r}; use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} but this machine has no usable CUDA device; use --device cpu or auto")
     return device
 
 
@@ -165,6 +167,8 @@ def reusable(folder: str | os.PathLike, job: str, config: Any) -> Record | None:
     record = Record.load(folder)
     if record is None or record.job != job or record.config != config_dict(config):
         return None
+    if record.environment.get("versions", {}).get("mmfeatures") != package_version():
+        return None                                           # another release may compute differently
     if not all(Path(p).exists() for p in record.written):
         return None
     return record
