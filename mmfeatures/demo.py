@@ -189,8 +189,8 @@ def _stages(cfg: DemoConfig):
     def extract(model, **kw):
         return lambda out, _: run_extract(ExtractJob(model=model, languages=langs, out=str(out), **common, **kw))
 
-    def train(store_stage, site, **kw):
-        return lambda out, done: run_train(TrainJob(store=done[store_stage].outputs[f"store {site}"], seed=cfg.seed,
+    def train(store_stage, site, seed=cfg.seed, **kw):
+        return lambda out, done: run_train(TrainJob(store=done[store_stage].outputs[f"store {site}"], seed=seed,
                                                     device=device, progress=cfg.progress, out=str(out), **kw))
 
     def match(a, b):
@@ -203,6 +203,7 @@ def _stages(cfg: DemoConfig):
             stores=tuple(done["04-extract-emoji"].outputs[f"store {s}"] for s in emoji_sites), ids=ids, label=label,
             sae=done["05-train-emoji"].outputs["sae"], kind="crossmodal", n_perm=n, seed=cfg.seed, out=str(out)))
 
+    # B's SAEs use another seed than A's, so that no match can come from a shared initialisation
     e5_site, minilm_site = "text.layer.8.resid", "text.layer.4.resid"
     emoji_sites = ("image.embed", "text.embed")
     return [
@@ -217,10 +218,10 @@ def _stages(cfg: DemoConfig):
         ("06-crossmodal", crossmodal(None, "")),
         ("07-crossmodal-heldout", crossmodal(heldout_pattern(), "emoji the image tower never saw")),
         ("08-extract-e5-enpt", extract(E5_RELATED, sites=(e5_site,))),
-        ("09-train-e5-enpt", train("08-extract-e5-enpt", e5_site)),
+        ("09-train-e5-enpt", train("08-extract-e5-enpt", e5_site, seed=cfg.seed + 1)),
         ("10-match-related", match(("01-extract-e5", "02-train-e5"), ("08-extract-e5-enpt", "09-train-e5-enpt", e5_site))),
         ("11-extract-minilm", extract(UNRELATED, sites=(minilm_site,))),
-        ("12-train-minilm", train("11-extract-minilm", minilm_site)),
+        ("12-train-minilm", train("11-extract-minilm", minilm_site, seed=cfg.seed + 1)),
         ("13-match-unrelated", match(("01-extract-e5", "02-train-e5"),
                                      ("11-extract-minilm", "12-train-minilm", minilm_site))),
         ("14-steer", lambda out, done: run_steer(SteerJob(sae=done["02-train-e5"].outputs["sae"], n_controls=n,
