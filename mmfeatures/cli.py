@@ -60,10 +60,6 @@ def _load(ref: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     """``value`` (a flag string or a YAML value) as the field's type; UsageError naming the field if not."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -116,7 +112,7 @@ def _read_config(path: str, cls: type) -> dict[str, Any]:
 
 def _add_options(p: argparse.ArgumentParser, cls: type) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (flags override it)")
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = f"--{f.name.replace('_', '-')}"
         default = "required" if f.metadata.get("required") else f.default
@@ -158,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_config(command: str, args: argparse.Namespace) -> Any:
     """The command's frozen config from its defaults, the config file, then the flags."""
     cls = _load(COMMANDS[command][0])
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     values = _read_config(args.config, cls) if getattr(args, "config", None) else {}
     values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
     values = {k: _coerce(k, hints[k], v) for k, v in values.items()}

@@ -36,7 +36,16 @@ from mmfeatures.jobs import (
     run_steer,
     run_train,
 )
-from mmfeatures.jobs.common import Timer, config_dict, environment, opt, resolve_device, save_figure, table
+from mmfeatures.jobs.common import (
+    Timer,
+    config_dict,
+    environment,
+    opt,
+    resolve_device,
+    reusable,
+    save_figure,
+    table,
+)
 from mmfeatures.jobs.common import writable as check_writable
 from mmfeatures.report import RUN, ReportJob, render_report
 from mmfeatures.types import Modality
@@ -144,10 +153,8 @@ def alignment_by_layer(out: Path, cfg: DemoConfig, layers: tuple[int, ...] = (0,
     from mmfeatures import plotting
 
     job = {"model": E5, "layers": list(layers), "sentences": SENTENCES}
-    record = Record.load(out)
-    if record is not None and record.job == "alignment" and record.config == job and \
-            (out / "alignment.png").is_file():
-        return record
+    if done := reusable(out, "alignment", job):
+        return done
     timer = Timer()
     examples = [Example(f"{concept}/{lang}", Modality.TEXT, text, concept, lang)
                 for concept, by_lang in SENTENCES.items() for lang, text in by_lang.items()]

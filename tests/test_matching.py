@@ -130,7 +130,10 @@ def test_max_correlation_and_permuted_rows_null():
     b = np.c_[a + 0.3 * rng.standard_normal(a.shape), rng.standard_normal((2_000, 5))].astype(np.float32)
     best = max_correlation(a, b, chunk=333)
     assert np.median(best) > 0.9
-    assert permuted_rows_null(a, b, n_perm=3).max() < 0.15
+    medians = permuted_rows_null(a, b, n_perm=3)
+    assert medians.max() < 0.15
+    every = permuted_rows_null(a, b, n_perm=3, statistic=lambda r: r)     # every unit, every permutation
+    assert every.shape == (3, 20) and np.allclose(np.median(every, axis=1), medians)
 
 
 def test_bad_input_is_named():

@@ -341,8 +341,10 @@ def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndar
     return Score(getattr(measure, "__name__", "similarity"), float(value), null)
 
 
-def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=None) -> np.ndarray:
-    """Median max-correlation with B's rows shuffled against A's: what unrelated units reach."""
+def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median) -> np.ndarray:
+    """``statistic`` (default: the median) of the alive A units' max-correlations with B's rows shuffled
+    against A's, once per permutation: what unrelated units reach. ``statistic=lambda r: r`` keeps every
+    unit's value (an array of n_perm x alive units)."""
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     out = []
@@ -350,8 +352,8 @@ def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=None) 
         acc = StreamingCorrelation(a.shape[1], b.shape[1])
         acc.update(a, b[rng.permutation(len(b))])
         values, _ = acc.topm(1)
-        out.append(float(values[acc.alive_a, 0].median()))
-    return np.array(out)
+        out.append(statistic(values[acc.alive_a, 0].numpy()))
+    return np.array(out, dtype=np.float64)
 
 
 def max_correlation(a, b, *, chunk: int = 65536, sparse: bool = False) -> np.ndarray:

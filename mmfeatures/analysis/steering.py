@@ -152,10 +152,16 @@ def retrieval_curve(encoder, site: str, sae, feature: int, queries: Sequence[str
     for value in values:
         with steer(encoder, site, sae, feature, value=float(value), mode=mode):
             q = embed_normalized(encoder, queries, batch_size)
-        order = np.argsort(-(q @ pool_emb.T), axis=1)
-        position = np.argsort(order, axis=1)                       # rank of every pool sentence per query
-        ranks.append(position[:, target].min(1))
+        ranks.append(best_target_rank(q, pool_emb, target))
     return np.asarray(values, float), np.array(ranks)
+
+
+def best_target_rank(queries, pool, target):
+    """For each (unit-norm) query row: the rank (0 = top) of the best-ranked ``target`` row of ``pool``."""
+    import numpy as np
+
+    position = np.argsort(np.argsort(-(queries @ pool.T), axis=1), axis=1)   # rank of every pool row per query
+    return position[:, np.asarray(target, bool)].min(1)
 
 
 def embed_normalized(encoder, texts: Sequence[str], batch_size: int = 64):

@@ -75,8 +75,7 @@ def contents(ids) -> dict[str, object]:
     """Texts and images of built-in examples by id (for figures and tables); other ids are left out."""
     from mmfeatures.datasets import ConceptDataset
 
-    prefixes = {"concepts": "concepts", "emoji": "emoji", "photos": "photos"}
-    wanted = sorted({prefixes[i.split("/")[0]] for i in ids if i.split("/")[0] in prefixes})
+    wanted = sorted({i.split("/")[0] for i in ids} & {"concepts", "emoji", "photos"})
     if not wanted:
         return {}
     from mmfeatures.activations import load_image

@@ -165,7 +165,8 @@ class Record:
 def reusable(folder: str | os.PathLike, job: str, config: Any) -> Record | None:
     """The record of an earlier run of the same job with the same config whose files all exist."""
     record = Record.load(folder)
-    if record is None or record.job != job or record.config != config_dict(config):
+    expected = config if isinstance(config, dict) else config_dict(config)
+    if record is None or record.job != job or record.config != expected:
         return None
     if record.environment.get("versions", {}).get("mmfeatures") != package_version():
         return None                                           # another release may compute differently

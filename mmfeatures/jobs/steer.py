@@ -54,7 +54,12 @@ def run_steer(job: SteerJob) -> Record:
     from mmfeatures import plotting
     from mmfeatures.analysis import Score, unit_activations
     from mmfeatures.analysis.stats import auroc_by_class, ranks
-    from mmfeatures.analysis.steering import embed_normalized, max_activation, retrieval_curve
+    from mmfeatures.analysis.steering import (
+        best_target_rank,
+        embed_normalized,
+        max_activation,
+        retrieval_curve,
+    )
     from mmfeatures.encoders import load_encoder
     from mmfeatures.errors import InputError
     from mmfeatures.recipes import concept_dataset
@@ -93,7 +98,7 @@ def run_steer(job: SteerJob) -> Record:
         return np.median(r, axis=1) + 1                                      # 1 = top
 
     q = embed_normalized(encoder, queries)
-    unsteered = float(np.median(np.argsort(np.argsort(-(q @ pool_emb.T), 1), 1)[:, np.asarray(target)].min(1)) + 1)
+    unsteered = float(np.median(best_target_rank(q, pool_emb, target)) + 1)
     curve = median_ranks(feature, job.strengths)
     strongest = max(job.strengths)
     null = np.array([median_ranks(int(c), [strongest])[0] for c in controls])
