@@ -26,8 +26,8 @@ from mmfeatures.activations.store import ActivationStore, StoreConfig, StoreWrit
 
 def write_store(root: Path, rows: int, d: int, shard_rows: int) -> ActivationStore:
     n_shards = rows // shard_rows
-    cfg = StoreConfig("bench:random", "text.layer.0.resid", "none", False, "fp32", "fp32", "random", n_shards,
-                      1, "bench")
+    cfg = StoreConfig("bench:random", "random", "text.layer.0.resid", "none", None, False, "fp32", "fp32", "random",
+                      n_shards, 1)
     writer = StoreWriter(root, cfg)
     writer.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
                   for i in range(n_shards)])

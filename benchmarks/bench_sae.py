@@ -109,9 +109,9 @@ def main() -> None:
     results = {}
     for label, cfg in runs.items():
         t = time.perf_counter()
-        sae = train(train_store, cfg, tmp / "saes", progress=False)
+        trained = train(train_store, cfg, tmp / "saes", progress=False)[0]
         seconds = time.perf_counter() - t
-        metrics = json.loads((tmp / "saes" / cfg.name / "metrics.json").read_text())["final"]
+        sae, metrics = trained.sae, trained.metrics["final"]
         with torch.no_grad():
             raw = eval_x / scale
             recon = sae.decode(sae.encode(raw))

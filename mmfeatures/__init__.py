@@ -8,8 +8,6 @@ The public surface (what notebooks use):
 >>> enc = mmf.load_encoder("offline:e5-small")          # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from mmfeatures.activations import ActivationStore, ExtractResult, extract  # noqa: E402
 from mmfeatures.datasets import ConceptDataset, load_hf_dataset, load_image_folder, load_table  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
@@ -24,6 +22,7 @@ from mmfeatures.errors import (  # noqa: E402
 )
 from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, load_sae, train  # noqa: E402
 from mmfeatures.types import Example, Modality, Site  # noqa: E402
+from mmfeatures.version import __version__  # noqa: E402
 
 __all__ = [
     "SAE",

@@ -18,22 +18,28 @@ from typing import Any
 from mmfeatures.errors import MMFeaturesError
 
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    # name: (module:config class, module:function, help, examples)
-    "extract": ("mmfeatures.jobs:ExtractJob", "mmfeatures.jobs:run_extract", "activations into resumable stores",
+    # name: (module:config class, module:function, help, examples); every step runs through pipeline.run
+    "extract": ("mmfeatures.pipeline:ExtractStep", "mmfeatures.pipeline:run", "activations into resumable stores",
                 "mmfeatures extract --model offline:e5-small --sites text.layer.8.resid --languages en,es,ja\n"
                 "  mmfeatures extract --model offline:e5-emoji-clip --data emoji --sites image.embed,text.embed "
                 "--pooling mean\n  mmfeatures extract --data my_sentences.csv --config extract.yaml"),
-    "train": ("mmfeatures.jobs:TrainJob", "mmfeatures.jobs:run_train", "train an SAE on a store",
+    "train": ("mmfeatures.pipeline:TrainStep", "mmfeatures.pipeline:run", "train an SAE on a store",
               "mmfeatures train --store STORE --width 1536 --k 16 --out runs/e5/train\n"
               "  mmfeatures train --store STORE --arch relu --l1 5 --epochs 10"),
-    "analyze": ("mmfeatures.jobs:AnalyzeJob", "mmfeatures.jobs:run_analyze",
+    "analyze": ("mmfeatures.pipeline:AnalyzeStep", "mmfeatures.pipeline:run",
                 "cross-lingual or cross-modal consistency, with nulls",
                 "mmfeatures analyze --stores STORE --sae SAE --kind crosslingual --out runs/e5/crosslingual\n"
                 "  mmfeatures analyze --stores IMAGE_STORE,TEXT_STORE --sae SAE --kind crossmodal"),
-    "match": ("mmfeatures.jobs:MatchJob", "mmfeatures.jobs:run_match", "match units across models, with nulls",
+    "match": ("mmfeatures.pipeline:MatchStep", "mmfeatures.pipeline:run", "match units across models, with nulls",
               "mmfeatures match --store-a STORE_A --store-b STORE_B --sae-a SAE_A --sae-b SAE_B --out runs/x/match"),
-    "steer": ("mmfeatures.jobs:SteerJob", "mmfeatures.jobs:run_steer", "clamp a concept's feature, against random ones",
+    "steer": ("mmfeatures.pipeline:SteerStep", "mmfeatures.pipeline:run", "clamp a concept's feature, against random ones",
               "mmfeatures steer --sae SAE --concept dog --strengths 0,1,3,5 --out runs/e5/steer"),
+    "fidelity": ("mmfeatures.pipeline:FidelityStep", "mmfeatures.pipeline:run",
+                 "splice SAEs into the model, against zero- and mean-ablation",
+                 "mmfeatures fidelity --saes SAE_A,SAE_B --names k16,k32 --out runs/e5/fidelity"),
+    "alignment": ("mmfeatures.pipeline:AlignmentStep", "mmfeatures.pipeline:run",
+                  "where translations meet, layer by layer",
+                  "mmfeatures alignment --model offline:e5-small --layers 0,3,6,9,11 --out runs/e5/alignment"),
     "report": ("mmfeatures.report:ReportJob", "mmfeatures.report:render_report",
                "render a folder of job results as index.html",
                "mmfeatures report --folder runs/e5 --title 'My study'"),
@@ -61,29 +67,57 @@ def _load(ref: str) -> Any:
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """``value`` (a flag string or a YAML value) as the field's type; UsageError naming the field if not."""
+    """``value`` (a flag string or a YAML value) as the field's type, strictly: a YAML 8.7 is not an int, a
+    list is not a string; UsageError naming the field, the value and what it should be."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     optional = type(None) in typing.get_args(hint)
     if optional and (value is None or (isinstance(value, str) and value.lower() in ("", "none", "null"))):
         return None
     base = args[0] if optional else hint
-    try:
-        if typing.get_origin(base) is tuple:
-            item = typing.get_args(base)[0]
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(item(x.strip() if isinstance(x, str) else x) for x in items if x != "")
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
-                return str(value).lower() in ("true", "yes", "1")
-            raise ValueError(value)
-        if base in (int, float) and isinstance(value, bool):
-            raise ValueError(value)
-        return base(value)
-    except (TypeError, ValueError):
-        kind = getattr(base, "__name__", str(base)).replace("tuple", "comma-separated list")
-        raise UsageError(f"--{name.replace('_', '-')}: {value!r} is not a valid {kind}") from None
+    flag = f"--{name.replace('_', '-')}"
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        if isinstance(value, str):
+            items = [x.strip() for x in value.split(",") if x.strip() != ""]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise UsageError(f"{flag}: {value!r} is not a comma-separated list or a YAML list")
+        return tuple(_scalar(flag, item, x) for x in items)
+    return _scalar(flag, base, value)
+
+
+def _scalar(flag: str, kind: type, value: Any) -> Any:
+    name = {int: "whole number", float: "number", bool: "true/false", str: "string"}.get(kind, str(kind))
+    bad = UsageError(f"{flag}: {value!r} is not a valid {name}")
+    if isinstance(value, (list, tuple, dict)):
+        raise UsageError(f"{flag}: {value!r} is a {type(value).__name__}; give one {name}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
+            return str(value).lower() in ("true", "yes", "1")
+        raise bad
+    if kind is int:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        raise bad
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if kind is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad
+        return str(value)
+    raise bad
 
 
 def _read_config(path: str, cls: type) -> dict[str, Any]:
@@ -193,7 +227,7 @@ def _usage_hint(message: str, argv: list[str]) -> str:
 
 
 def _summary(command: str, result: Any) -> None:
-    from mmfeatures.jobs import Record
+    from mmfeatures.pipeline import Record
 
     if isinstance(result, Record):
         print(f"\n{result.title}")

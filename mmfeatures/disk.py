@@ -1,8 +1,12 @@
-"""Cache directories, content hashing, atomic writes and self-describing JSON headers.
+"""Cache directories, artifact identity, integrity checks, atomic writes and self-describing JSON headers.
 
-Every directory mmfeatures writes carries ``mmfeatures.json`` (see docs/disk-layout.md) with
-the schema version, the package version and whatever produced it. Directories are written
-into a temporary sibling and renamed into place, so a crash never leaves a half-written one.
+- ``artifact_key`` is the one function that names an artifact (a store, an SAE, an encoded-latent set, a
+  job record) by exactly the fields that determine its content and the keys of its inputs. Reuse compares
+  keys, never folder existence.
+- ``check_file`` verifies a file against its recorded SHA-256 the first time this process opens it.
+- Every directory mmfeatures writes carries a JSON header (see docs/disk-layout.md) with the schema
+  version, the package version, its key and its inputs' keys. Directories are written into a temporary
+  sibling and renamed into place, so a crash never leaves a half-written one.
 """
 
 from __future__ import annotations
@@ -13,18 +17,89 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from mmfeatures.errors import ArtifactConflictError, CorruptFileError
+from mmfeatures.version import __version__
+
+SCHEMA_VERSION = 2
+"""Bumped whenever what an artifact holds changes meaning; it enters every key."""
 HEADER = "mmfeatures.json"
 
 
 def package_version() -> str:
-    from mmfeatures import __version__
-
     return __version__
+
+
+def artifact_key(kind: str, fields: Mapping[str, Any], inputs: Mapping[str, str] | None = None) -> str:
+    """The identity of an artifact: 16 hex digits of the SHA-256 of its kind, the schema version, the
+    fields that determine its content and the keys of the artifacts it was computed from.
+
+    Callers pass exactly the content-determining fields: never a device, a progress flag, an output
+    path or a display label, so that those can change without losing a result.
+
+    >>> artifact_key("sae", {"width": 64}, {"store": "0123"}) == artifact_key("sae", {"width": 64}, {"store": "0123"})
+    True
+    >>> artifact_key("sae", {"width": 64}) == artifact_key("sae", {"width": 65})
+    False
+    """
+    return config_hash({"kind": kind, "schema": SCHEMA_VERSION, "fields": dict(fields),
+                        "inputs": dict(inputs or {})})
+
+
+def check_key(folder: str | os.PathLike, kind: str, key: str, what: str, found: Mapping[str, Any] | None) -> None:
+    """Raise ArtifactConflictError when ``folder``'s header describes another artifact than ``key``."""
+    if found is None or found.get("key") == key:
+        return
+    raise ArtifactConflictError(
+        f"{folder} already holds another {kind} (key {found.get('key')!r}, {describe(found)}) but this run asks "
+        f"for {what} (key {key!r}); choose another folder, or delete {folder} to replace it")
+
+
+def describe(header: Mapping[str, Any]) -> str:
+    """A short human description of an artifact header (its own fields and inputs)."""
+    fields = header.get("fields") or header.get("config") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in list(fields.items())[:6] if not isinstance(v, (dict, list)))
+    inputs = ", ".join(f"{k} {v}" for k, v in (header.get("inputs") or {}).items())
+    return shown + (f"; from {inputs}" if inputs else "")
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+"""Files whose SHA-256 this process has checked, by (path, size, mtime): each is hashed once per process."""
+
+
+def check_file(path: str | os.PathLike, sha256: str | None, fix: str) -> None:
+    """Verify ``path`` against its recorded SHA-256 the first time this process opens it.
+
+    A missing record (``sha256`` None) is itself corruption: every file mmfeatures writes records one.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path} is missing; {fix}") from None
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if sha256 is not None and _VERIFIED.get(ident) == sha256:
+        return
+    actual = file_sha256(path)
+    if actual != sha256:
+        recorded = f"recorded {sha256[:12]}…" if sha256 else "no checksum recorded"
+        raise CorruptFileError(f"{path} fails its checksum (SHA-256 {actual[:12]}…, {recorded}): it changed after "
+                               f"it was written; {fix}")
+    _VERIFIED[ident] = actual
+
+
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """A JSON file's value; a truncated or malformed file raises CorruptFileError naming it and ``fix``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path} is missing; {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{path} is damaged (not valid JSON: {e}); {fix}") from None
 
 
 def cache_dir(*parts: str) -> Path:
@@ -81,13 +156,43 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_header(directory: str | os.PathLike, filename: str = HEADER) -> dict[str, Any] | None:
-    """The directory's header, or None when it has none or it is unreadable."""
+def read_header(directory: str | os.PathLike, filename: str = HEADER, fix: str = "delete the folder to rebuild it"
+                ) -> dict[str, Any] | None:
+    """The directory's header, or None when it has none; a damaged one raises CorruptFileError."""
     path = Path(directory, filename)
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    if not path.is_file():
         return None
+    header = read_json(path, fix)
+    if not isinstance(header, dict):
+        raise CorruptFileError(f"{path} is damaged (a JSON {type(header).__name__}, not an object); {fix}")
+    return header
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``.<name>.tmp-<pid>`` files that a killed process left in ``folder`` (its own are kept)."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp-*"):
+        pid = path.name.rsplit(".tmp-", 1)[1].split(".")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -99,7 +204,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         try:

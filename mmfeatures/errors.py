@@ -58,3 +58,7 @@ def require(module: str, extra: str, what: str):
 
 class OutputError(MMFeaturesError, OSError):
     """An output folder that cannot be created or written."""
+
+
+class ArtifactConflictError(MMFeaturesError, FileExistsError):
+    """A folder that holds a different artifact (another key) than the one asked for; the message names both."""

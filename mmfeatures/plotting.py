@@ -182,15 +182,15 @@ def match_scatter(x: np.ndarray, y: np.ndarray, top_x: Sequence[str], top_y: Seq
 
 
 def curves(series: Mapping[str, Mapping[float, float]], mark: float | None = None, *, xlabel: str, ylabel: str,
-           title: str = "", ax=None):
-    """One line per series over shared x values, with ``mark`` as a vertical line."""
+           title: str = "", xscale: str = "linear", ax=None):
+    """One line per series over shared x values, with ``mark`` as a vertical line (``xscale``: 'linear' or 'log')."""
     fig, ax = _axes(ax)
     for i, (name, curve) in enumerate(series.items()):
         xs = sorted(curve)
         ax.plot(xs, [curve[x] for x in xs], "o-", color=f"C{i}", label=name)
     if mark is not None:
         ax.axvline(mark, color="grey", ls="--", lw=1)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale=xscale)
     ax.legend(fontsize=8, frameon=False)
     return fig
 
@@ -225,4 +225,35 @@ def gallery(images: Sequence, captions: Sequence[str], *, title: str = ""):
         ax.set_yticks([])
         ax.set_xlabel(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def activation_bars(values: np.ndarray, names: Sequence[str], groups: Sequence[str], *, ylabel: str = "activation",
+                    title: str = "", ax=None):
+    """One bar per row (e.g. a sentence, labelled by its language), coloured by its group (e.g. which sentence)."""
+    from matplotlib.patches import Patch
+
+    values = np.asarray(values, float)
+    fig, ax = _axes(ax, (max(5.0, 0.3 * len(values) + 1.5), 3.2))
+    colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(groups))}
+    ax.bar(np.arange(len(values)), values, color=[colours[g] for g in groups])
+    ax.set_xticks(range(len(values)), list(names), fontsize=7, rotation=90)
+    ax.legend(handles=[Patch(color=c, label=g) for g, c in colours.items()], fontsize=8, frameon=False)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def feature_density(density: np.ndarray, *, metrics: Mapping[str, float] | None = None, bins: int = 40,
+                    range_: tuple[float, float] = (-6.0, 0.0), title: str = "", ax=None):
+    """Histogram of log10 firing frequency over the latents that fire (``density``: fraction of rows each latent
+    fires on), noting how many never fire and the given ``metrics``."""
+    density = np.asarray(density, float)
+    fig, ax = _axes(ax)
+    firing = density[density > 0]
+    ax.hist(np.log10(firing), bins=bins, range=range_, color="C0", alpha=0.8)
+    notes = [f"never fire: {len(density) - len(firing)} of {len(density)}"]
+    notes += [f"{name}: {value:.3g}" for name, value in (metrics or {}).items()]
+    ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=8, family="monospace")
+    ax.set(xlabel="log10 firing frequency", ylabel="latents", title=title)
     return fig

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mmfeatures.disk import write_text_atomic
 from mmfeatures.errors import CorruptFileError, InputError
-from mmfeatures.jobs.common import RECORD, Record, fmt, opt
+from mmfeatures.pipeline.record import RECORD, Record, fmt, opt
 
 RUN = "run.json"
 CSS = """
@@ -82,22 +83,33 @@ def _section(record: Record, anchor: str, root: Path, level: int = 2) -> str:
         parts.append(_scores(record.scores))
     figures = []
     for fig in record.figures:
-        path = folder / fig["file"]
-        if not path.is_file():
-            raise CorruptFileError(f"figure {path} named in {folder / RECORD} is missing; rerun that job "
-                                   "(delete its result.json to force it)")
-        rel = path.relative_to(root).as_posix()
-        figures.append(f'<figure><img src="{_e(rel)}" alt="{_e(fig["caption"])}">'
+        rel = figure_path(folder, fig.get("file", ""), root)
+        figures.append(f'<figure><img src="{_e(quote(rel))}" alt="{_e(fig["caption"])}">'
                        f'<figcaption>{_e(fig["caption"])}</figcaption></figure>')
     if figures:
         parts.append(f'<div class="figs">{"".join(figures)}</div>')
     for t in record.tables:
         if t["rows"]:
             parts.append(_table(t["columns"], t["rows"], t["title"]))
-    outputs = "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in record.outputs.items())
+    outputs = "".join(f"<li>{_e(a.kind)} {_e(a.site)}: <code>{_e(a.path)}</code> (key {_e(a.key)})</li>"
+                      for a in record.artifacts)
     parts.append(f"<details><summary>config, outputs and time ({record.seconds:.1f} s)</summary>"
                  f"<pre>{_e(json.dumps(record.config, indent=1, ensure_ascii=False))}</pre><ul>{outputs}</ul></details>")
     return "\n".join(parts)
+
+
+def figure_path(folder: Path, name: str, root: Path) -> str:
+    """A record's figure as a path relative to the report folder; one that leaves the record's folder (an
+    absolute path, '..') or is missing is refused, naming the record."""
+    record = folder / RECORD
+    path = (folder / name).resolve()
+    if not name or Path(name).is_absolute() or not path.is_relative_to(folder.resolve()):
+        raise CorruptFileError(f"{record} names figure {name!r}, outside its own folder; a record's figures must "
+                               "be files beside it: rerun that step (delete its result.json to force it)")
+    if not path.is_file():
+        raise CorruptFileError(f"figure {path} named in {record} is missing; rerun that step "
+                               "(delete its result.json to force it)")
+    return path.relative_to(root.resolve()).as_posix()
 
 
 def load_records(folder: Path) -> list[Record]:

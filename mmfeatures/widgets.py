@@ -180,3 +180,90 @@ def curve_slider(curves: Mapping[str, Mapping[float, float]], *, xlabel: str, yl
         return plotting.curves(curves, x, xlabel=xlabel, ylabel=ylabel, title=title)
 
     return _panel({"x": slider}, draw)
+
+
+def unit_bars(z: np.ndarray, labels: Labels, units: Sequence[int], *, unit: int | None = None,
+              color_by: str = "concept", ylabel: str = "activation") -> Panel:
+    """A dropdown over ``units`` (e.g. the latents shared by a sentence's translations): the chosen unit's
+    activation on every row, one bar per row labelled by its language and coloured by ``color_by``."""
+    import ipywidgets as w
+
+    z = np.asarray(z, np.float32)
+    units = [int(u) for u in units]
+    first = unit if unit is not None else (units[0] if units else None)
+    controls = {"unit": w.Dropdown(options=[(f"unit {u}", u) for u in units], value=first, description="unit")}
+    names = [lang or "-" for lang in labels.language]
+    groups = [str(g) for g in getattr(labels, color_by)]
+
+    def draw(v, state):
+        u = v["unit"]
+        if u is None:
+            return "No units to show."
+        state.update(unit=u, values=z[:, u])
+        return plotting.activation_bars(z[:, u], names, groups, ylabel=ylabel,
+                                        title=f"unit {u} on each row, coloured by {color_by}")
+
+    return _panel(controls, draw)
+
+
+def sae_density(densities: Mapping[str, np.ndarray], metrics: Mapping[str, Mapping[str, float]] | None = None, *,
+                sae: str | None = None) -> Panel:
+    """A dropdown over a sweep's SAEs (by name): the chosen SAE's feature density, the fraction of rows each
+    latent fires on, as a histogram, with its ``metrics`` (e.g. NMSE, L0, dead fraction) noted."""
+    import ipywidgets as w
+
+    names = list(densities)
+    controls = {"sae": w.Dropdown(options=names, value=sae or names[0], description="SAE")}
+
+    def draw(v, state):
+        name = v["sae"]
+        shown = dict((metrics or {}).get(name, {}))
+        state.update(sae=name, density=np.asarray(densities[name]), metrics=shown)
+        return plotting.feature_density(densities[name], metrics=shown,
+                                        title=f"{name}: fraction of rows each latent fires on")
+
+    return _panel(controls, draw)
+
+
+def score_distributions(scores: Mapping[str, Mapping[str, np.ndarray]], *,
+                        ranges: Mapping[str, tuple[float, float]] | None = None, score: str | None = None,
+                        units: Sequence[str] | None = None) -> Panel:
+    """Pick a score and unit sets: overlaid histograms of that score, one per set.
+
+    ``scores``: unit set (e.g. 'neurons', 'SAE 1536', a null) -> score name -> one value per unit.
+    ``ranges``: histogram range per score name (default (0, 1))."""
+    import ipywidgets as w
+
+    sets = list(scores)
+    names = list(dict.fromkeys(name for per_set in scores.values() for name in per_set))
+    controls = {"score": w.Dropdown(options=names, value=score or names[0], description="score"),
+                "units": w.SelectMultiple(options=sets, value=tuple(sets if units is None else units),
+                                          description="units", rows=min(8, len(sets)))}
+
+    def draw(v, state):
+        chosen = [s for s in v["units"] if v["score"] in scores[s]]
+        if not chosen:
+            return f"Select at least one unit set with a {v['score']!r} score."
+        groups = {s: np.asarray(scores[s][v["score"]]) for s in chosen}
+        state.update(score=v["score"], units=chosen, groups=groups)
+        return plotting.distributions(groups, xlabel=v["score"], range_=(ranges or {}).get(v["score"], (0.0, 1.0)),
+                                      title=f"{v['score']} of each unit, per unit set")
+
+    return _panel(controls, draw)
+
+
+def curve_picker(families: Mapping[str, Mapping[str, Mapping[float, float]]], *, xlabel: str, ylabel: str,
+                 title: str = "", label: str = "metric", value: str | None = None, xscale: str = "linear") -> Panel:
+    """A dropdown (named ``label``) over ``families``; each is a set of curves (series -> {x: y}), drawn together."""
+    import ipywidgets as w
+
+    keys = list(families)
+    controls = {label: w.Dropdown(options=keys, value=value or keys[0], description=label)}
+
+    def draw(v, state):
+        key = v[label]
+        state.update({label: key, "curves": families[key]})
+        return plotting.curves(families[key], xlabel=xlabel, ylabel=ylabel, xscale=xscale,
+                               title=f"{title}: {key}" if title else key)
+
+    return _panel(controls, draw)

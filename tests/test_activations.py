@@ -9,6 +9,7 @@ from PIL import Image
 
 import mmfeatures as mmf
 from mmfeatures.activations import ActivationStore, Example, NonFiniteError, extract
+from mmfeatures.disk import SCHEMA_VERSION
 
 TEXTS = ["a dog", "the cat sat on the mat", "hello world", "x y z", "birds fly south in winter"]
 
@@ -88,7 +89,24 @@ def test_store_is_named_by_what_produced_it(tmp_path):
     d = run("tiny:bert", TEXTS, site, tmp_path, pooling="cls").stores[site[0]].path
     assert len({a, b, c, d}) == 4
     meta = ActivationStore(a).header
-    assert meta["schema_version"] == 1 and meta["config"]["dataset"] and meta["status"] == "complete"
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["config"]["dataset"] and meta["status"] == "complete"
+    assert meta["key"] == ActivationStore(a).key and a.name.endswith(meta["key"])
+
+
+def test_role_and_weights_change_the_store_but_device_and_progress_do_not(e5, tmp_path):
+    """The prompt prefix changes the tokens, so the role is part of a store's identity; a random-init copy
+    of the same model gets its own store; where it runs and whether a bar is shown do not matter."""
+    from mmfeatures.encoders import random_init
+
+    site = ["text.layer.1.resid"]
+    raw = run(e5, TEXTS, site, tmp_path, pooling="none", role="raw").stores[site[0]]
+    query = run(e5, TEXTS, site, tmp_path, pooling="none", role="query")
+    assert query.computed_shards == 1 and query.stores[site[0]].path != raw.path
+    assert query.stores[site[0]].n_rows > raw.n_rows                   # "query: " adds tokens
+    again = run(e5, TEXTS, site, tmp_path, pooling="none", role="raw", progress=True, device="cpu")
+    assert again.computed_shards == 0 and again.stores[site[0]].path == raw.path
+    other = run(random_init(e5), TEXTS, site, tmp_path, pooling="none", role="raw").stores[site[0]]
+    assert other.config.weights != raw.config.weights and other.path != raw.path
 
 
 def test_truncated_shard_is_detected_and_recomputed(tmp_path):
@@ -122,7 +140,7 @@ def test_start_batch_skips_exactly_and_reads_nothing_it_skips(tmp_path, monkeypa
     r = run("tiny:bert", TEXTS * 6, ["text.layer.1.resid"], tmp_path, shard_examples=3, pooling="none")
     store = r.stores["text.layer.1.resid"]
     full = list(store.batches(batch, seed=3, buffer_shards=buffer))
-    store._shard.cache_clear()
+    store._cache.clear()
     loads = []
     original = ActivationStore.shard_acts
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mmfeatures.activations import ActivationStore
 from mmfeatures.cli import build_parser, main, make_config
+from mmfeatures.pipeline import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,11 +54,11 @@ def test_missing_required_option_and_bad_values_exit_2(capsys):
     assert main(["train"]) == 2
     assert "--store required" in capsys.readouterr().err
     assert main(["train", "--store", "x", "--width", "wide"]) == 2
-    assert "--width: 'wide' is not a valid int" in capsys.readouterr().err
+    assert "--width: 'wide' is not a valid whole number" in capsys.readouterr().err
     assert main(["analyze", "--stores", "x", "--kind", "crosslingwal"]) == 2
     assert "kind 'crosslingwal'; use one of crosslingual, crossmodal" in capsys.readouterr().err
     assert main(["demo", "--n-perm", "0"]) == 2                 # checked before any work starts
-    assert "n_perm = 0; use at least 1" in capsys.readouterr().err
+    assert "n_perm = 0; use a whole number >= 1" in capsys.readouterr().err
 
 
 def test_config_file_then_flags(tmp_path, capsys):
@@ -96,14 +98,16 @@ def test_pipeline_of_commands_on_a_real_model(tmp_path):
                 "en,es,de", "--out", str(runs / "1-extract"), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "wrote:" in r.stdout
-    store = json.loads((runs / "1-extract" / "result.json").read_text())["outputs"]["store text.layer.3.resid"]
+    store = Record.load(runs / "1-extract").artifact("store", "text.layer.3.resid").path
     (tmp_path / "train.yaml").write_text(f"store: {store}\nwidth: 256\nk: 8\nepochs: 2\nprogress: false\n")
     saes = []
     for seed in (0, 1):
         r = run_cli("train", "--config", str(tmp_path / "train.yaml"), "--seed", str(seed),
                     "--out", str(runs / f"2-train-{seed}"))
         assert r.returncode == 0, r.stderr
-        saes.append(json.loads((runs / f"2-train-{seed}" / "result.json").read_text())["outputs"]["sae"])
+        trained = Record.load(runs / f"2-train-{seed}")
+        assert trained.inputs["store"] == ActivationStore(store).key            # lineage: which store, by key
+        saes.append(trained.artifact("sae").path)
     assert saes[0] != saes[1] and all((Path(s) / "cfg.json").is_file() for s in saes)
     r = run_cli("analyze", "--stores", store, "--sae", saes[0], "--n-perm", "5", "--out", str(runs / "3-analyze"))
     assert r.returncode == 0, r.stderr
@@ -112,7 +116,7 @@ def test_pipeline_of_commands_on_a_real_model(tmp_path):
                 "--n-perm", "3", "--out", str(runs / "4-match"))
     assert r.returncode == 0, r.stderr
     assert "median correlation" in r.stdout
-    r = run_cli("steer", "--sae", saes[0], "--concept", "dog", "--strengths", "0,5", "--n-controls", "3",
+    r = run_cli("steer", "--sae", saes[0], "--concept", "dog", "--strengths", "0,5", "--n-perm", "3",
                 "--out", str(runs / "5-steer"))
     assert r.returncode == 0, r.stderr
     r = run_cli("report", "--folder", str(runs), "--title", "pipeline")

@@ -106,3 +106,20 @@ def test_pairs_merge_and_fingerprint(tmp_path):
         texts.merge(texts)
     with pytest.raises(mmf.InputError, match="no example"):
         texts.select(languages=["sw"])
+
+
+def test_concepts_and_builtin_import_one_way():
+    """concepts.py reads the built-in data through builtin.py, which returns plain Examples and never
+    imports concepts.py (not even inside a function)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(mmf.__file__).parent / "datasets"
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mmfeatures.datasets.")}
+    mutual = sorted((a, b) for a in graph for b in graph[a] if a < b and a in graph.get(b, ()))
+    assert not mutual, f"dataset modules that import each other: {mutual}"
+    assert "concepts" not in graph["builtin"]

@@ -123,3 +123,37 @@ def test_missing_optional_package_names_the_extra(monkeypatch, module, extra, na
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
     with pytest.raises(mmf.MissingDependencyError, match=rf"pip install 'mmfeatures\[{extra}\]'"):
         mmf.load_encoder(name)
+
+
+def _internal_imports(path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every `from mmfeatures... import names` in a file, at any depth (functions too)."""
+    import ast
+
+    return [(node.module, [a.name for a in node.names]) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmfeatures")]
+
+
+def test_encoder_modules_import_one_way():
+    """No two modules of encoders/ import each other, not even inside a function (offline <-> emojiclip and
+    openclip <-> tiny used to); the registry in encoders/__init__.py is the only place that knows them all."""
+    from pathlib import Path
+
+    folder = Path(mmf.__file__).parent / "encoders"
+    graph = {p.stem: {m.rsplit(".", 1)[-1] for m, _ in _internal_imports(p) if m.startswith("mmfeatures.encoders.")}
+             for p in folder.glob("*.py") if p.stem != "__init__"}
+    mutual = sorted((a, b) for a in graph for b in graph[a] if a < b and a in graph.get(b, ()))
+    assert not mutual, f"encoder modules that import each other: {mutual}"
+
+
+def test_no_private_name_crosses_a_subpackage():
+    from pathlib import Path
+
+    root = Path(mmf.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        home = Path(path.relative_to(root).parts[0]).stem
+        for module, names in _internal_imports(path):
+            there = module.split(".")[1] if "." in module else ""
+            found += [f"{path.relative_to(root)}: {module}.{n}" for n in names
+                      if n.startswith("_") and not n.startswith("__") and there != home]
+    assert not found, f"private names imported across subpackages (make them public): {found}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -41,8 +42,8 @@ def planted_store(root, n_rows=6000, d=32, n_feat=64, active=3, seed=0, poison_r
     if poison_row is not None:
         x[poison_row] = float("nan")
     shard = 1000
-    cfg = StoreConfig("planted", "text.layer.0.resid", "none", False, "fp32", "fp32", f"planted-{seed}",
-                      n_rows // shard, 1, "test")
+    cfg = StoreConfig("planted", "planted", "text.layer.0.resid", "none", None, False, "fp32", "fp32",
+                      f"planted-{seed}", n_rows // shard, 1)
     w = StoreWriter(root, cfg)
     w.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
              for i in range(cfg.n_examples)])
@@ -121,33 +122,32 @@ def test_geometric_median_resists_outliers():
 
 def test_trained_topk_recovers_a_planted_dictionary(tmp_path):
     store, dictionary = planted_store(tmp_path / "store")
-    sae = train(store, TrainConfig(TopK(k=3), 128, batch_size=200, total_rows=60_000, lr=3e-3, warmup_steps=10,
-                                   dead_tokens=3000, log_every=50), tmp_path / "out", progress=False)
-    cos = torch.nn.functional.normalize(sae.W_dec, dim=1) @ dictionary.T  # (d_sae, n_feat)
+    result = train(store, TrainConfig(TopK(k=3), 128, batch_size=200, total_rows=60_000, lr=3e-3, warmup_steps=10,
+                                      dead_tokens=3000, log_every=50), tmp_path / "out", progress=False)
+    sae = result.sae
+    cos = torch.nn.functional.normalize(sae.W_dec, dim=1) @ dictionary.T  # (width, n_feat)
     recovered = (cos.max(0).values > 0.9).float().mean()
-    metrics = json.loads((tmp_path / "out" / sae_folder(tmp_path / "out") / "metrics.json").read_text())["final"]
+    metrics = result[0].metrics["final"]
+    assert metrics == json.loads((result[0].folder / "metrics.json").read_text())["final"]
     assert recovered >= 0.9, f"only {recovered:.0%} of planted features recovered"
     assert metrics["nmse"] < 0.1 and metrics["l0"] == pytest.approx(3.0)
-
-
-def sae_folder(out):
-    return next(p.name for p in out.iterdir() if p.is_dir())
 
 
 def test_several_saes_share_one_pass_and_log_metrics(tmp_path):
     store, _ = planted_store(tmp_path / "store")
     cfgs = [TrainConfig(a, 96, batch_size=500, total_rows=3000, log_every=2, seed=i) for i, a in enumerate(ARCHS)]
-    saes = train(store, cfgs, tmp_path / "out", progress=False)
-    assert [type(s.arch) for s in saes] == [ReLU, TopK, JumpReLU, JumpReLU]  # BatchTopK is saved as JumpReLU
-    for cfg in cfgs:
-        m = json.loads((tmp_path / "out" / cfg.folder_name / "metrics.json").read_text())
+    result = train(store, cfgs, tmp_path / "out", progress=False)
+    assert [type(s.arch) for s in result.saes] == [ReLU, TopK, JumpReLU, JumpReLU]  # BatchTopK is saved as JumpReLU
+    for cfg, trained in zip(cfgs, result, strict=True):
+        assert trained.folder.name == cfg.folder_name(store.key) and not trained.reused
+        m = json.loads((trained.folder / "metrics.json").read_text())
         final = m["final"]
         for key in ("nmse", "explained_variance", "l0", "dead_fraction", "dense_fraction", "density_hist"):
             assert key in final
         assert len(m["history"]) == 3 and sum(final["density_hist"]["counts"]) == 96
         from safetensors.torch import load_file
 
-        density = load_file(str(tmp_path / "out" / cfg.folder_name / "sparsity.safetensors"))["sparsity"]
+        density = load_file(str(trained.folder / "sparsity.safetensors"))["sparsity"]
         assert density.shape == (96,) and float(density.max()) <= 0  # log10 of a fraction
     with pytest.raises(ValueError, match="must share 'batch_size'"):
         train(store, [cfgs[0], TrainConfig(TopK(k=4), 96, batch_size=250)], tmp_path / "x", progress=False)
@@ -169,12 +169,11 @@ def test_resume_equals_the_uninterrupted_run(tmp_path):
         train(store, cfgs, tmp_path / "b", progress=False, on_log=crash)
     assert list((tmp_path / "b").glob("checkpoint-*.pt")), "no checkpoint to resume from"
     resumed = train(store, cfgs, tmp_path / "b", progress=False)
-    for a, b in zip(straight, resumed, strict=True):
+    for a, b in zip(straight.saes, resumed.saes, strict=True):
         for name, tensor in a.state_dict().items():
             assert torch.equal(tensor, b.state_dict()[name]), f"{name} differs after resume"
-    hist_a = json.loads((tmp_path / "a" / cfgs[0].folder_name / "metrics.json").read_text())["history"]
-    hist_b = json.loads((tmp_path / "b" / cfgs[0].folder_name / "metrics.json").read_text())["history"]
-    assert hist_a == hist_b
+    assert straight[0].metrics["history"] == resumed[0].metrics["history"]
+    assert straight[0].key == resumed[0].key
 
 
 def test_nan_stops_with_step_and_rows_and_keeps_the_checkpoint(tmp_path):
@@ -215,6 +214,7 @@ def test_bad_sae_folders_name_the_key_or_tensor(tmp_path):
     from safetensors.torch import load_file, save_file
 
     folder = save_sae(SAE(8, 16, TopK(k=2)), tmp_path / "sae", model_name="m", hook_name="h")
+    (folder / "mmfeatures.json").unlink()          # a SAELens folder from elsewhere: no checksums to go by
     cfg_path, w_path = folder / "cfg.json", folder / "sae_weights.safetensors"
     cfg, weights = json.loads(cfg_path.read_text()), load_file(str(w_path))
     cfg_path.write_text(json.dumps({k: v for k, v in cfg.items() if k != "d_sae"}))
@@ -231,8 +231,15 @@ def test_bad_sae_folders_name_the_key_or_tensor(tmp_path):
 
 def test_store_and_sae_mismatch_names_both(tmp_path):
     store, _ = planted_store(tmp_path / "store")
-    with pytest.raises(ValueError, match=r"d_in=48.*text\.layer\.0\.resid.*\(n, 32\)"):
+    with pytest.raises(mmf.SiteError, match=r"reads width 48 .*planted, text\.layer\.0\.resid, width 32"):
         check_compatible(SAE(48, 64, TopK(k=2)), store)
+    sae = SAE(32, 64, TopK(k=2))
+    sae.metadata = {"model_name": "other:model", "hook_name": "text.layer.0.resid"}
+    with pytest.raises(mmf.SiteError, match=r"trained on model 'other:model'.*\(planted, .*another model"):
+        check_compatible(sae, store)
+    sae.metadata = {"model_name": "planted", "hook_name": "text.layer.5.resid"}
+    with pytest.raises(mmf.SiteError, match=r"trained on site 'text.layer.5.resid'.*holds another site"):
+        check_compatible(sae, store)
 
 
 TEXTS_20 = ["The dog is sleeping in the garden.", "El perro duerme en el jardín.", "Der Hund schläft im Garten.",
@@ -279,3 +286,76 @@ def _c_sparse(engine, text, k):
     n = engine.lib.e5_embed_sparse(engine.m, text.encode(), k, idx, val)
     assert n > 0
     return np.array(idx[:n]), np.array(val[:n])
+
+
+def test_an_sae_is_reused_by_key_and_a_folder_of_another_sae_is_refused(tmp_path):
+    """Reuse compares keys, never folder existence: the same config is loaded, not retrained, whatever the
+    device or logging; another width (or another store) in the same folder names both SAEs."""
+    from mmfeatures.errors import ArtifactConflictError
+
+    store, _ = planted_store(tmp_path / "store")
+    cfg = TrainConfig(TopK(k=3), 64, batch_size=500, total_rows=3000, name="sae0")
+    first = train(store, cfg, tmp_path / "out", progress=False)
+    again = train(store, dataclasses.replace(cfg, device="cpu", log_every=7, checkpoint_every=3),
+                  tmp_path / "out", progress=False)
+    assert again[0].reused and again[0].key == first[0].key
+    with pytest.raises(ArtifactConflictError, match=r"already holds another SAE.*width 64.*asks for.*width 96"):
+        train(store, dataclasses.replace(cfg, width=96), tmp_path / "out", progress=False)
+    other, _ = planted_store(tmp_path / "other", seed=1)
+    with pytest.raises(ArtifactConflictError, match=f"trained on store {store.key}"):
+        train(other, cfg, tmp_path / "out", progress=False)
+
+
+def test_a_damaged_sae_or_checkpoint_is_refused_with_the_fix(tmp_path):
+    from mmfeatures.errors import CorruptFileError
+    from mmfeatures.sae import load_sae
+
+    store, _ = planted_store(tmp_path / "store")
+    folder = train(store, TrainConfig(TopK(k=3), 64, batch_size=500, total_rows=3000), tmp_path / "out",
+                   progress=False)[0].folder
+    weights = folder / "sae_weights.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-3] ^= 0xFF                                          # one flipped byte in W_enc / b_dec
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(CorruptFileError, match="sae_weights.safetensors fails its checksum.*train it again"):
+        load_sae(folder)
+    ckpt = tmp_path / "b"
+    cfg = TrainConfig(TopK(k=3), 64, batch_size=200, total_rows=6000, checkpoint_every=5, log_every=1)
+
+    def crash(step, _metrics):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(store, cfg, ckpt, progress=False, on_log=crash)
+    path = next(ckpt.glob("checkpoint-*.pt"))
+    path.write_bytes(path.read_bytes()[:100])                 # truncated
+    with pytest.raises(CorruptFileError, match=r"checkpoint-.*\.pt fails its checksum.*delete .*restarts from step 0"):
+        train(store, cfg, ckpt, progress=False)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("k", 200, "k = 200 exceeds d_sae = 96"), ("k", 0, "k = 0 is not a positive whole number"),
+    ("d_sae", -5, "d_sae = -5 is not a positive whole number"), ("d_in", "abc", "d_in = 'abc' is not a positive")])
+def test_a_bad_cfg_json_names_the_key(tmp_path, field, value, message):
+    from mmfeatures.errors import CorruptFileError
+    from mmfeatures.sae import load_sae
+
+    folder = save_sae(SAE(16, 96, TopK(k=4)), tmp_path / "sae", model_name="m", hook_name="text.layer.1.resid")
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg[field] = value
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    (folder / "mmfeatures.json").unlink()                     # as a hand-edited SAELens folder would be
+    with pytest.raises(CorruptFileError, match=message):
+        load_sae(folder)
+
+
+def test_train_config_refuses_wrong_types():
+    from mmfeatures.errors import InputError
+
+    with pytest.raises(InputError, match="total_rows = 0"):
+        TrainConfig(TopK(k=4), 64, total_rows=0)
+    with pytest.raises(InputError, match=r"width = 64.9 \(float\)"):
+        TrainConfig(TopK(k=4), 64.9)
+    with pytest.raises(InputError, match="k=8 exceeds width=4"):
+        TrainConfig(TopK(k=8), 4)

@@ -23,7 +23,7 @@ def setup(tmp_path_factory, e5):
     store = mmf.extract(e5, ds, [SITE], pooling="none", store_dir=tmp, batch_size=64, progress=False).stores[SITE]
     sae = mmf.train(store, mmf.TrainConfig(mmf.TopK(k=16), 1536, lr=3e-3, warmup_steps=20, batch_size=2048,
                                            total_rows=store.n_rows * 3, dead_tokens=100_000, device="cpu"),
-                    tmp / "sae", progress=False)
+                    tmp / "sae", progress=False).sae
     return ds, store, sae
 
 

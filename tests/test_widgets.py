@@ -84,3 +84,47 @@ def test_match_explorer_and_curve_slider():
     assert curves.state["values"] == {"dog": 2.0, "control": 90.0}
     curves.controls["x"].value = 0
     assert curves.state["values"] == {"dog": 100.0, "control": 100.0}
+
+
+def test_unit_bars_follow_the_dropdown(planted):
+    z, labels = planted
+    panel = widgets.unit_bars(z, labels, [0, 2])
+    assert panel.state["unit"] == 0 and np.array_equal(panel.state["values"], z[:, 0])
+    panel.controls["unit"].value = 2
+    assert panel.state["unit"] == 2 and panel.state["values"].argmax() in np.flatnonzero(labels.language == "ja")
+    empty = widgets.unit_bars(z, labels, [])
+    assert empty.state == {"message": "No units to show."}
+
+
+def test_sae_density_picks_an_sae_and_its_metrics():
+    densities = {"topk-8": np.array([0.0, 0.01, 0.1]), "relu": np.array([0.5, 0.5, 0.0])}
+    metrics = {"topk-8": {"nmse": 0.3, "l0": 8.0}, "relu": {"nmse": 0.2, "l0": 30.0}}
+    panel = widgets.sae_density(densities, metrics)
+    assert panel.state["sae"] == "topk-8" and panel.state["metrics"] == {"nmse": 0.3, "l0": 8.0}
+    panel.controls["sae"].value = "relu"
+    assert panel.state["metrics"]["l0"] == 30.0 and np.array_equal(panel.state["density"], densities["relu"])
+
+
+def test_score_distributions_follow_score_and_unit_sets():
+    rng = np.random.default_rng(2)
+    scores = {"neurons": {"auroc": rng.random(20), "purity": rng.random(20)},
+              "SAE": {"auroc": rng.random(30), "purity": rng.random(30)},
+              "null": {"auroc": rng.random(10)}}
+    panel = widgets.score_distributions(scores, ranges={"auroc": (0.5, 1.0)})
+    assert panel.state["score"] == "auroc" and panel.state["units"] == ["neurons", "SAE", "null"]
+    panel.controls["score"].value = "purity"
+    assert panel.state["units"] == ["neurons", "SAE"]                # the null has no purity
+    assert np.array_equal(panel.state["groups"]["SAE"], scores["SAE"]["purity"])
+    panel.controls["units"].value = ("null",)
+    assert "message" in panel.state
+    panel.controls["units"].value = ("SAE",)
+    assert list(panel.state["groups"]) == ["SAE"] and len(panel.state["groups"]["SAE"]) == 30
+
+
+def test_curve_picker_draws_the_chosen_family():
+    families = {"cosine": {"vs zero": {768: 0.9, 1536: 0.95}, "vs mean": {768: 0.8, 1536: 0.9}},
+                "retrieval": {"vs zero": {768: 0.6, 1536: 0.7}, "vs mean": {768: 0.5, 1536: 0.6}}}
+    panel = widgets.curve_picker(families, xlabel="width", ylabel="recovered", xscale="log")
+    assert panel.state["metric"] == "cosine" and panel.state["curves"] == families["cosine"]
+    panel.controls["metric"].value = "retrieval"
+    assert panel.state["curves"]["vs zero"][1536] == 0.7

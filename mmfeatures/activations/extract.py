@@ -20,7 +20,7 @@ import torch
 
 from mmfeatures.activations.inputs import Example, as_examples, fingerprint, load_image
 from mmfeatures.activations.store import ActivationStore, Provenance, StoreConfig, StoreWriter
-from mmfeatures.disk import cache_dir, config_hash, package_version
+from mmfeatures.disk import cache_dir
 from mmfeatures.encoders import Encoder, load_encoder
 from mmfeatures.encoders.base import DTYPES, Batch
 from mmfeatures.errors import InputError, MMFeaturesError
@@ -64,6 +64,21 @@ def _dist() -> tuple[int, int, Any]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), dist.barrier
     return 0, 1, (lambda: None)
+
+
+def weights_fingerprint(module: torch.nn.Module, sample: int = 4096) -> str:
+    """16 hex digits naming a module's weights: every tensor's name, shape and dtype, and ``sample`` values
+    taken at a fixed stride. Reading a sample keeps it cheap (milliseconds for e5-small) while any two real
+    checkpoints (or a random-init copy) differ in it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // sample)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(flat[::step][:sample].float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _slug(name: str) -> str:
@@ -140,14 +155,14 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
                          f"on_nonfinite 'raise' or 'keep' (got {on_nonfinite!r})")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if sites is None or (not isinstance(sites, str) and len(sites) == 0):
+        raise InputError(f"no sites given (sites={sites!r}); name one or more, e.g. ['text.layer.6.resid']")
     rank, world, barrier = _dist()
     if isinstance(encoder, str):
         if device == "auto" and world > 1 and torch.cuda.is_available():
             device = f"cuda:{rank % torch.cuda.device_count()}"
         encoder = load_encoder(encoder, device=device, dtype=dtype)
     parsed = [encoder.check_site(s) for s in ([sites] if isinstance(sites, str) else sites)]
-    if not parsed:
-        raise ValueError(f"no sites given; choose from {encoder.sites()[:6]} ...")
     examples = as_examples(inputs)
     root = Path(store_dir) if store_dir is not None else cache_dir("stores")
     compute_name = {v: k for k, v in DTYPES.items()}[encoder.dtype]
@@ -161,12 +176,13 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
             raise InputError(f"sites {[str(s) for s in group]} read {modality.value}, but no input is a "
                              f"{modality.value}; give {modality.value} inputs or drop those sites")
         fp = fingerprint([e for _, e in exs])
+        weights = weights_fingerprint(encoder.tower(modality).module)
         writers = {}
         for site in group:
-            cfg = StoreConfig(encoder.name, str(site), pooling, include_special, store_dtype,
-                              compute_name, fp, len(exs), shard_examples, package_version())
-            path = root / _slug(encoder.name) / f"{site}-{pooling}-{config_hash(cfg.__dict__)}"
-            writers[str(site)] = StoreWriter(path, cfg)
+            cfg = StoreConfig(encoder.name, weights, str(site), pooling, role if modality is Modality.TEXT else None,
+                              include_special, store_dtype,
+                              compute_name, fp, len(exs), shard_examples)
+            writers[str(site)] = StoreWriter(root / _slug(encoder.name) / f"{site}-{pooling}-{cfg.key}", cfg)
         records = [e.record() for _, e in exs]
         if rank == 0:
             for w in writers.values():

@@ -12,6 +12,11 @@ Layout (docs/disk-layout.md)::
 
 A shard counts only when its sidecar exists and its file matches the recorded size (and, when
 verified, the SHA-256). A crash leaves at most a shard without a sidecar; it is recomputed.
+
+Identity: the folder name ends in the store's key (``disk.artifact_key`` of its ``StoreConfig``: model and
+weights fingerprint, site, pooling, role, special tokens, dtypes, data fingerprint). Integrity: every file a
+reader opens (shards, token lists, the examples table, the statistics) is checked against its recorded
+SHA-256 the first time this process opens it; a mismatch raises CorruptFileError with the fix.
 """
 
 from __future__ import annotations
@@ -19,31 +24,51 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mmfeatures.disk import file_sha256, read_header, write_header, write_text_atomic
-from mmfeatures.errors import CorruptFileError
+from mmfeatures.disk import (
+    artifact_key,
+    check_file,
+    check_key,
+    file_sha256,
+    read_header,
+    read_json,
+    remove_stale_temporaries,
+    write_header,
+    write_text_atomic,
+)
+from mmfeatures.errors import CorruptFileError, InputError
 
 METADATA = "metadata.json"
 STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+RERUN = "rerun the same extract() call (or `mmfeatures extract`) to recompute it"
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """Everything that determines a store's content; its hash names the folder."""
+    """Everything that determines a store's content, and nothing else; its key names the folder."""
 
     model: str
     """Registry name of the encoder."""
+    weights: str
+    """Fingerprint of the tower's weights (``weights_fingerprint``): a random-init copy or another
+    checkpoint under the same name gets another store."""
     site: str
     """Hook site, e.g. 'text.layer.6.resid'."""
     pooling: str
     """'mean', 'cls', 'eos' or 'none' (per-token rows)."""
+    role: str | None
+    """The text role ('query', 'passage', 'raw' or None for the model's default): it sets the prompt
+    prefix, so it changes the tokens."""
     include_special: bool
     """Whether BOS/CLS/EOS positions enter pooled means and per-token rows."""
     store_dtype: str
@@ -54,8 +79,7 @@ class StoreConfig:
     """Fingerprint of the examples (ids, provenance, content)."""
     n_examples: int
     shard_examples: int
-    """Examples per shard."""
-    mmfeatures_version: str
+    """Examples per shard (the layout of the files)."""
 
     def __post_init__(self):
         if self.store_dtype not in STORE_DTYPES:
@@ -63,6 +87,22 @@ class StoreConfig:
                              "(fp16 overflows on activation outliers)")
         if self.shard_examples < 1:
             raise ValueError(f"shard_examples must be >= 1, got {self.shard_examples}")
+
+    @property
+    def key(self) -> str:
+        return artifact_key("activation-store", asdict(self))
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], path: Path) -> StoreConfig:
+        """The config a store's metadata records; an older or damaged one names the fix."""
+        config = header.get("config")
+        names = {f.name for f in fields(cls)}
+        if not isinstance(config, dict) or set(config) != names:
+            have = sorted(config) if isinstance(config, dict) else config
+            raise CorruptFileError(f"{path / METADATA} describes a store of another layout (config fields {have}; "
+                                   f"this mmfeatures expects {sorted(names)}); it was written by another version: "
+                                   f"delete {path} and {RERUN}")
+        return cls(**config)
 
     @property
     def n_shards(self) -> int:
@@ -134,18 +174,20 @@ class StoreWriter:
         self.root, self.config = root, config
 
     def start(self, examples: Sequence[dict[str, Any]]) -> None:
-        """Create the folder, examples table and a 'partial' header if they do not exist yet."""
+        """Create the folder, examples table and a 'partial' header if they do not exist yet; clean what a
+        killed run left behind (temporary files of dead processes)."""
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
-        if not (self.root / "examples.jsonl").is_file():
-            lines = "".join(json.dumps({"index": i, **ex}, ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
-            write_text_atomic(self.root / "examples.jsonl", lines)
-        header = read_header(self.root, METADATA)
+        for folder in (self.root, self.root / "shards"):
+            remove_stale_temporaries(folder)
+        header = read_header(self.root, METADATA, fix=f"delete {self.root} and {RERUN}")
+        check_key(self.root, "activation store", self.config.key, f"{self.config.model} {self.config.site}", header)
+        lines = "".join(json.dumps({"index": i, **ex}, ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
+        path = self.root / "examples.jsonl"
+        if not path.is_file() or path.read_text(encoding="utf-8") != lines:
+            write_text_atomic(path, lines)
         if header is None:
-            write_header(self.root, "activation-store", filename=METADATA, status="partial",
+            write_header(self.root, "activation-store", filename=METADATA, status="partial", key=self.config.key,
                          config=asdict(self.config))
-        elif header.get("config") != asdict(self.config):
-            raise CorruptFileError(f"{self.root}: metadata.json describes another configuration; "
-                                   "delete the folder to rebuild it")
 
     def complete_shards(self, verify: bool = True, indices: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
         """Sidecars of the shards (all, or ``indices``) that are complete, with matching checksums if verify."""
@@ -170,12 +212,14 @@ class StoreWriter:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, data_path)
+        tokens_sha = None
         if tokens is not None:
             write_text_atomic(tok_path, json.dumps(tokens, ensure_ascii=False))
+            tokens_sha = file_sha256(tok_path)
         start, stop = self.config.shard_range(index)
         info = {"index": index, "examples": [start, stop], "rows": int(acts_nd.shape[0]),
                 "d": int(acts_nd.shape[1]), "nbytes": data_path.stat().st_size,
-                "sha256": file_sha256(data_path), **extra}
+                "sha256": file_sha256(data_path), "tokens_sha256": tokens_sha, **extra}
         write_text_atomic(side_path, json.dumps(info, ensure_ascii=False))  # the completion marker
         return info
 
@@ -186,7 +230,8 @@ class StoreWriter:
         assert not missing, f"cannot finish {self.root}: shards {missing[:5]} are incomplete"
         manifest = [done[i] for i in range(self.config.n_shards)]
         return write_header(
-            self.root, "activation-store", filename=METADATA, status="complete", config=asdict(self.config),
+            self.root, "activation-store", filename=METADATA, status="complete", key=self.config.key,
+            config=asdict(self.config), examples_sha256=file_sha256(self.root / "examples.jsonl"),
             d=max((s["d"] for s in manifest), default=0), n_rows=sum(s["rows"] for s in manifest),
             truncated=sum(s.get("truncated", 0) for s in manifest),
             skipped=[x for s in manifest for x in s.get("skipped", [])], shards=manifest)
@@ -194,14 +239,17 @@ class StoreWriter:
 
 def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
     """A shard's sidecar if the shard is complete and intact, else None."""
-    data_path, side_path, _ = _shard_paths(root, index)
+    data_path, side_path, tok_path = _shard_paths(root, index)
     try:
         info = json.loads(side_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None                                    # no (or a torn) completion marker: recompute the shard
+    if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
         return None
     if verify and file_sha256(data_path) != info.get("sha256"):
+        return None
+    tokens = info.get("tokens_sha256")
+    if verify and tokens and (not tok_path.is_file() or file_sha256(tok_path) != tokens):
         return None
     return info
 
@@ -213,20 +261,44 @@ class ActivationStore:
     >>> store.d, store.n_rows, store.select(language="ja")[:3]      # doctest: +SKIP
     """
 
+    CACHED_SHARDS = 4
+    """Recently read shards kept per store (memory: at most this many shards)."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        header = read_header(self.path, METADATA)
+        fix = f"delete {self.path} and {RERUN}"
+        header = read_header(self.path, METADATA, fix=fix)
         if header is None:
-            raise FileNotFoundError(f"no activation store at {self.path} (no {METADATA})")
+            raise FileNotFoundError(f"no activation store at {self.path} (no {METADATA}); pass a folder that "
+                                    "`mmfeatures extract` or extract() printed")
         if header.get("status") != "complete":
             raise CorruptFileError(f"{self.path} is an unfinished store (status {header.get('status')!r}); "
                                    "rerun the same extract() call to complete it")
+        self.config = StoreConfig.from_header(header, self.path)
+        shards = header.get("shards")
+        if not isinstance(shards, list) or not all(isinstance(x, dict) and "rows" in x for x in shards):
+            raise CorruptFileError(f"{self.path / METADATA} has no valid 'shards' manifest; {fix}")
+        if len(shards) != self.config.n_shards:
+            raise CorruptFileError(f"{self.path / METADATA} lists {len(shards)} shards where its config needs "
+                                   f"{self.config.n_shards}; {fix}")
+        rows = sum(int(x["rows"]) for x in shards)
+        if header.get("n_rows") != rows:
+            raise CorruptFileError(f"{self.path / METADATA} says n_rows = {header.get('n_rows')} but its shards hold "
+                                   f"{rows} rows; {fix}")
+        if header.get("key") != self.config.key:
+            raise CorruptFileError(f"{self.path / METADATA} records key {header.get('key')!r} but its config hashes "
+                                   f"to {self.config.key!r}: the file was edited or damaged; {fix}")
         self.header = header
-        self.config = StoreConfig(**header["config"])
-        self.shards: list[dict[str, Any]] = header["shards"]
-        self.d: int = header["d"]
-        self.n_rows: int = header["n_rows"]
-        self._offsets = np.cumsum([0] + [s["rows"] for s in self.shards])
+        self.shards: list[dict[str, Any]] = shards
+        self.d: int = int(header["d"])
+        self.n_rows: int = rows
+        self._offsets = np.cumsum([0] + [int(x["rows"]) for x in shards])
+        self._cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
+
+    @property
+    def key(self) -> str:
+        """The store's identity (``disk.artifact_key`` of its config); SAEs and results record it."""
+        return self.config.key
 
     def __repr__(self) -> str:
         return (f"ActivationStore({self.config.model}, {self.config.site}, pooling={self.config.pooling}, "
@@ -237,22 +309,50 @@ class ActivationStore:
 
     @functools.cached_property
     def examples(self) -> list[dict[str, Any]]:
-        with open(self.path / "examples.jsonl", encoding="utf-8") as f:
-            return [json.loads(line) for line in f]
+        path = self.path / "examples.jsonl"
+        check_file(path, self.header.get("examples_sha256"), f"delete {self.path} and {RERUN}")
+        out = []
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise CorruptFileError(f"{path} line {number} is damaged ({e}); delete {self.path} and "
+                                           f"{RERUN}") from None
+        if len(out) != self.config.n_examples:
+            raise CorruptFileError(f"{path} holds {len(out)} examples, its config {self.config.n_examples}; "
+                                   f"delete {self.path} and {RERUN}")
+        return out
 
     def verify(self) -> list[int]:
         """Indices of shards whose file is missing, truncated or fails its checksum."""
         return [s["index"] for s in self.shards if shard_info(self.path, s["index"], verify=True) is None]
 
-    @functools.lru_cache(maxsize=4)  # noqa: B019 - a few recently used shards, per store
     def _shard(self, index: int) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
+        """A shard's tensors, checked against its SHA-256 on this process's first read."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        from safetensors import SafetensorError
+        from safetensors.torch import load
 
         data_path = _shard_paths(self.path, index)[0]
         info = self.shards[index]
-        if not data_path.is_file() or data_path.stat().st_size != info["nbytes"]:
-            raise CorruptFileError(f"shard {data_path} is missing or truncated; rerun extract() to recompute it")
-        return load_file(str(data_path))
+        check_file(data_path, info.get("sha256"), RERUN)
+        try:
+            tensors = load(data_path.read_bytes())
+        except (SafetensorError, ValueError, RuntimeError) as e:
+            raise CorruptFileError(f"shard {data_path} cannot be read ({e}); {RERUN}") from None
+        acts = tensors.get("acts")
+        if acts is None or acts.dim() != 2 or acts.shape[0] != int(info["rows"]) or \
+                (acts.shape[0] and acts.shape[1] != self.d):
+            shape = None if acts is None else tuple(acts.shape)
+            raise CorruptFileError(f"shard {data_path} holds acts of shape {shape} but the manifest says "
+                                   f"({info['rows']}, {self.d}); {RERUN}")
+        self._cache[index] = tensors
+        while len(self._cache) > self.CACHED_SHARDS:
+            self._cache.popitem(last=False)
+        return tensors
 
     def shard_acts(self, index: int) -> torch.Tensor:
         return self._shard(index)["acts"]
@@ -279,6 +379,18 @@ class ActivationStore:
         """Per-row provenance (read once: a complete store never changes)."""
         return self._provenance
 
+    def _tokens(self, index: int, n_rows: int) -> list[str]:
+        path = _shard_paths(self.path, index)[2]
+        sha = self.shards[index].get("tokens_sha256")
+        if not sha:
+            return [""] * n_rows
+        check_file(path, sha, RERUN)
+        tokens = read_json(path, RERUN)
+        if not isinstance(tokens, list) or len(tokens) != n_rows:
+            raise CorruptFileError(f"{path} holds {len(tokens) if isinstance(tokens, list) else tokens!r} tokens "
+                                   f"for {n_rows} rows; {RERUN}")
+        return tokens
+
     @functools.cached_property
     def _provenance(self) -> Provenance:
         ex, pos, spec, tokens = [], [], [], []
@@ -287,18 +399,23 @@ class ActivationStore:
             ex.append(shard["example"].numpy())
             pos.append(shard["position"].numpy())
             spec.append(shard["special"].numpy())
-            tok_path = _shard_paths(self.path, i)[2]
-            tokens += json.loads(tok_path.read_text()) if tok_path.is_file() else [""] * len(ex[-1])
+            tokens += self._tokens(i, len(ex[-1]))
         return Provenance(_cat(ex, np.int64), _cat(pos, np.int32), _cat(spec, bool), tokens, self.examples)
 
     @functools.cached_property
     def _row_example(self) -> np.ndarray:
-        """(n_rows,) the example index of every row; only the small 'example' tensors are read."""
+        """(n_rows,) the example index of every row; only the small 'example' tensors are read (each file is
+        checked against its checksum first, once per process)."""
         from safetensors import safe_open
 
         parts = []
         for i in range(len(self.shards)):
-            with safe_open(str(_shard_paths(self.path, i)[0]), framework="np") as f:
+            data_path = _shard_paths(self.path, i)[0]
+            if i in self._cache:
+                parts.append(self._cache[i]["example"].numpy())
+                continue
+            check_file(data_path, self.shards[i].get("sha256"), RERUN)
+            with safe_open(str(data_path), framework="np") as f:
                 parts.append(f.get_tensor("example"))
         return _cat(parts, np.int64)
 
@@ -312,11 +429,16 @@ class ActivationStore:
         return np.nonzero(keep[self._row_example])[0]
 
     def stats(self) -> Stats:
-        """Mean and mean norm over all rows, computed once and stored in stats.safetensors."""
+        """Mean and mean norm over all rows, computed once and stored in stats.safetensors beside a record
+        of the shards it came from; recomputed when any shard was."""
         from safetensors.torch import load_file, save_file
 
-        path = self.path / "stats.safetensors"
-        if path.is_file():
+        path, record = self.path / "stats.safetensors", self.path / "stats.json"
+        shards = [s.get("sha256") for s in self.shards]
+        saved = read_json(record, f"delete {record}; statistics are recomputed on next use") \
+            if record.is_file() and path.is_file() else None
+        if saved is not None and saved.get("shards") == shards:
+            check_file(path, saved.get("sha256"), f"delete {path} and {record}; statistics are recomputed on next use")
             t = load_file(str(path))
             return Stats(t["mean"], float(t["mean_norm"]), float(t["mean_sq_norm"]), int(t["n_rows"]),
                          int(t["n_nonfinite"]))
@@ -339,6 +461,7 @@ class ActivationStore:
                    "mean_sq_norm": torch.tensor(stats.mean_sq_norm), "n_rows": torch.tensor(stats.n_rows),
                    "n_nonfinite": torch.tensor(stats.n_nonfinite)}, str(tmp))
         os.replace(tmp, path)
+        write_text_atomic(record, json.dumps({"sha256": file_sha256(path), "shards": shards}))
         return stats
 
     def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, buffer_shards: int = 4,
@@ -350,8 +473,14 @@ class ActivationStore:
         ``start_batch`` skips that many batches without reading the shards they come from (the
         shuffle depends only on row counts), so a resumed job starts where it stopped, cheaply.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size = {batch_size!r}; give a whole number of rows >= 1, e.g. 4096")
         if normalize not in ("none", "center", "scale"):
-            raise ValueError(f"normalize={normalize!r}; use 'none', 'center' or 'scale'")
+            raise InputError(f"normalize={normalize!r}; use 'none', 'center' or 'scale'")
+        return self._batches(int(batch_size), shuffle, seed, buffer_shards, normalize, drop_last, start_batch)
+
+    def _batches(self, batch_size: int, shuffle: bool, seed: int, buffer_shards: int, normalize: str,
+                 drop_last: bool, start_batch: int) -> Iterator[torch.Tensor]:
         stats = self.stats() if normalize != "none" else None
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.shards)) if shuffle else np.arange(len(self.shards))

@@ -21,7 +21,7 @@ from mmfeatures.analysis.crossmodal import (
 )
 from mmfeatures.analysis.fidelity import Fidelity, fidelity, fidelity_sweep
 from mmfeatures.analysis.interpret import Comparison, Interpretability, compare, interpretability
-from mmfeatures.analysis.labels import Labels, check_sae_matches, pool_by_example, unit_activations
+from mmfeatures.analysis.labels import Labels, pool_by_example, unit_activations
 from mmfeatures.analysis.matching import (
                                              Matching,
                                              StreamingCorrelation,
@@ -49,6 +49,6 @@ __all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieva
            "streaming_topm", "subset_null", "svcca",
            "Comparison", "CrossLingual", "concept_features", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
            "benjamini_hochberg", "bridge_features", "bridge_matrix", "bridge_matrix_score",
-           "check_sae_matches", "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
+           "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",
            "modality_score", "monolinguality", "permuted", "planted", "pool_by_example",
            "translation_overlap", "translation_pairs", "unit_activations"]

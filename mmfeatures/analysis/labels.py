@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mmfeatures.errors import InputError, SiteError
+from mmfeatures.errors import InputError
+from mmfeatures.sae import check_compatible
 
 
 @dataclass(frozen=True)
@@ -111,18 +112,6 @@ def pool_by_example(z: np.ndarray, example_index: np.ndarray, how: str = "max") 
     return out, examples
 
 
-def check_sae_matches(sae: Any, store: Any) -> None:
-    """An SAE and a store must agree on width and, when the SAE records it, on the site."""
-    d_in = getattr(sae, "d_in", None)
-    site = getattr(sae, "hook_name", None) or getattr(sae, "metadata", {}).get("hook_name")
-    if site is not None and site != store.config.site:
-        raise SiteError(f"SAE was trained on site {site!r} but the store holds {store.config.site!r} "
-                        f"({store.config.model}); extract that site or pick the SAE for this one")
-    if d_in is not None and d_in != store.d:
-        raise SiteError(f"SAE expects width {d_in} but the store {store.config.site!r} of {store.config.model} "
-                        f"holds width {store.d}; use an SAE trained on this model and site")
-
-
 def encode_rows(sae: Any, x: Any, *, batch_size: int = 4096, device: str = "cpu") -> np.ndarray:
     """``sae``'s latents for the rows of ``x`` as a dense float32 array, encoded batch by batch."""
     import torch
@@ -146,7 +135,7 @@ def unit_activations(store: Any, sae: Any = None, *, pool: str = "max", batch_si
     if sae is None:
         z = store.array()
     else:
-        check_sae_matches(sae, store)
+        check_compatible(sae, store)
         z = encode_rows(sae, store.array(), batch_size=batch_size, device=device)
     index = np.asarray(prov.example_index)
     if store.config.pooling == "none":

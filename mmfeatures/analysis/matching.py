@@ -386,7 +386,8 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
     Per token when both stores hold tokens of the same tokenizer (``per_token=None`` decides from the
     stores); otherwise one row per example (token stores are max-pooled). Misaligned inputs raise an
     error naming the first mismatch."""
-    from mmfeatures.analysis.labels import check_sae_matches, encode_rows, unit_activations
+    from mmfeatures.analysis.labels import encode_rows, unit_activations
+    from mmfeatures.sae import check_compatible
 
     tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
     if per_token and not tokens:
@@ -406,6 +407,6 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
     out = []
     for store, sae in ((store_a, sae_a), (store_b, sae_b)):
         if sae is not None:
-            check_sae_matches(sae, store)
+            check_compatible(sae, store)
         out.append(store.array() if sae is None else encode_rows(sae, store.array()))
     return out[0], out[1]

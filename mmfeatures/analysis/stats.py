@@ -11,6 +11,25 @@ import numpy as np
 from mmfeatures.analysis.labels import Labels
 from mmfeatures.errors import InputError
 
+ALPHA = 0.05
+"""The significance level verdicts use."""
+
+
+def check_n_perm(n_perm: int, alpha: float = ALPHA) -> int:
+    """Validate a number of permutations (one name, ``n_perm``, everywhere). Too few to ever reach ``alpha``
+    is allowed (quick looks) but warned about, with the floor of p: a permutation p-value is at least
+    1 / (n_perm + 1)."""
+    import warnings
+
+    if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 1:
+        raise InputError(f"n_perm = {n_perm!r}; use a whole number >= 1 (19 or more for p <= 0.05)")
+    floor = 1 / (n_perm + 1)
+    if floor > alpha:
+        warnings.warn(f"n_perm = {n_perm}: a permutation p-value is at least 1/({n_perm}+1) = {floor:.3g} > {alpha}, "
+                      f"so no verdict can reach significance; use n_perm >= {int(np.ceil(1 / alpha)) - 1}",
+                      UserWarning, stacklevel=2)
+    return int(n_perm)
+
 
 @dataclass(frozen=True)
 class Score:

@@ -9,6 +9,9 @@ The files live in the repository's ``data/`` folder (see each folder's README fo
 All three share concept ids, so one concept can be followed from a sentence to an emoji name to a
 picture. Set ``$MMFEATURES_DATA`` (or pass ``root``) when the package is installed without the
 repository.
+
+This module reads files into Examples; ``ConceptDataset.builtin`` (datasets/concepts.py, which imports
+this module, never the reverse) turns the parts into one dataset.
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
-from mmfeatures.datasets.concepts import ConceptDataset
+from mmfeatures.datasets.languages import suggest_language
 from mmfeatures.errors import CorruptFileError, InputError
 from mmfeatures.types import Example, Modality
 
 SOURCES = ("concepts", "emoji", "photos")
 CONCEPT_LANGUAGES = ("en", "es", "de", "fr", "it", "pt", "ru", "ar", "fa", "tr", "ja", "zh", "ko", "id", "hi", "sw")
 EMOJI_LANGUAGES = CONCEPT_LANGUAGES[:14]  # the emoji package's languages: all but hi and sw
+BUILTIN_LANGUAGES = CONCEPT_LANGUAGES  # every language of the built-in data (captions have the same 16)
+
+
+class BuiltinPart(NamedTuple):
+    """One built-in source as read from disk: ``ConceptDataset.from_examples(*part)`` makes it a dataset."""
+
+    examples: tuple[Example, ...]
+    categories: dict[str, str]
+    """concept id -> category."""
+    name: str
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -41,7 +55,8 @@ def data_root(root: str | Path | None = None) -> Path:
                      "clone of the mmfeatures repository, or set MMFEATURES_DATA=/path/to/mmfeatures/data")
 
 
-def _read_tsv(path: Path, required: list[str]) -> list[dict[str, str]]:
+def read_tsv(path: Path, required: list[str]) -> list[dict[str, str]]:
+    """The rows of a built-in TSV file; a missing file, column or field names the file and the fix."""
     if not path.is_file():
         raise InputError(f"{path}: missing; restore it from the repository (git checkout -- {path.name})")
     with open(path, encoding="utf-8", newline="") as f:
@@ -59,16 +74,16 @@ def _read_tsv(path: Path, required: list[str]) -> list[dict[str, str]]:
 
 def keywords(root: str | Path | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
     """(concept id, language) -> the keyword's forms, dictionary form first ('собака',) or ('два', 'две')."""
-    rows = _read_tsv(data_root(root) / "concepts" / "sentences.tsv", ["concept_id", "language", "keyword"])
+    rows = read_tsv(data_root(root) / "concepts" / "sentences.tsv", ["concept_id", "language", "keyword"])
     return {(r["concept_id"], r["language"]): tuple(r["keyword"].split("/")) for r in rows}
 
 
-def load_sentences(root: str | Path | None = None, *, with_keywords: bool = False) -> ConceptDataset:
+def load_sentences(root: str | Path | None = None, *, with_keywords: bool = False) -> BuiltinPart:
     """The parallel sentences; ids are 'concepts/<concept>/<language>/<n>', n = 1, 2 aligned across languages.
 
     ``with_keywords`` adds each keyword's dictionary form as 'concepts/<concept>/<language>/keyword'."""
     path = data_root(root) / "concepts" / "sentences.tsv"
-    rows = _read_tsv(path, ["concept_id", "category", "language", "sentence", "keyword", "text"])
+    rows = read_tsv(path, ["concept_id", "category", "language", "sentence", "keyword", "text"])
     examples, categories = [], {}
     for line, r in enumerate(rows, 2):
         concept = r["concept_id"]
@@ -80,7 +95,7 @@ def load_sentences(root: str | Path | None = None, *, with_keywords: bool = Fals
         if with_keywords and r["sentence"] == "1":
             examples.append(Example(f"concepts/{concept}/{r['language']}/keyword", Modality.TEXT,
                                     r["keyword"].split("/")[0], concept, r["language"]))
-    return ConceptDataset.from_examples(examples, categories, name="concepts")
+    return BuiltinPart(tuple(examples), categories, "concepts")
 
 
 def emoji_images(root: str | Path | None = None):
@@ -104,14 +119,14 @@ def emoji_images(root: str | Path | None = None):
 
 
 def load_emoji(root: str | Path | None = None, *, images: bool = True, names: bool = True,
-               linked_only: bool = False) -> ConceptDataset:
+               linked_only: bool = False) -> BuiltinPart:
     """Emoji pictures ('emoji/<index>/image') and names in 14 languages ('emoji/<index>/<language>').
 
     Emoji that share a concept with data/concepts carry its id ('dog'); the others 'emoji:<name>'.
     ``linked_only`` keeps only the former."""
     from PIL import Image
 
-    rows = _read_tsv(data_root(root) / "emoji" / "index.tsv",
+    rows = read_tsv(data_root(root) / "emoji" / "index.tsv",
                      ["index", "emoji", "concept_id", "category", *[f"name_{lang}" for lang in EMOJI_LANGUAGES]])
     pixels = emoji_images(root) if images else None
     if pixels is not None and len(pixels) != len(rows):
@@ -129,14 +144,14 @@ def load_emoji(root: str | Path | None = None, *, images: bool = True, names: bo
         if names:
             examples += [Example(f"emoji/{i}/{lang}", Modality.TEXT, r[f"name_{lang}"], concept, lang)
                          for lang in EMOJI_LANGUAGES]
-    return ConceptDataset.from_examples(examples, categories, name="emoji")
+    return BuiltinPart(tuple(examples), categories, "emoji")
 
 
-def load_photos(root: str | Path | None = None) -> ConceptDataset:
+def load_photos(root: str | Path | None = None) -> BuiltinPart:
     """scikit-image's photographs ('photos/<id>/image') and their captions ('photos/<id>/<language>')."""
     folder = data_root(root) / "photos"
-    photos = _read_tsv(folder / "photos.tsv", ["photo_id", "file", "concept_id", "sha256"])
-    captions = _read_tsv(folder / "captions.tsv", ["photo_id", "language", "caption"])
+    photos = read_tsv(folder / "photos.tsv", ["photo_id", "file", "concept_id", "sha256"])
+    captions = read_tsv(folder / "captions.tsv", ["photo_id", "language", "caption"])
     concept_of = {p["photo_id"]: p["concept_id"] for p in photos}
     examples = []
     for p in photos:
@@ -150,17 +165,34 @@ def load_photos(root: str | Path | None = None) -> ConceptDataset:
             raise CorruptFileError(f"{folder / 'captions.tsv'}: caption for unknown photo {c['photo_id']!r}")
         examples.append(Example(f"photos/{c['photo_id']}/{c['language']}", Modality.TEXT, c["caption"],
                                 concept_of[c["photo_id"]], c["language"]))
-    return ConceptDataset.from_examples(examples, name="photos")
+    return BuiltinPart(tuple(examples), {}, "photos")
 
 
-def builtin(sources: Iterable[str] = SOURCES, *, root: str | Path | None = None,
-            languages: Iterable[str] | None = None, linked_only: bool = True,
-            with_keywords: bool = False) -> ConceptDataset:
-    """The built-in sources merged on concept id (see ``ConceptDataset.builtin``)."""
-    sources = tuple(sources)
+def check_builtin_languages(languages: Iterable[str]) -> tuple[str, ...]:
+    """The codes, each checked against the built-in data's languages; an unknown one names a close match."""
+    if isinstance(languages, str):
+        raise InputError(f"languages={languages!r} is a single string; pass a list, e.g. [{languages!r}]")
+    codes = tuple(languages)
+    if not codes:
+        raise InputError(f"languages is empty; give at least one of {', '.join(BUILTIN_LANGUAGES)}")
+    for code in codes:
+        if code not in BUILTIN_LANGUAGES:
+            close = suggest_language(code, BUILTIN_LANGUAGES)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise InputError(f"unknown language code {code!r} for the built-in data; {hint}"
+                             f"available: {', '.join(BUILTIN_LANGUAGES)}")
+    return codes
+
+
+def load_parts(sources: Iterable[str] = SOURCES, *, root: str | Path | None = None,
+               languages: Iterable[str] | None = None, linked_only: bool = True,
+               with_keywords: bool = False) -> list[BuiltinPart]:
+    """The chosen built-in sources, texts in other languages dropped (see ``ConceptDataset.builtin``)."""
+    sources = (sources,) if isinstance(sources, str) else tuple(sources)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or not sources:
         raise InputError(f"unknown built-in source(s) {unknown or sources!r}; choose from {SOURCES}")
+    langs = set(check_builtin_languages(languages)) if languages is not None else None
     parts = []
     if "concepts" in sources:
         parts.append(load_sentences(root, with_keywords=with_keywords))
@@ -168,9 +200,7 @@ def builtin(sources: Iterable[str] = SOURCES, *, root: str | Path | None = None,
         parts.append(load_emoji(root, linked_only=linked_only))
     if "photos" in sources:
         parts.append(load_photos(root))
-    merged = parts[0].merge(*parts[1:], name="builtin")
-    if languages is not None:
-        langs = set(languages)
-        keep = [e for e in merged if e.language is None or e.language in langs]
-        merged = ConceptDataset.from_examples(keep, merged.categories, name="builtin")
-    return merged
+    if langs is not None:  # images have no language and stay
+        parts = [p._replace(examples=tuple(e for e in p.examples if e.language is None or e.language in langs))
+                 for p in parts]
+    return parts

@@ -1,11 +1,17 @@
-"""ConceptDataset: inputs aligned by concept across languages and modalities."""
+"""ConceptDataset: inputs aligned by concept across languages and modalities.
+
+It reads the built-in data through datasets/builtin.py (which returns plain Examples and never imports
+this module); users' own data come through loaders.py and hfdata.py, which build on this module.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from mmfeatures.datasets.builtin import SOURCES, load_parts
 from mmfeatures.datasets.images import fingerprint
+from mmfeatures.datasets.languages import suggest_language
 from mmfeatures.errors import InputError
 from mmfeatures.types import Example, Modality
 
@@ -40,7 +46,7 @@ class ConceptDataset(Sequence):
         return cls(exs, dict(categories or {}), name)
 
     @classmethod
-    def builtin(cls, sources: Iterable[str] = ("concepts", "emoji", "photos"), *, root=None,
+    def builtin(cls, sources: Iterable[str] = SOURCES, *, root=None,
                 languages: Iterable[str] | None = None, linked_only: bool = True,
                 with_keywords: bool = False) -> ConceptDataset:
         """The built-in data (``data/``), aligned by concept id across its sources.
@@ -52,12 +58,13 @@ class ConceptDataset(Sequence):
         ``linked_only`` (default) keeps only emoji whose concept is in the sentence set;
         ``languages`` drops texts in other languages (images have no language and stay);
         ``with_keywords`` adds each concept's keyword as a text. ``root`` or ``$MMFEATURES_DATA``
-        points at a data folder when the package is used outside the repository.
+        points at a data folder when the package is used outside the repository. An unknown source or
+        language code raises InputError naming the close match ('jp' -> 'ja').
         """
-        from mmfeatures.datasets.builtin import builtin
-
-        return builtin(sources, root=root, languages=languages, linked_only=linked_only,
-                       with_keywords=with_keywords)
+        parts = load_parts(sources, root=root, languages=languages, linked_only=linked_only,
+                           with_keywords=with_keywords)
+        first, *rest = [cls.from_examples(*part) for part in parts]
+        return first.merge(*rest, name="builtin")
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -89,7 +96,7 @@ class ConceptDataset(Sequence):
                modalities: Iterable[str | Modality] | None = None, categories: Iterable[str] | None = None
                ) -> ConceptDataset:
         """The examples matching every given filter. A language filter drops examples that have no
-        language (images usually have none)."""
+        language (images usually have none); a language code that no example has is an error."""
         keep = list(self)
         if concepts is not None:
             wanted = set(concepts)
@@ -98,7 +105,7 @@ class ConceptDataset(Sequence):
             cats = set(categories)
             keep = [e for e in keep if self.categories.get(e.concept or "") in cats]
         if languages is not None:
-            langs = set(languages)
+            langs = set(self._check_languages(languages))
             keep = [e for e in keep if e.language in langs]
         if modalities is not None:
             mods = {Modality(m) for m in modalities}
@@ -107,6 +114,18 @@ class ConceptDataset(Sequence):
             raise InputError(f"no example of {self.name!r} matches concepts={concepts}, languages={languages}, "
                              f"modalities={modalities}, categories={categories}")
         return ConceptDataset(tuple(keep), self.categories, self.name)
+
+    def _check_languages(self, languages: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(languages, str):
+            raise InputError(f"languages={languages!r} is a single string; pass a list, e.g. [{languages!r}]")
+        codes, have = tuple(languages), self.languages
+        for code in codes:
+            if code not in have:
+                close = suggest_language(code, have)
+                hint = f"did you mean {close!r}? " if close else ""
+                raise InputError(f"unknown language code {code!r} for dataset {self.name!r} (no example has it); "
+                                 f"{hint}available: {', '.join(have) or 'none (no example has a language)'}")
+        return codes
 
     def by_concept(self) -> dict[str, ConceptDataset]:
         return {c: self.select(concepts=[c]) for c in self.concepts}

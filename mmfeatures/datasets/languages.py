@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 
 ISO_639_1 = frozenset("""
 aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz
@@ -15,8 +16,30 @@ yi yo za zh zu
 
 
 # Country codes and retired codes that people write for languages.
-COMMON_MISTAKES = {"jp": "ja", "cn": "zh", "kr": "ko", "gr": "el", "dk": "da", "ua": "uk", "cz": "cs",
+COMMON_MISTAKES = {"jp": "ja", "cn": "zh", "kr": "ko", "gr": "el", "dk": "da", "se": "sv", "ua": "uk", "cz": "cs",
                    "vn": "vi", "ir": "fa", "iw": "he", "in": "id", "ji": "yi", "br": "pt"}
+
+
+def suggest_language(code: object, available: Iterable[str]) -> str | None:
+    """The code among ``available`` that ``code`` most likely meant: a known mistake first (jp -> ja,
+    cn -> zh, a country code for a language), then the closest spelling; None when nothing is close.
+
+    >>> suggest_language("jp", ["en", "ja", "pt"])
+    'ja'
+    """
+    if not isinstance(code, str):
+        return None
+    available = list(available)
+    key = code.strip().lower().replace("_", "-")
+    primary = key.split("-")[0]
+    for guess in (key, primary, COMMON_MISTAKES.get(key), COMMON_MISTAKES.get(primary)):
+        if guess in available:
+            return guess
+    if primary in COMMON_MISTAKES:  # 'se' means Swedish ('sv'): when that is missing, 'sw' would mislead
+        return None
+    # Two-letter codes share at most one letter, so the usual 0.6 cutoff would never match.
+    close = difflib.get_close_matches(key, available, n=1, cutoff=0.4)
+    return close[0] if close else None
 
 
 def check_language(code: object, where: str) -> str:

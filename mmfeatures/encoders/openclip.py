@@ -7,6 +7,7 @@ image embedding is ``model.encode_image``. Layer sites hook the towers' residual
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,40 @@ from mmfeatures.errors import UnknownModelError, require
 from mmfeatures.types import Modality
 
 _OC_KIND = {"resid": None, "attn": "attn", "mlp": "mlp"}
+
+OPENCLIP_TINY_ARCH = "mmf-tiny-ViT"
+EXTRA_ARCHS = {
+    OPENCLIP_TINY_ARCH: {  # tiny:openclip's architecture, so 'openclip:mmf-tiny-ViT//file.pt' loads its weights
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    },
+}
+"""open_clip architecture configs this package adds to open_clip's own (name -> model config)."""
+
+
+def register_extra_archs() -> None:
+    """Make EXTRA_ARCHS known to open_clip (idempotent; open_clip's own configs are never replaced)."""
+    require("open_clip", "openclip", "open_clip models")
+    from open_clip import factory
+
+    for name, cfg in EXTRA_ARCHS.items():
+        factory._MODEL_CONFIGS.setdefault(name, cfg)  # open_clip has no public registration call
+
+
+@contextlib.contextmanager
+def quiet_random_init():
+    """open_clip warns on the root logger when it builds a model without weights; where that is the
+    point (random init), hide exactly that warning."""
+    def drop(record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 def _oc_submodule(block: nn.Module, kind: str) -> nn.Module:
@@ -107,9 +142,8 @@ def load_openclip(spec: str, info: ModelInfo) -> Encoder:
 
     open_clip = require("open_clip", "openclip", "open_clip models")
     from mmfeatures.encoders.hub import offline_unless_reachable, resolve_openclip_weights
-    from mmfeatures.encoders.tiny import quiet_random_init, register_openclip_tiny
 
-    register_openclip_tiny()
+    register_extra_archs()
     arch, tag = split_name(spec)
     known = open_clip.list_models()
     if arch not in known:

@@ -7,31 +7,22 @@ same models as folders/files so the real ``hf:`` and ``openclip:`` loaders can b
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import string
 from pathlib import Path
 
 import torch
 
 from mmfeatures.encoders.base import Encoder, ModelInfo
+from mmfeatures.encoders.hf import HFDualTextTower, HFImageTower, HFTextTower
+from mmfeatures.encoders.openclip import (
+    OPENCLIP_TINY_ARCH,
+    OpenCLIPImageTower,
+    OpenCLIPTextTower,
+    quiet_random_init,
+    register_extra_archs,
+)
 from mmfeatures.errors import require
 from mmfeatures.types import Modality
-
-
-@contextlib.contextmanager
-def quiet_random_init():
-    """open_clip warns on the root logger when it builds a model without weights; here that is the
-    point, so hide exactly that warning."""
-    def drop(record: logging.LogRecord) -> bool:
-        return "Model initialized randomly" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
 
 SEED = 0
 WIDTH = 32
@@ -44,12 +35,6 @@ TINY_MODELS = {
     "tiny:openclip": ModelInfo("tiny:openclip", ("image", "text"),
                                "random-init open_clip ViT, 2+2 layers, d=32, 32px images (plumbing only)",
                                source="random init, seed 0", real=False),
-}
-OPENCLIP_TINY_ARCH = "mmf-tiny-ViT"
-OPENCLIP_TINY_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": WIDTH, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": WIDTH, "heads": 2, "layers": 2},
 }
 
 
@@ -100,22 +85,13 @@ def tiny_clip():
     return _seeded(lambda: CLIPModel(cfg).eval()), tok, processor
 
 
-def register_openclip_tiny() -> None:
-    require("open_clip", "openclip", "open_clip models")
-    from open_clip import factory
-
-    factory._MODEL_CONFIGS.setdefault(OPENCLIP_TINY_ARCH, OPENCLIP_TINY_CFG)
-
-
 def tiny_openclip():
     open_clip = require("open_clip", "openclip", "tiny:openclip")
-    register_openclip_tiny()
+    register_extra_archs()
     return _seeded(lambda: open_clip.create_model_and_transforms(OPENCLIP_TINY_ARCH, pretrained=None))
 
 
 def load_tiny(name: str) -> Encoder:
-    from mmfeatures.encoders.hf import HFDualTextTower, HFImageTower, HFTextTower
-
     info = TINY_MODELS[name]
     if name == "tiny:bert":
         model, tok = tiny_bert()
@@ -124,8 +100,6 @@ def load_tiny(name: str) -> Encoder:
         model, tok, processor = tiny_clip()
         return Encoder(info, {Modality.TEXT: HFDualTextTower(model, tok),
                               Modality.IMAGE: HFImageTower(model, processor, dual=True)})
-    from mmfeatures.encoders.openclip import OpenCLIPImageTower, OpenCLIPTextTower
-
     model, _, preprocess = tiny_openclip()
     open_clip = require("open_clip", "openclip", "tiny:openclip")
     return Encoder(info, {Modality.TEXT: OpenCLIPTextTower(model, open_clip.get_tokenizer(OPENCLIP_TINY_ARCH)),

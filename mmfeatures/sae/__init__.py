@@ -2,6 +2,7 @@
 
 from mmfeatures.sae.io import load_sae, read_sae_folder, save_sae
 from mmfeatures.sae.modeling import (
+           ARCHS,
            SAE,
            Arch,
            BatchTopK,
@@ -9,11 +10,20 @@ from mmfeatures.sae.modeling import (
            JumpReLU,
            ReLU,
            TopK,
+           arch_name,
            geometric_median,
+           make_arch,
 )
 from mmfeatures.sae.pretrained import EncoderOnlyError, EncoderOnlySAE
-from mmfeatures.sae.train import TrainConfig, TrainingDiverged, check_compatible, train
+from mmfeatures.sae.train import (
+           TrainConfig,
+           TrainedSAE,
+           TrainingDiverged,
+           TrainResult,
+           check_compatible,
+           train,
+)
 
-__all__ = ["SAE", "Arch", "BatchTopK", "EncoderOnlyError", "EncoderOnlySAE", "ForwardOutput", "JumpReLU", "ReLU",
-           "TopK", "TrainConfig", "TrainingDiverged", "check_compatible", "geometric_median", "load_sae",
-           "read_sae_folder", "save_sae", "train"]
+__all__ = ["ARCHS", "SAE", "Arch", "BatchTopK", "EncoderOnlyError", "EncoderOnlySAE", "ForwardOutput", "JumpReLU",
+           "ReLU", "TopK", "TrainConfig", "TrainResult", "TrainedSAE", "TrainingDiverged", "arch_name",
+           "check_compatible", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "train"]

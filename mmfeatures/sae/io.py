@@ -5,8 +5,12 @@ One folder per SAE:
                               reshape_activations, architecture (+ k for topk), metadata{...}
     sae_weights.safetensors   W_enc (d_in, d_sae), b_enc, W_dec (d_sae, d_in), b_dec, threshold (jumprelu)
     sparsity.safetensors      optional: log10 feature density
+    metrics.json              mmfeatures-trained SAEs: the training config, curve and final metrics
+    mmfeatures.json           mmfeatures-trained SAEs: the SAE's key, its store's key, and the SHA-256 of
+                              every file above (checked the first time a process reads them)
 Inputs scaled during training are folded into the weights on save, so a saved SAE reads raw
-activations, as SAELens expects.
+activations, as SAELens expects. The folder is written as one atomic unit: weights, metrics and header
+appear together or not at all.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mmfeatures.disk import atomic_dir
+from mmfeatures.disk import HEADER, atomic_dir, check_file, file_sha256, read_header, read_json, write_header
 from mmfeatures.errors import CorruptFileError
 from mmfeatures.sae.modeling import SAE, BatchTopK, JumpReLU, ReLU, TopK
 
@@ -40,9 +44,13 @@ def sae_config(sae: SAE, metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, input_scale: float = 1.0,
-             metadata: dict[str, Any] | None = None, log_density: torch.Tensor | None = None) -> Path:
+             metadata: dict[str, Any] | None = None, log_density: torch.Tensor | None = None,
+             files: dict[str, str] | None = None, key: str | None = None, inputs: dict[str, str] | None = None,
+             fields: dict[str, Any] | None = None) -> Path:
     """Write ``sae`` in the SAELens v6 layout (atomically). ``input_scale`` is the factor the
-    training inputs were multiplied by; it is folded into the weights."""
+    training inputs were multiplied by; it is folded into the weights. ``files`` are more text files written
+    into the same atomic folder (e.g. ``metrics.json``); ``key``, ``inputs`` (the keys it was computed from)
+    and ``fields`` (what determined it) go into ``mmfeatures.json`` with every file's SHA-256."""
     from safetensors.torch import save_file
 
     s = float(input_scale)
@@ -60,6 +68,10 @@ def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, i
                   str(tmp / "sae_weights.safetensors"))
         if log_density is not None:
             save_file({"sparsity": log_density.float().contiguous().cpu()}, str(tmp / "sparsity.safetensors"))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        checksums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_header(tmp, "sae", key=key, inputs=inputs or {}, fields=fields or {}, files=checksums)
         if folder.exists():  # replace an older save of the same SAE
             import shutil
 
@@ -76,16 +88,27 @@ def read_sae_folder(folder: str | Path) -> SAE:
     for p in (cfg_path, weights_path):
         if not p.is_file():
             raise FileNotFoundError(f"{folder} is not an SAE folder: {p.name} is missing")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CorruptFileError(f"{cfg_path} is not valid JSON ({e})") from None
+    header = read_header(folder, HEADER, fix=f"delete {folder} and train it again")
+    checksums = (header or {}).get("files", {})
+    fix = f"the SAE folder {folder} was damaged after it was written; train it again (delete the folder first)"
+    if header is not None:
+        for name in sorted(checksums):
+            check_file(folder / name, checksums[name], fix)
+    cfg = read_json(cfg_path, fix)
+    if not isinstance(cfg, dict):
+        raise CorruptFileError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object")
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise CorruptFileError(f"{cfg_path} lacks required key(s) {missing}")
-    d_in, d_sae, name = int(cfg["d_in"]), int(cfg["d_sae"]), cfg["architecture"]
+    d_in, d_sae = (_positive_int(cfg, k, cfg_path) for k in ("d_in", "d_sae"))
+    name = cfg["architecture"]
     if name == "topk" and "k" not in cfg:
         raise CorruptFileError(f"{cfg_path}: architecture 'topk' needs key 'k'")
+    if name == "topk":
+        k = _positive_int(cfg, "k", cfg_path)
+        if k > d_sae:
+            raise CorruptFileError(f"{cfg_path}: k = {k} exceeds d_sae = {d_sae}; a TopK SAE keeps at most d_sae "
+                                   "latents per row: fix 'k' or 'd_sae'")
     arch = {"standard": lambda: ReLU(), "topk": lambda: TopK(k=int(cfg["k"])),
             "jumprelu": lambda: JumpReLU(), "batchtopk": lambda: JumpReLU()}.get(name)
     if arch is None:
@@ -113,7 +136,17 @@ def read_sae_folder(folder: str | Path) -> SAE:
                 else:
                     getattr(sae, key).copy_(t)
     sae.metadata = cfg.get("metadata", {})
+    sae.key = (header or {}).get("key")
+    sae.inputs = (header or {}).get("inputs", {})
     return sae.eval().requires_grad_(False)
+
+
+def _positive_int(cfg: dict[str, Any], key: str, path: Path) -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CorruptFileError(f"{path}: {key} = {value!r} is not a positive whole number; fix '{key}' in the file "
+                               "(it must match the tensors' shapes)")
+    return value
 
 
 def load_sae(name: str | Path):

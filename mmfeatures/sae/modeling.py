@@ -8,12 +8,46 @@ costs about 2 d d_sae + O(k d) FLOP per row instead of ~10 d d_sae.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mmfeatures.errors import InputError
+
+
+def _number(arch: object, field: str, *, integer: bool = False, low: float = 0.0, strict: bool = False,
+            example: float = 1, optional: bool = False) -> None:
+    """Check one numeric config field. A numpy scalar is stored as a plain int/float (so configs stay
+    JSON-able); a Python int or float is kept as given (so config hashes do not change).
+
+    Raises InputError naming the field, the value, the expected type and a valid call."""
+    value = getattr(arch, field)
+    if optional and value is None:
+        return
+    cls = type(arch).__name__
+    kind = "a whole number (int)" if integer else "a number (float)"
+    bound = f"{'>' if strict else '>='} {low:g}"
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+    if ok_type:
+        plain = int(value) if integer else float(value)
+        if math.isfinite(plain) and (plain > low if strict else plain >= low):
+            if type(value) not in (int, float):
+                object.__setattr__(arch, field, plain)
+            return
+    if isinstance(value, str):  # a value read from text: suggest the converted one when it parses
+        with contextlib.suppress(ValueError):
+            parsed = int(value) if integer else float(value)
+            example = parsed if (parsed > low if strict else parsed >= low) else example
+    none = " or None" if optional else ""
+    raise InputError(f"{cls}.{field} must be {kind} {bound}{none}, got {value!r} ({type(value).__name__}); "
+                     f"pass e.g. {cls}({field}={example!r})")
 
 
 @dataclass(frozen=True)
@@ -24,8 +58,7 @@ class ReLU:
     """λ, reached after the trainer's sparsity warm-up."""
 
     def __post_init__(self):
-        if self.l1_coefficient < 0:
-            raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+        _number(self, "l1_coefficient", example=5.0)
 
 
 @dataclass(frozen=True)
@@ -40,8 +73,9 @@ class TopK:
     """Weight of the AuxK loss (0 disables it)."""
 
     def __post_init__(self):
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        _number(self, "k", integer=True, low=1, example=32)
+        _number(self, "aux_k", integer=True, low=1, example=256, optional=True)
+        _number(self, "aux_coefficient", example=1 / 32)
 
 
 @dataclass(frozen=True)
@@ -55,16 +89,49 @@ class JumpReLU:
     """JumpReLU (Rajamanoharan et al. 2024), trained with straight-through estimators and L0."""
 
     l0_coefficient: float = 1.0
+    """Weight of the L0 penalty (expected active latents per row)."""
     bandwidth: float = 0.001
-    """Width ε of the rectangle kernel in the pseudo-derivatives."""
+    """Width ε of the rectangle kernel in the pseudo-derivatives, in activation units."""
     init_threshold: float = 0.001
+    """Initial threshold θ of every latent, in activation units."""
 
     def __post_init__(self):
-        if self.bandwidth <= 0 or self.init_threshold <= 0:
-            raise ValueError("bandwidth and init_threshold must be > 0")
+        _number(self, "l0_coefficient", example=1.0)
+        _number(self, "bandwidth", strict=True, example=0.001)
+        _number(self, "init_threshold", strict=True, example=0.001)
 
 
 Arch = ReLU | TopK | BatchTopK | JumpReLU
+
+ARCHS: dict[str, type] = {"relu": ReLU, "topk": TopK, "batchtopk": BatchTopK, "jumprelu": JumpReLU}
+"""The one vocabulary of architecture names (CLI flags, job configs): name -> class."""
+
+
+def arch_name(arch: Arch) -> str:
+    """The vocabulary name of an architecture instance: ``arch_name(TopK(k=8)) == "topk"``."""
+    for name, cls in ARCHS.items():
+        if type(arch) is cls:  # exact type: BatchTopK is a TopK subclass with its own name
+            return name
+    raise InputError(f"{arch!r} is not an SAE architecture; use one of {', '.join(c.__name__ for c in ARCHS.values())}")
+
+
+def make_arch(name: str, *, k: int = 32, l1: float | None = None) -> Arch:
+    """The architecture called ``name`` (see ARCHS). ``k`` is TopK/BatchTopK's active latents per row;
+    ``l1`` is ReLU's L1 or JumpReLU's L0 coefficient (None keeps the class default).
+
+    >>> make_arch("batchtopk", k=16)
+    BatchTopK(k=16, aux_k=None, aux_coefficient=0.03125)
+    """
+    key = name.strip().lower().replace("-", "").replace("_", "") if isinstance(name, str) else ""
+    if key not in ARCHS:
+        close = difflib.get_close_matches(key, list(ARCHS), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"unknown SAE architecture {name!r}; {hint}known: {', '.join(ARCHS)}")
+    cls = ARCHS[key]
+    if issubclass(cls, TopK):
+        return cls(k=k)
+    sparsity = "l1_coefficient" if cls is ReLU else "l0_coefficient"
+    return cls(**({sparsity: l1} if l1 is not None else {}))
 
 
 class ForwardOutput(NamedTuple):

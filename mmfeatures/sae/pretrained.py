@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmfeatures.encoders.e5file import BLOCK, _Reader, dequantize_q4_0
+from mmfeatures.encoders.e5file import BLOCK, Reader, dequantize_q4_0
 from mmfeatures.errors import CorruptFileError, MMFeaturesError
 
 OFFLINE_SAES = {"offline:e5-small/latent-terms": ("e5-small", "sae.bin")}
@@ -68,7 +68,7 @@ class EncoderOnlySAE:
 
 def read_sae_bin(path: Path, name: str) -> EncoderOnlySAE:
     data = Path(path).read_bytes()
-    r = _Reader(memoryview(data), Path(path))
+    r = Reader(memoryview(data), Path(path))
     if bytes(r.take(4, "magic")) != b"SAE1":
         raise CorruptFileError(f"{path}: not an SAE file (magic is not 'SAE1')")
     n, d, block, k = r.unpack("4i", "SAE header")

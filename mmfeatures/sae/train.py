@@ -1,9 +1,11 @@
-"""Train SAEs from an ActivationStore: several at once on one pass, checkpointed, resumable.
+"""Train SAEs from an ActivationStore: several at once on one pass, checkpointed, resumable, reused by key.
 
-``train(store, [cfg_a, cfg_b], out_dir)`` feeds every batch to every SAE (different k, widths,
-seeds), which is how to beat the I/O bound. A checkpoint every ``checkpoint_every`` steps holds
-everything (weights, Adam moments, dead-latent counters, RNG, metric history); rerunning the same
-call resumes there and ends with exactly the result of an uninterrupted run.
+``train(store, [cfg_a, cfg_b])`` feeds every batch to every SAE (different k, widths, seeds), which is how
+to beat the I/O bound. Each SAE's key (``TrainConfig.key``: its store's key plus every training field) names
+its folder; an SAE whose folder already holds that key is loaded, not retrained, and a folder holding
+another key is an error naming both. A checkpoint every ``checkpoint_every`` steps holds everything
+(weights, Adam moments, dead-latent counters, RNG, metric history); rerunning the same call resumes there
+and ends with exactly the result of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,22 +14,33 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from mmfeatures.activations.store import ActivationStore
-from mmfeatures.disk import config_hash, write_text_atomic
+from mmfeatures.disk import (
+    HEADER,
+    artifact_key,
+    cache_dir,
+    check_file,
+    file_sha256,
+    read_header,
+    write_text_atomic,
+)
 from mmfeatures.encoders.base import resolve_device
-from mmfeatures.errors import MMFeaturesError
-from mmfeatures.sae.io import save_sae
-from mmfeatures.sae.modeling import SAE, Arch, ReLU, TopK, fire_counts, geometric_median, mean_l0
+from mmfeatures.errors import ArtifactConflictError, CorruptFileError, InputError, MMFeaturesError
+from mmfeatures.sae.io import read_sae_folder, save_sae
+from mmfeatures.sae.modeling import SAE, Arch, ReLU, TopK, arch_name, fire_counts, geometric_median, mean_l0
 
-SHARED = ("batch_size", "total_rows", "data_seed", "normalize", "device", "checkpoint_every")
+SHARED = ("batch_size", "total_rows", "epochs", "data_seed", "normalize", "device", "checkpoint_every")
+NOT_IN_KEY = ("device", "checkpoint_every", "log_every", "name")
+"""Fields that never change the trained weights or metrics: where it runs, how often it saves or logs, and
+the folder label. Every other field enters the SAE's key."""
 
 
 class TrainingDiverged(MMFeaturesError, FloatingPointError):
@@ -41,8 +54,8 @@ class TrainConfig:
 
     arch: Arch
     """ReLU(...), TopK(...), BatchTopK(...) or JumpReLU(...)."""
-    d_sae: int
-    """Number of latents."""
+    width: int
+    """Number of latents (SAELens calls it d_sae)."""
     seed: int = 0
     """Initialisation seed."""
     tied_init: bool = True
@@ -62,7 +75,9 @@ class TrainConfig:
     """ReLU-L1: resample dead latents every N steps in the first half (Bricken et al.); 0 = off."""
     batch_size: int = 4096
     total_rows: int | None = None
-    """Rows to train on; None = one pass over the store."""
+    """Rows to train on; None = ``epochs`` passes over the store."""
+    epochs: int = 1
+    """Passes over the store when ``total_rows`` is None."""
     data_seed: int = 0
     """Shuffling seed of the activation stream."""
     normalize: str = "scale"
@@ -74,28 +89,86 @@ class TrainConfig:
     """Output folder name; default '<arch>-<d_sae>-<hash>'."""
 
     def __post_init__(self):
-        if self.d_sae < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"d_sae, batch_size and lr must be positive (got {self.d_sae}, {self.batch_size}, {self.lr})")
+        for name in ("width", "batch_size", "epochs", "seed", "data_seed", "warmup_steps", "sparsity_warmup_steps",
+                     "dead_tokens", "resample_every", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"TrainConfig.{name} = {value!r} ({type(value).__name__}); give a whole number")
+        if self.total_rows is not None and (isinstance(self.total_rows, bool) or not isinstance(self.total_rows, int)
+                                            or self.total_rows < 1):
+            raise InputError(f"TrainConfig.total_rows = {self.total_rows!r}; give a number of rows >= 1, or None "
+                             "for `epochs` passes over the store")
+        if self.width < 1 or self.batch_size < 1 or self.epochs < 1 or not isinstance(self.lr, (int, float)) \
+                or self.lr <= 0:
+            raise InputError(f"width, batch_size, epochs and lr must be positive (got {self.width}, {self.batch_size}, "
+                             f"{self.epochs}, {self.lr!r})")
         if self.normalize not in ("scale", "none"):
-            raise ValueError(f"normalize={self.normalize!r}; use 'scale' or 'none'")
-        if isinstance(self.arch, TopK) and self.arch.k > self.d_sae:
-            raise ValueError(f"k={self.arch.k} exceeds d_sae={self.d_sae}")
+            raise InputError(f"normalize={self.normalize!r}; use 'scale' or 'none'")
+        if isinstance(self.arch, TopK) and self.arch.k > self.width:
+            raise InputError(f"k={self.arch.k} exceeds width={self.width}; a TopK SAE keeps at most width latents "
+                             "per row")
         if self.b_dec_init not in ("geometric_median", "zeros"):
             raise ValueError(f"b_dec_init={self.b_dec_init!r}; use 'geometric_median' or 'zeros'")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("checkpoint_every and log_every must be >= 1")
 
-    @property
-    def folder_name(self) -> str:
-        if self.name:
-            return self.name
-        return f"{type(self.arch).__name__.lower()}-{self.d_sae}-{config_hash(_jsonable(self), 8)}"
+    def fields(self) -> dict[str, Any]:
+        """The fields that determine the trained SAE (JSON-able), i.e. all but ``NOT_IN_KEY``."""
+        out = {k: v for k, v in _jsonable(self).items() if k not in NOT_IN_KEY}
+        return out
+
+    def key(self, store_key: str) -> str:
+        """The SAE's identity: its store's key plus every training field."""
+        return artifact_key("sae", self.fields(), {"store": store_key})
+
+    def folder_name(self, store_key: str) -> str:
+        """``name`` if given, else '<arch>-<width>-<key>'."""
+        return self.name or f"{arch_name(self.arch)}-{self.width}-{self.key(store_key)}"
 
 
 def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
     out = asdict(cfg)
     out["arch"] = {"type": type(cfg.arch).__name__, **asdict(cfg.arch)}
     return out
+
+
+class TrainedSAE(NamedTuple):
+    """One SAE of a ``train`` call: the model, where it lives, its key and its metrics."""
+
+    sae: SAE
+    folder: Path
+    key: str
+    metrics: dict[str, Any]
+    """``metrics.json``: the config, the curve (``history``) and the ``final`` metrics."""
+    reused: bool
+    """True when the folder already held this SAE and nothing was trained."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` returns: one ``TrainedSAE`` per config, in the order given."""
+
+    trained: tuple[TrainedSAE, ...]
+
+    @property
+    def saes(self) -> tuple[SAE, ...]:
+        return tuple(t.sae for t in self.trained)
+
+    @property
+    def sae(self) -> SAE:
+        """The SAE of a one-config call."""
+        if len(self.trained) != 1:
+            raise InputError(f"this result holds {len(self.trained)} SAEs; use .saes or .trained")
+        return self.trained[0].sae
+
+    def __len__(self) -> int:
+        return len(self.trained)
+
+    def __iter__(self) -> Iterator[TrainedSAE]:
+        return iter(self.trained)
+
+    def __getitem__(self, i: int) -> TrainedSAE:
+        return self.trained[i]
 
 
 @dataclass
@@ -162,40 +235,82 @@ def _resample(st: _State, x: torch.Tensor, recon: torch.Tensor, gen: torch.Gener
     return len(dead)
 
 
-def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], out_dir: str | Path, *,
-          progress: bool = True, on_log: Callable[[int, list[dict[str, Any]]], None] | None = None
-          ) -> SAE | list[SAE]:
-    """Train one SAE (or several on one pass) on ``store``; write SAELens folders in ``out_dir``.
+def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], out_dir: str | Path | None = None,
+          *, progress: bool = True, on_log: Callable[[int, list[dict[str, Any]]], None] | None = None
+          ) -> TrainResult:
+    """Train SAEs on ``store`` in one pass (or load those already trained); SAELens folders in ``out_dir``.
 
-    ``on_log(step, metrics)`` is called at every log step (live plots, or stopping a run).
+    ``out_dir`` defaults to the user cache's ``saes/<store key>/``. Each SAE's folder is named by its key
+    (or ``cfg.name``); a folder that already holds that key is reused, one that holds another SAE raises
+    ArtifactConflictError naming both. ``on_log(step, metrics)`` is called at every log step (live plots).
+
+    >>> result = train(store, TrainConfig(TopK(k=16), 1536))        # doctest: +SKIP
+    >>> result.sae, result[0].metrics["final"]["nmse"]              # doctest: +SKIP
     """
-    single = isinstance(configs, TrainConfig)
-    cfgs = [configs] if single else list(configs)
-    if not cfgs:
-        raise ValueError("no TrainConfig given")
+    cfgs = [configs] if isinstance(configs, TrainConfig) else list(configs)
+    if not cfgs or not all(isinstance(c, TrainConfig) for c in cfgs):
+        raise InputError(f"train() needs one TrainConfig or a list of them, got {configs!r}")
     for f in SHARED:
         values = {getattr(c, f) for c in cfgs}
         if len(values) > 1:
-            raise ValueError(f"SAEs trained in one pass must share {f!r}; got {sorted(map(str, values))}")
+            raise InputError(f"SAEs trained in one pass must share {f!r}; got {sorted(map(str, values))}")
+    out_dir = Path(out_dir) if out_dir is not None else cache_dir("saes", store.key)
+    keys = [c.key(store.key) for c in cfgs]
+    folders = [out_dir / c.folder_name(store.key) for c in cfgs]
+    if len(set(folders)) < len(folders):
+        raise InputError(f"two configs would share a folder ({[f.name for f in folders]}); give them distinct names")
+    done = {i: _reusable(folder, key, c) for i, (folder, key, c) in enumerate(zip(folders, keys, cfgs, strict=True))}
+    todo = [i for i, hit in done.items() if hit is None]
+    if todo:
+        _fit(store, [cfgs[i] for i in todo], [keys[i] for i in todo], [folders[i] for i in todo], out_dir,
+             progress, on_log)
+    out = []
+    for i, (folder, key) in enumerate(zip(folders, keys, strict=True)):
+        sae = read_sae_folder(folder)
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        out.append(TrainedSAE(sae, folder, key, metrics, i not in todo))
+    return TrainResult(tuple(out))
+
+
+def _reusable(folder: Path, key: str, cfg: TrainConfig) -> bool | None:
+    """True when ``folder`` holds the SAE ``key``; None when there is nothing there yet; an error otherwise."""
+    if not folder.exists():
+        return None
+    header = read_header(folder, HEADER, fix=f"delete {folder} to train it again")
+    if header is None or header.get("key") is None:
+        raise ArtifactConflictError(f"{folder} exists but holds no mmfeatures SAE header (written by another tool "
+                                    "or an older mmfeatures?); choose another folder, or delete it to train "
+                                    f"{type(cfg.arch).__name__} width {cfg.width} there")
+    if header["key"] != key:
+        had = header.get("fields", {})
+        raise ArtifactConflictError(
+            f"{folder} already holds another SAE (key {header['key']}: {had.get('arch', {}).get('type')} width "
+            f"{had.get('width')}, trained on store {header.get('inputs', {}).get('store')}) but this run asks for "
+            f"key {key} ({type(cfg.arch).__name__} width {cfg.width}); choose another folder, or delete it to "
+            "replace it")
+    return True
+
+
+def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folders: list[Path], out_dir: Path,
+         progress: bool, on_log) -> None:
+    """The training loop: every config on every batch, checkpointed, each SAE saved as one atomic folder."""
     base = cfgs[0]
     device = resolve_device(base.device)
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    total_rows = base.total_rows or store.n_rows
+    total_rows = base.total_rows or store.n_rows * base.epochs
     steps = total_rows // base.batch_size
     if steps < 1 or store.n_rows < base.batch_size:
-        raise ValueError(f"the store has {store.n_rows} rows ({total_rows} to train on), fewer than one batch of "
+        raise InputError(f"the store has {store.n_rows} rows ({total_rows} to train on), fewer than one batch of "
                          f"{base.batch_size}; lower batch_size or add rows")
     scale = store.input_scale() if base.normalize == "scale" else 1.0
-    run_key = config_hash({"store": str(store.path), "configs": [_jsonable(c) for c in cfgs]})
-    ckpt_path = out_dir / f"checkpoint-{run_key}.pt"
+    ckpt_path = out_dir / f"checkpoint-{artifact_key('checkpoint', {'saes': keys})}.pt"
 
     states = []
     for c in cfgs:
-        sae = SAE(store.d, c.d_sae, c.arch, seed=c.seed, tied_init=c.tied_init).to(device).train()
+        sae = SAE(store.d, c.width, c.arch, seed=c.seed, tied_init=c.tied_init).to(device).train()
         opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=c.lr, betas=(0.9, 0.999))
-        states.append(_State(c, sae, opt, torch.zeros(c.d_sae, dtype=torch.long, device=device),
-                             torch.zeros(c.d_sae, dtype=torch.long, device=device)))
+        states.append(_State(c, sae, opt, torch.zeros(c.width, dtype=torch.long, device=device),
+                             torch.zeros(c.width, dtype=torch.long, device=device)))
     gen = torch.Generator().manual_seed(base.data_seed)
     start = 0
     if ckpt_path.is_file():
@@ -225,24 +340,19 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
                 on_log(step + 1, logs)
         if (step + 1) % base.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(ckpt_path, states, step + 1, gen)
-    saes = []
-    for st in states:
-        folder = out_dir / st.cfg.folder_name
+    for st, key, folder in zip(states, keys, folders, strict=True):
         st.sae.eval()
         log_density = (st.last_density + 1e-10).log10() if st.last_density is not None else None
+        metrics = {"config": _jsonable(st.cfg), "input_scale": scale, "steps": steps, "history": st.history,
+                   "final": st.history[-1] if st.history else {}}
         save_sae(st.sae, folder, model_name=store.config.model, hook_name=store.config.site, input_scale=scale,
                  metadata={"modality": store.config.site.split(".")[0], "store": str(store.path),
-                           "store_dataset": store.config.dataset, "pooling": store.config.pooling,
-                           "train_config": _jsonable(st.cfg)},
-                 log_density=log_density)
-        write_text_atomic(folder / "metrics.json", json.dumps(
-            {"config": _jsonable(st.cfg), "input_scale": scale, "steps": steps, "history": st.history,
-             "final": st.history[-1] if st.history else {}}, indent=1))
-        from mmfeatures.sae.io import read_sae_folder
-
-        saes.append(read_sae_folder(folder))
+                           "store_key": store.key, "store_dataset": store.config.dataset,
+                           "pooling": store.config.pooling, "train_config": _jsonable(st.cfg)},
+                 log_density=log_density, files={"metrics.json": json.dumps(metrics, indent=1)},
+                 key=key, inputs={"store": store.key}, fields=st.cfg.fields())
     ckpt_path.unlink(missing_ok=True)
-    return saes[0] if single else saes
+    Path(f"{ckpt_path}.sha256").unlink(missing_ok=True)
 
 
 def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device, start_step: int):
@@ -273,7 +383,7 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
         bad_out = (~torch.isfinite(out.recon).all(1)).nonzero().squeeze(1).tolist()
         kept = f"the last good checkpoint is {ckpt}" if ckpt.is_file() else "no checkpoint had been written yet"
         raise TrainingDiverged(
-            f"{type(cfg.arch).__name__} SAE (d_sae {cfg.d_sae}) diverged at step {step}: loss {float(loss.detach())}; "
+            f"{type(cfg.arch).__name__} SAE (width {cfg.width}) diverged at step {step}: loss {float(loss.detach())}; "
             f"batch rows with non-finite input {bad_in[:10]}, non-finite reconstruction {bad_out[:10]}; {kept}. "
             "Lower lr, or re-extract the store with on_nonfinite='raise' to find bad inputs")
     st.opt.zero_grad(set_to_none=True)
@@ -303,10 +413,17 @@ def _save_checkpoint(path: Path, states: list[_State], step: int, gen: torch.Gen
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(blob, tmp)
     os.replace(tmp, path)
+    write_text_atomic(Path(f"{path}.sha256"), file_sha256(path))   # written after: a torn pair is detected
 
 
 def _load_checkpoint(path: Path, states: list[_State], gen: torch.Generator) -> int:
-    blob = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    fix = f"delete {path} (training then restarts from step 0)"
+    record = Path(f"{path}.sha256")
+    check_file(path, record.read_text().strip() if record.is_file() else None, fix)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file; all mean the same
+        raise CorruptFileError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
     for st, saved in zip(states, blob["saes"], strict=True):
         st.sae.load_state_dict(saved["model"])
         st.opt.load_state_dict(saved["opt"])
@@ -319,9 +436,22 @@ def _load_checkpoint(path: Path, states: list[_State], gen: torch.Generator) -> 
 
 
 def check_compatible(sae, store: ActivationStore) -> None:
-    """An SAE and a store must agree on width; the error names both shapes and the site."""
+    """Refuse an SAE on a store of another model, site or width; the error names both sides and the fix.
+
+    What the SAE records (``metadata``: model_name, hook_name, store_key) is compared with the store. Two sites
+    of one model that write to its shared embedding space (``text.embed`` and ``image.embed`` of a two-tower
+    model) count as the same site: that is how a text-trained SAE reads pictures."""
+    from mmfeatures.errors import SiteError
+
+    meta = getattr(sae, "metadata", None) or {}
+    model, site = meta.get("model_name"), meta.get("hook_name")
+    here = f"store {store.path} ({store.config.model}, {store.config.site}, width {store.d})"
+    fix = "use an SAE trained on this model and site, or extract the site the SAE was trained on"
+    if model is not None and model != store.config.model:
+        raise SiteError(f"the SAE was trained on model {model!r} ({site}) but the {here} is of another model; {fix}")
+    shared_space = site is not None and site.endswith(".embed") and store.config.site.endswith(".embed")
+    if site is not None and site != store.config.site and not shared_space:
+        raise SiteError(f"the SAE was trained on site {site!r} of {model or 'its model'} but the {here} holds "
+                        f"another site; {fix}")
     if sae.d_in != store.d:
-        raise ValueError(f"SAE expects d_in={sae.d_in} (shape (n, {sae.d_in})) but store {store.config.site} "
-                         f"of {store.config.model} holds (n, {store.d}) rows; use an SAE trained on that site")
-
-
+        raise SiteError(f"the SAE reads width {sae.d_in} but the {here} holds width {store.d}; {fix}")

@@ -1,74 +1,98 @@
-"""``mmfeatures analyze``: cross-lingual or cross-modal consistency of SAE features (or neurons), with nulls."""
+"""The analyze step (``mmfeatures analyze``): cross-lingual or cross-modal consistency of SAE features (or
+neurons), each against a null."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmfeatures.jobs.common import (
-    Record,
-    Timer,
-    beats_null,
-    config_dict,
-    environment,
-    fmt,
-    opt,
-    reusable,
-    save_figure,
-    table,
-    writable,
-)
-from mmfeatures.jobs.train import open_store
+from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.train import open_store
 
 KINDS = ("crosslingual", "crossmodal")
+SUBSETS = ("all", "seen-emoji", "heldout-emoji")
 
 
 @dataclass(frozen=True)
-class AnalyzeJob:
+class AnalyzeStep:
     """Score how consistently units fire for a concept across languages or across modalities."""
 
     stores: tuple[str, ...] = opt((), "store folder(s), comma-separated; their rows are analysed together "
-                                      "(crossmodal: an image store and a text store)", required=True)
-    sae: str | None = opt(None, "SAE folder or name (default: the stores' own dimensions, as signed neurons)")
+                                      "(crossmodal: an image store and a text store)", required=True, artifact=True)
+    sae: str | None = opt(None, "SAE folder or name (default: the stores' own dimensions, as signed neurons)",
+                          artifact=True)
     kind: str = opt("crosslingual", f"which analysis: {', '.join(KINDS)}")
-    n_perm: int = opt(20, "permutations per null (the smallest p-value is 1/(n_perm+1))")
+    n_perm: int = opt(19, "permutations per null (the smallest p-value is 1/(n_perm+1))")
+    subset: str = opt("all", f"which examples: {', '.join(SUBSETS)} (the emoji the image tower of "
+                             "offline:e5-emoji-clip saw in training, or those it never saw)")
     ids: str | None = opt(None, "keep only the examples whose id matches this regular expression, e.g. "
                                 "'^emoji/(3|17)/' (default: all)")
     label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
     concept: str = opt("dog", "the concept the figures single out")
     seed: int = opt(0, "seed of the permutations")
-    out: str = opt("runs/analyze", "folder for result.json and the figures")
+    out: str = opt("runs/analyze", "folder for result.json and the figures", volatile=True)
 
     def __post_init__(self):
         from mmfeatures.errors import InputError
 
         if self.kind not in KINDS:
             raise InputError(f"kind {self.kind!r}; use one of {', '.join(KINDS)}")
-        if self.n_perm < 1:
-            raise InputError(f"n_perm = {self.n_perm}; use at least 1 (19 or more for p <= 0.05)")
+        if self.subset not in SUBSETS:
+            raise InputError(f"subset {self.subset!r}; use one of {', '.join(SUBSETS)}")
+        check_n_perm(self.n_perm)
+        if self.ids is not None:
+            try:
+                re.compile(self.ids)
+            except re.error as e:
+                raise InputError(f"ids {self.ids!r} is not a regular expression ({e}); e.g. '^emoji/(3|17)/', "
+                                 "or escape special characters with a backslash") from None
 
 
 def units(stores, sae) -> tuple[np.ndarray, object]:
     """One row per example over all stores: the SAE's latents (max over tokens) or the raw dimensions."""
     from mmfeatures.analysis import Labels
     from mmfeatures.analysis.labels import encode_rows, unit_activations
-    from mmfeatures.errors import SiteError
+    from mmfeatures.sae import check_compatible
 
     zs, labels = [], []
     for store in stores:
+        if sae is not None:
+            check_compatible(sae, store)
         if sae is not None and store.config.pooling == "none":
             z, lab = unit_activations(store, sae)
         else:
             z, lab = unit_activations(store)
             if sae is not None:
-                if sae.d_in != store.d:
-                    raise SiteError(f"the SAE reads width {sae.d_in} but {store.path} holds width {store.d}")
                 z = encode_rows(sae, z)
         zs.append(z)
         labels.append(lab)
     return np.concatenate(zs), Labels.concat(*labels)
+
+
+def heldout_emoji() -> frozenset[int]:
+    """The emoji held out of offline:e5-emoji-clip's image-tower training (from its card)."""
+    import json
+
+    from mmfeatures.encoders.emojiclip import default_weights
+
+    card = json.loads(default_weights().with_suffix(".json").read_text())
+    return frozenset(int(i) for i in card["heldout_emoji"])
+
+
+def subset_mask(ids: np.ndarray, subset: str) -> np.ndarray:
+    """Rows to keep for a named subset; non-emoji rows are kept by 'seen-emoji' and 'heldout-emoji' too."""
+    if subset == "all":
+        return np.ones(len(ids), bool)
+    held = heldout_emoji()
+    parts = [str(i).split("/") for i in ids]
+    emoji = np.array([p[0] == "emoji" for p in parts])
+    number = np.array([int(p[1]) if p[0] == "emoji" and p[1].isdigit() else -1 for p in parts])
+    inside = np.isin(number, list(held))
+    return ~emoji | (inside if subset == "heldout-emoji" else ~inside)
 
 
 def contents(ids) -> dict[str, object]:
@@ -85,41 +109,36 @@ def contents(ids) -> dict[str, object]:
             for e in ConceptDataset.builtin(wanted, linked_only=False)}
 
 
-def run_analyze(job: AnalyzeJob) -> Record:
-    from mmfeatures.errors import InputError
-    from mmfeatures.sae import load_sae
+def run_analyze(step: AnalyzeStep) -> Record:
+    def compute(out: Path) -> Record:
+        from mmfeatures.errors import InputError
+        from mmfeatures.sae import load_sae
 
-    out = writable(job.out)
-    if done := reusable(out, "analyze", job):
-        return done
-    timer = Timer()
-    stores = [open_store(p) for p in job.stores]
-    sae = load_sae(job.sae) if job.sae else None
-    z, labels = units(stores, sae)
-    if job.ids:
-        import re
+        stores = [open_store(p) for p in step.stores]
+        sae = load_sae(step.sae) if step.sae else None
+        z, labels = units(stores, sae)
+        keep = subset_mask(labels.example_id, step.subset)
+        if step.ids:
+            pattern = re.compile(step.ids)
+            keep &= np.array([bool(pattern.search(i)) for i in labels.example_id])
+        if not keep.any():
+            raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
+                             f"examples (ids look like {labels.example_id[0]!r})")
+        z, labels = z[keep], labels.take(np.flatnonzero(keep))
+        neurons = sae is None
+        if step.kind == "crossmodal" and neurons:
+            z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
+        body = (_crosslingual if step.kind == "crosslingual" else _crossmodal)(step, z, labels, neurons, out)
+        what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
+        if step.label:
+            what += f", {step.label}"
+            body["claim"] += f" ({step.label})"
+        return Record("analyze", body.pop("title").format(what=what), {}, **body)
 
-        pattern = re.compile(job.ids)
-        keep = np.flatnonzero([bool(pattern.search(i)) for i in labels.example_id])
-        if not len(keep):
-            raise InputError(f"ids {job.ids!r} matches none of the {len(labels)} examples (ids look like "
-                             f"{labels.example_id[0]!r})")
-        z, labels = z[keep], labels.take(keep)
-    neurons = sae is None
-    if job.kind == "crossmodal" and neurons:
-        z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
-    body = (_crosslingual if job.kind == "crosslingual" else _crossmodal)(job, z, labels, neurons, out)
-    what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
-    if job.label:
-        what += f", {job.label}"
-        body["claim"] += f" ({job.label})"
-    record = Record("analyze", body.pop("title").format(what=what), config_dict(job), **body,
-                    outputs={"sae": str(job.sae)} if job.sae else {}, seconds=timer.seconds,
-                    environment=environment())
-    return record.save(out)
+    return run_step("analyze", step, compute)
 
 
-def _crosslingual(job: AnalyzeJob, z, labels, neurons: bool, out: Path) -> dict:
+def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
     from mmfeatures import plotting
     from mmfeatures.analysis import concept_features, crosslingual, language_entropy
     from mmfeatures.analysis.stats import permuted
@@ -175,7 +194,7 @@ def _crosslingual(job: AnalyzeJob, z, labels, neurons: bool, out: Path) -> dict:
                              ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),)}
 
 
-def _crossmodal(job: AnalyzeJob, z, labels, neurons: bool, out: Path) -> dict:
+def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
     from mmfeatures import plotting
     from mmfeatures.analysis import crossmodal
 

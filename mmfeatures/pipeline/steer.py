@@ -7,50 +7,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfeatures.jobs.common import (
-    Record,
-    Timer,
-    beats_null,
-    config_dict,
-    environment,
-    fmt,
-    opt,
-    reusable,
-    save_figure,
-    table,
-    writable,
-)
-from mmfeatures.jobs.train import open_store
+from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.train import open_store
 
 QUERY_CONCEPTS = ("bread", "chair", "river", "school", "red", "five", "freedom", "run", "happiness", "village")
 
 
 @dataclass(frozen=True)
-class SteerJob:
+class SteerStep:
     """Clamp the SAE feature most selective for ``concept`` while embedding sentences about other concepts,
     and rank the built-in sentences of one language by cosine: where does the concept land?"""
 
-    sae: str | None = opt(None, "SAE folder (with a decoder) trained on a layer site", required=True)
-    store: str | None = opt(None, "labelled store to pick the feature from (default: the SAE's training store)")
+    sae: str | None = opt(None, "SAE folder (with a decoder) trained on a layer site", required=True, artifact=True)
+    store: str | None = opt(None, "labelled store to pick the feature from (default: the SAE's training store)",
+                            artifact=True)
     concept: str = opt("dog", "the built-in concept to steer toward")
     strengths: tuple[float, ...] = opt((0.0, 1.0, 2.0, 3.0, 5.0), "clamp values, as multiples of the "
                                                                     "feature's largest activation")
     queries: tuple[str, ...] = opt(QUERY_CONCEPTS, "concepts whose sentences are embedded while steering")
     language: str = opt("en", "language of the queries and of the ranked pool")
-    n_controls: int = opt(19, "random live features clamped just as hard (the null)")
+    n_perm: int = opt(19, "random live features clamped just as hard (the null; the smallest p is 1/(n_perm+1))")
     seed: int = opt(0, "seed of the control features")
-    out: str = opt("runs/steer", "folder for result.json and the figure")
+    out: str = opt("runs/steer", "folder for result.json and the figure", volatile=True)
 
     def __post_init__(self):
         from mmfeatures.errors import InputError
 
         if not self.strengths or min(self.strengths) < 0:
             raise InputError(f"strengths {self.strengths!r}; give non-negative multiples, e.g. 0,1,3,5")
-        if self.n_controls < 1:
-            raise InputError("n_controls must be >= 1 (19 or more for p <= 0.05)")
+        check_n_perm(self.n_perm)
 
 
-def run_steer(job: SteerJob) -> Record:
+def run_steer(step: SteerStep) -> Record:
+    return run_step("steer", step, lambda out: _steer(step, out))
+
+
+def _steer(job: SteerStep, out) -> Record:
     from mmfeatures import plotting
     from mmfeatures.analysis import Score, unit_activations
     from mmfeatures.analysis.stats import auroc_by_class, ranks
@@ -60,18 +53,15 @@ def run_steer(job: SteerJob) -> Record:
         max_activation,
         retrieval_curve,
     )
+    from mmfeatures.datasets import ConceptDataset
     from mmfeatures.encoders import load_encoder
     from mmfeatures.errors import InputError
-    from mmfeatures.recipes import concept_dataset
-    from mmfeatures.sae import load_sae
+    from mmfeatures.sae import check_compatible, load_sae
 
-    out = writable(job.out)
-    if done := reusable(out, "steer", job):
-        return done
-    timer = Timer()
     sae = load_sae(job.sae)
     meta = getattr(sae, "metadata", {})
     store = open_store(job.store or meta.get("store"), "store (the SAE records none)")
+    check_compatible(sae, store)
     model, site = store.config.model, store.config.site
     z, labels = unit_activations(store, sae)
     onehot, concepts = labels.onehot("concept")
@@ -81,8 +71,8 @@ def run_steer(job: SteerJob) -> Record:
     feature = int(np.nanargmax(auc))
     alive = np.flatnonzero((z > 0).sum(0) >= 20)
     rng = np.random.default_rng(job.seed)
-    controls = rng.choice(alive[alive != feature], min(job.n_controls, len(alive) - 1), replace=False)
-    sentences = [e for e in concept_dataset([job.language])]
+    controls = rng.choice(alive[alive != feature], min(job.n_perm, len(alive) - 1), replace=False)
+    sentences = list(ConceptDataset.builtin(["concepts"], languages=[job.language]))
     pool, target = [e.content for e in sentences], [e.concept == job.concept for e in sentences]
     queries = [e.content for e in sentences if e.concept in job.queries]
     if not queries or not any(target):
@@ -120,13 +110,12 @@ def run_steer(job: SteerJob) -> Record:
                f"rank {fmt(float(np.median(null)))} (p = {fmt(score.p_value)}, the share of random features that do "
                f"as well).")
     rows = [[fmt(c), fmt(float(r))] for c, r in zip(job.strengths, curve, strict=True)]
-    record = Record(
-        "steer", f"Steering: clamping the '{job.concept}' feature of {model}", config_dict(job),
+    return Record(
+        "steer", f"Steering: clamping the '{job.concept}' feature of {model}", {},
         claim=f"Clamping one feature steers the model toward '{job.concept}'", verdict=verdict, supported=ok,
         scores=(score.row(),),
         tables=(table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}",
                       ["clamp (x max)", "median rank"], rows),),
         figures=({"file": "steering.png", "caption": "The target feature's curve, random features clamped at the "
                                                      "strongest value (the null) and the unsteered rank (dotted)."},),
-        outputs={"sae": str(job.sae)}, seconds=timer.seconds, environment=environment())
-    return record.save(out)
+    )

@@ -6,35 +6,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfeatures.jobs.common import (
-    Record,
-    Timer,
-    beats_null,
-    config_dict,
-    environment,
-    fmt,
-    opt,
-    reusable,
-    save_figure,
-    table,
-    writable,
-)
-from mmfeatures.jobs.train import open_store
+from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.train import open_store
 
 
 @dataclass(frozen=True)
-class MatchJob:
+class MatchStep:
     """Each unit of A against every unit of B over the same inputs (one row per example; token stores are
     max-pooled): the best-match correlations and linear CKA, each against a permuted-rows null."""
 
-    store_a: str | None = opt(None, "store folder of model A", required=True)
-    store_b: str | None = opt(None, "store folder of model B (the same inputs as A)", required=True)
-    sae_a: str | None = opt(None, "SAE for A (default: A's own dimensions)")
-    sae_b: str | None = opt(None, "SAE for B (default: B's own dimensions)")
+    store_a: str | None = opt(None, "store folder of model A", required=True, artifact=True)
+    store_b: str | None = opt(None, "store folder of model B (the same inputs as A)", required=True, artifact=True)
+    sae_a: str | None = opt(None, "SAE for A (default: A's own dimensions)", artifact=True)
+    sae_b: str | None = opt(None, "SAE for B (default: B's own dimensions)", artifact=True)
     n_perm: int = opt(19, "row permutations per null (the smallest p-value is 1/(n_perm+1))")
     threshold: float = opt(0.5, "a unit counts as matched when its best correlation is at least this")
     seed: int = opt(0, "seed of the permutations")
-    out: str = opt("runs/match", "folder for result.json and the figures")
+    out: str = opt("runs/match", "folder for result.json and the figures", volatile=True)
+
+    def __post_init__(self):
+        check_n_perm(self.n_perm)
 
 
 def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
@@ -45,7 +37,11 @@ def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
                  np.array([linear_cka(za, zb[rng.permutation(len(zb))]) for _ in range(n)]))
 
 
-def run_match(job: MatchJob) -> Record:
+def run_match(step: MatchStep) -> Record:
+    return run_step("match", step, lambda out: _match(step, out))
+
+
+def _match(job: MatchStep, out) -> Record:
     from mmfeatures import plotting
     from mmfeatures.analysis import (
         Score,
@@ -56,11 +52,9 @@ def run_match(job: MatchJob) -> Record:
     )
     from mmfeatures.sae import load_sae
 
-    out = writable(job.out)
-    if done := reusable(out, "match", job):
-        return done
-    timer = Timer()
     stores = [open_store(job.store_a, "store_a"), open_store(job.store_b, "store_b")]
+    check_aligned([e["id"] for e in stores[0].examples], [e["id"] for e in stores[1].examples],
+                  f"examples (store_a {job.store_a}, store_b {job.store_b})")
     (za, la), (zb, lb) = [unit_activations(s, load_sae(p) if p else None)
                           for s, p in zip(stores, (job.sae_a, job.sae_b), strict=True)]
     check_aligned(la.example_id, lb.example_id, "examples")
@@ -92,13 +86,11 @@ def run_match(job: MatchJob) -> Record:
                f"{100 * matched:.1f}% of A's units have a match with r >= {job.threshold} (shuffled: "
                f"{100 * float((null_best >= job.threshold).mean()):.1f}%). Linear CKA is {fmt(cka.value)} against "
                f"{fmt(cka.null_mean)} shuffled (p = {fmt(cka.p_value)}).")
-    record = Record(
-        "match", f"Across models: {names[0]} against {names[1]}", config_dict(job),
+    return Record(
+        "match", f"Across models: {names[0]} against {names[1]}", {},
         claim=f"Units of {names[0]} have counterparts in {names[1]}", verdict=verdict, supported=ok,
         scores=(median.row(), cka.row()),
         tables=(table("The best-matched pairs (A unit, its best B unit, r, A's strongest concept)",
                       ["A unit", "B unit", "r", "concept"], rows),),
         figures=({"file": "best_match.png", "caption": "Each A unit's best correlation with any B unit, and the "
-                                                       "same with B's rows shuffled (the null)."},),
-        seconds=timer.seconds, environment=environment())
-    return record.save(out)
+                                                       "same with B's rows shuffled (the null)."},))

@@ -1,0 +1,91 @@
+"""The extract step (``mmfeatures extract``): activations of a model at some sites, for a dataset, into stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmfeatures.pipeline.record import Artifact, Record, opt, run_step, table, writable
+
+BUILTIN = ("concepts", "emoji", "photos")
+
+
+@dataclass(frozen=True)
+class ExtractStep:
+    """Extract activations at ``sites`` for ``data`` into resumable stores (one per site)."""
+
+    model: str = opt("offline:e5-small", "registry name (see `mmfeatures models`)")
+    sites: tuple[str, ...] = opt(("text.layer.8.resid",), "sites, comma-separated (e.g. text.layer.8.resid,text.embed)")
+    data: str = opt("concepts", "built-in sources (concepts, emoji, photos; comma-separated), "
+                                "or a CSV/TSV/JSONL file, or an image folder with one subfolder per concept")
+    languages: tuple[str, ...] = opt((), "keep texts in these languages only (default: all); images stay")
+    pooling: str = opt("none", "none (a row per token), mean, cls or eos")
+    role: str | None = opt(None, "text role: query, passage or raw (sets the prompt prefix; default: the model's)")
+    batch_size: int = opt(64, "inputs per forward pass (halved automatically on out-of-memory)", volatile=True)
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N", volatile=True)
+    dtype: str = opt("fp32", "forward precision: fp32, bf16 or fp16")
+    store_dir: str | None = opt(None, "root folder for stores (default: the user cache)", volatile=True)
+    out: str | None = opt(None, "folder for this step's result.json (default: none written)", volatile=True)
+    progress: bool = opt(True, "show progress bars", volatile=True)
+
+    def __post_init__(self):
+        from mmfeatures.activations import POOLINGS
+        from mmfeatures.encoders import resolve_device
+        from mmfeatures.errors import InputError
+
+        if self.pooling not in POOLINGS:
+            raise InputError(f"pooling {self.pooling!r}; use one of {', '.join(POOLINGS)}")
+        if not self.sites:
+            raise InputError("no sites given; name one or more, e.g. --sites text.layer.8.resid")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size = {self.batch_size}; use at least 1")
+        resolve_device(self.device)
+        if self.store_dir:
+            writable(self.store_dir)
+
+
+def load_data(spec: str, languages: tuple[str, ...] = ()):
+    """A ConceptDataset from built-in source names, a table file or an image folder."""
+    from mmfeatures.datasets import ConceptDataset, load_image_folder, load_table
+    from mmfeatures.errors import InputError
+
+    path = Path(spec)
+    if path.is_dir():
+        ds = load_image_folder(path)
+    elif path.is_file():
+        ds = load_table(path)
+    else:
+        sources = [s.strip() for s in spec.split(",") if s.strip()]
+        unknown = [s for s in sources if s not in BUILTIN]
+        if unknown or not sources:
+            raise InputError(f"data {spec!r} is neither a file, a folder nor built-in sources; use a path or "
+                             f"some of {', '.join(BUILTIN)} (comma-separated)")
+        linked = "concepts" in sources and len(sources) > 1
+        return ConceptDataset.builtin(sources, languages=languages or None, linked_only=linked)
+    if languages:
+        keep = set(languages)
+        ds = ConceptDataset.from_examples([e for e in ds if e.language is None or e.language in keep],
+                                          ds.categories, name=ds.name)
+    return ds
+
+
+def run_extract(step: ExtractStep) -> Record:
+    """Extract (reusing complete stores by key and resuming partial ones) and record what was written."""
+
+    def compute(_out) -> Record:
+        from mmfeatures.activations import extract
+
+        data = load_data(step.data, step.languages)
+        result = extract(step.model, data, list(step.sites), pooling=step.pooling, role=step.role,
+                         batch_size=step.batch_size, store_dir=step.store_dir, device=step.device, dtype=step.dtype,
+                         progress=step.progress)
+        rows = [[site, store.n_rows, store.d, step.pooling, str(store.path)] for site, store in result.stores.items()]
+        reused = f"{result.reused_shards} shard(s) reused, {result.computed_shards} computed"
+        return Record(
+            "extract", f"Activations of {step.model}", {},
+            tables=(table(f"{len(data)} inputs ({data.name}); {reused}; {result.truncated} text(s) truncated",
+                          ["site", "rows", "d", "pooling", "store"], rows),),
+            artifacts=tuple(Artifact("store", str(store.path), store.key, site) for site, store in result.stores.items()),
+            reused=result.computed_shards == 0)
+
+    return run_step("extract", step, compute, reuse=False)

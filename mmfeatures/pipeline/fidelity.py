@@ -1,0 +1,74 @@
+"""The fidelity step (``mmfeatures fidelity``): splice SAEs into the model and measure what survives, against
+zero- and mean-ablating the site."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmfeatures.pipeline.record import Record, opt, run_step, save_figure, table
+from mmfeatures.pipeline.train import open_store
+
+
+@dataclass(frozen=True)
+class FidelityStep:
+    """Replace a site's activations by each SAE's reconstruction and score the model's own embeddings:
+    cosine to the clean run, concept retrieval and cross-lingual retrieval, as fractions recovered between
+    zero-ablation (0) and the clean model (1)."""
+
+    saes: tuple[str, ...] = opt((), "SAE folders (with decoders), all trained on one store", required=True,
+                                artifact=True)
+    names: tuple[str, ...] = opt((), "a label per SAE for tables and figures (default: the folder names)")
+    languages: tuple[str, ...] = opt(("en", "es", "ja", "sw"), "languages of the built-in sentences scored")
+    out: str | None = opt("runs/fidelity", "folder for result.json and the figure", volatile=True)
+
+    def __post_init__(self):
+        from mmfeatures.errors import InputError
+
+        if not self.saes:
+            raise InputError("no SAEs given; pass --saes with one or more SAE folders")
+        if self.names and len(self.names) != len(self.saes):
+            raise InputError(f"{len(self.names)} names for {len(self.saes)} SAEs; give one name per SAE or none")
+
+
+def run_fidelity(step: FidelityStep) -> Record:
+    return run_step("fidelity", step, lambda out: _fidelity(step, out))
+
+
+def _fidelity(step: FidelityStep, out: Path | None) -> Record:
+    from mmfeatures import plotting
+    from mmfeatures.analysis.fidelity import fidelity
+    from mmfeatures.datasets import ConceptDataset
+    from mmfeatures.encoders import load_encoder
+    from mmfeatures.errors import InputError
+    from mmfeatures.sae import check_compatible, load_sae
+
+    saes = [load_sae(p) for p in step.saes]
+    stores = {sae.metadata.get("store") for sae in saes}
+    if len(stores) != 1 or None in stores:
+        raise InputError(f"the SAEs come from {len(stores)} stores ({sorted(map(str, stores))}); fidelity compares "
+                         "SAEs of one model and site: pass SAEs trained on one store")
+    store = open_store(stores.pop(), "store (the SAE records none)")
+    for sae in saes:
+        check_compatible(sae, store)
+    names = list(step.names) or [Path(p).name for p in step.saes]
+    encoder = load_encoder(store.config.model)
+    data = ConceptDataset.builtin(["concepts"], languages=list(step.languages))
+    mean = store.stats().mean_d
+    rows = {name: fidelity(encoder, store.config.site, sae, data, mean=mean).row() for name, sae in zip(
+        names, saes, strict=True)}
+    metrics = ("cosine", "retrieval", "crosslingual")
+    columns = ["sae", *metrics, *(f"recovered_{m}_vs_{b}" for b in ("zero", "mean") for m in metrics)]
+    figures = ()
+    if out is not None:
+        fig = plotting.curves({m: {i: rows[n][f"recovered_{m}_vs_zero"] for i, n in enumerate(names)} for m in metrics},
+                              xlabel="SAE (" + ", ".join(f"{i}: {n}" for i, n in enumerate(names)) + ")",
+                              ylabel="fraction recovered vs zero-ablation",
+                              title=f"Spliced SAEs at {store.config.site}: share of clean behaviour kept")
+        save_figure(fig, out / "fidelity.png")
+        figures = ({"file": "fidelity.png", "caption": "Fraction of the clean model's behaviour each spliced SAE "
+                                                       "keeps, between zero-ablation (0) and clean (1)."},)
+    return Record("fidelity", f"Splice fidelity of {len(saes)} SAE(s) on {store.config.model} {store.config.site}",
+                  {}, figures=figures,
+                  tables=(table(f"{len(data)} built-in sentences in {', '.join(step.languages)}", columns,
+                                [[n, *(round(float(rows[n][c]), 4) for c in columns[1:])] for n in names]),))

@@ -1,0 +1,115 @@
+"""Plans: steps held as data, whose outputs reach later steps as typed handles.
+
+A plan is a tuple of ``PlanStep(name, config)``. A config field may hold a handle instead of a path:
+``StoreOf("01-extract-e5", "text.layer.8.resid")`` is the store that step wrote at that site, ``SAEOf("02-train-e5")``
+the SAE that step trained. ``run_plan`` runs the steps in order, each into ``root/<name>``, resolving handles from
+the records of the steps before it, and every step reuses its result when its key is unchanged.
+
+>>> plan = (PlanStep("extract", ExtractStep(sites=("text.layer.8.resid",))),           # doctest: +SKIP
+...         PlanStep("train", TrainStep(store=StoreOf("extract", "text.layer.8.resid"))))
+>>> run_plan(plan, "runs/e5")                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmfeatures.errors import InputError
+from mmfeatures.pipeline.record import Record, Timer
+
+
+@dataclass(frozen=True)
+class StoreOf:
+    """Handle: the store that plan step ``step`` wrote at ``site``."""
+
+    step: str
+    site: str
+
+    def resolve(self, done: dict[str, Record]) -> str:
+        return _record(done, self.step).artifact("store", self.site).path
+
+
+@dataclass(frozen=True)
+class SAEOf:
+    """Handle: the SAE that plan step ``step`` trained."""
+
+    step: str
+
+    def resolve(self, done: dict[str, Record]) -> str:
+        return _record(done, self.step).artifact("sae").path
+
+
+Handle = StoreOf | SAEOf
+
+
+def _record(done: dict[str, Record], step: str) -> Record:
+    if step not in done:
+        raise InputError(f"a handle names step {step!r}, which has not run before it; steps so far: {list(done)}")
+    return done[step]
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    name: str
+    """Its folder under the plan's root (and the name handles use)."""
+    config: Any
+    """A step config (ExtractStep, TrainStep, ...) whose artifact fields may hold handles."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    name: str
+    seconds: float
+    reused: bool
+    record: Record
+
+
+def resolve(config: Any, done: dict[str, Record]) -> Any:
+    """``config`` with every handle (alone or in a tuple) replaced by the path it names."""
+    changes = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, Handle):
+            changes[f.name] = value.resolve(done)
+        elif isinstance(value, tuple) and any(isinstance(v, Handle) for v in value):
+            changes[f.name] = tuple(v.resolve(done) if isinstance(v, Handle) else v for v in value)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def check_plan(plan: Sequence[PlanStep]) -> None:
+    """Names are unique and every handle points at an earlier step (checked before any work)."""
+    seen: set[str] = set()
+    for step in plan:
+        if step.name in seen:
+            raise InputError(f"plan step name {step.name!r} is used twice; names are folders, so they must differ")
+        for f in dataclasses.fields(step.config):
+            value = getattr(step.config, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, Handle) and v.step not in seen:
+                    raise InputError(f"plan step {step.name!r} reads {v} before that step runs")
+        seen.add(step.name)
+
+
+def run_plan(plan: Sequence[PlanStep], root: str | Path, run: Callable[[Any], Record], *,
+             progress: bool = True) -> list[StepOutcome]:
+    """Run every step into ``root/<name>`` in order (each reusing its result when unchanged)."""
+    from tqdm.auto import tqdm
+
+    check_plan(plan)
+    root = Path(root)
+    done: dict[str, Record] = {}
+    outcomes = []
+    bar = tqdm(plan, desc="plan", unit="step", disable=not progress)
+    for step in bar:
+        bar.set_postfix_str(step.name)
+        folder = root / step.name
+        config = dataclasses.replace(resolve(step.config, done), out=str(folder))
+        timer = Timer()
+        record = run(config)
+        done[step.name] = record
+        outcomes.append(StepOutcome(step.name, timer.seconds, record.reused, record))
+    return outcomes

@@ -1,0 +1,93 @@
+"""The train step (``mmfeatures train``): one SAE on an activation store, reused by its key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmfeatures.pipeline.record import Artifact, Record, opt, run_step, save_figure, table, writable
+from mmfeatures.sae import ARCHS, TrainConfig
+
+
+def _default(name: str):
+    """TrainConfig's own default for a field: the step and the library never disagree."""
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Train one SAE on ``store`` (resumable; an SAE with the same key is loaded, not retrained)."""
+
+    store: str | None = opt(None, "activation store folder (written by `mmfeatures extract`)", required=True,
+                            artifact=True)
+    arch: str = opt("topk", f"architecture: {', '.join(ARCHS)}")
+    width: int = opt(1536, "number of latents")
+    k: int = opt(16, "active latents per row (topk, batchtopk)")
+    l1: float = opt(5.0, "L1 coefficient (relu) or L0 coefficient (jumprelu)")
+    epochs: int = opt(3, "passes over the store")
+    seed: int = opt(0, "initialisation seed")
+    lr: float = opt(_default("lr"), "Adam learning rate")
+    warmup_steps: int = opt(_default("warmup_steps"), "linear learning-rate warm-up, in steps")
+    batch_size: int = opt(2048, "rows per step")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N", volatile=True)
+    sae_dir: str | None = opt(None, "folder for the SAE (default: the user cache, by the store's key)", volatile=True)
+    out: str | None = opt(None, "folder for this step's result.json and training curve (default: none written)",
+                          volatile=True)
+    progress: bool = opt(True, "show progress bars", volatile=True)
+
+    def __post_init__(self):
+        from mmfeatures.encoders import resolve_device
+        from mmfeatures.errors import InputError
+
+        if self.width < 1 or self.k < 1 or self.epochs < 1:
+            raise InputError(f"width ({self.width}), k ({self.k}) and epochs ({self.epochs}) must be >= 1")
+        self.train_config()                                  # every TrainConfig check, before any work
+        resolve_device(self.device)
+        if self.sae_dir:
+            writable(self.sae_dir)
+
+    def train_config(self) -> TrainConfig:
+        from mmfeatures.sae import make_arch
+
+        return TrainConfig(make_arch(self.arch, k=self.k, l1=self.l1), self.width, seed=self.seed, lr=self.lr,
+                           warmup_steps=self.warmup_steps, batch_size=self.batch_size, epochs=self.epochs,
+                           device=self.device)
+
+
+def open_store(path: str | None, what: str = "store"):
+    from mmfeatures.activations import ActivationStore
+    from mmfeatures.errors import InputError
+
+    if not path:
+        raise InputError(f"no {what} given; pass the folder `mmfeatures extract` printed")
+    return ActivationStore(path)
+
+
+def run_train(step: TrainStep) -> Record:
+    """Train (or load) the SAE and record its final metrics and training curve."""
+
+    def compute(out: Path | None) -> Record:
+        from mmfeatures import plotting
+        from mmfeatures.sae import train
+
+        store = open_store(step.store)
+        trained = train(store, step.train_config(), step.sae_dir, progress=step.progress)[0]
+        history, final = trained.metrics.get("history", []), trained.metrics.get("final", {})
+        keys = ("nmse", "explained_variance", "l0", "dead_fraction", "dense_fraction")
+        figures = ()
+        if out and len(history) >= 5:                              # a curve needs a few logged steps
+            fig = plotting.curves({"NMSE": {h["step"]: h["nmse"] for h in history},
+                                   "dead fraction": {h["step"]: h["dead_fraction"] for h in history}},
+                                  xlabel="step", ylabel="value",
+                                  title=f"Training {trained.folder.name} on {store.config.site}")
+            save_figure(fig, out / "training.png")
+            figures = ({"file": "training.png", "caption": "NMSE and dead-latent fraction during training"},)
+        return Record(
+            "train", f"SAE {step.arch} width {step.width}" + (f", k {step.k}" if "topk" in step.arch else ""), {},
+            tables=(table(f"Final metrics on {store.n_rows} rows of {store.config.model} {store.config.site}",
+                          list(keys), [[round(float(final.get(k, float("nan"))), 4) for k in keys]]),),
+            figures=figures, artifacts=(Artifact("sae", str(trained.folder), trained.key, store.config.site),),
+            reused=trained.reused)
+
+    return run_step("train", step, compute, reuse=False)

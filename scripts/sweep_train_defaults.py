@@ -1,0 +1,454 @@
+"""The learning-rate / warm-up sweep behind docs/results/train-defaults.md. Every number on that page comes from here.
+
+    HF_HUB_OFFLINE=1 TQDM_DISABLE=1 MPLBACKEND=Agg .venv/bin/python scripts/sweep_train_defaults.py
+    .venv/bin/python scripts/sweep_train_defaults.py --report    # page and figure only, from the JSON
+
+What it measures (CPU, about 10 minutes on one core; reruns reuse the stores, the SAEs and the JSON):
+
+- Data: the built-in concept sentences (123 concepts x 16 languages x 2 sentences). Token activations
+  of offline:e5-small at text.layer.8.resid (``pooling="none"``) of sentence 1 of every concept and
+  language are the training store; those of sentence 2 are the held-out store (same concepts and
+  languages, other text, no token of it is seen in training).
+- SAEs as the call sites train them (mmfeatures/jobs/train.py, the notebooks, scripts/*_study.py):
+  TopK(k=16), 1,536 latents, batch 2,048, 3 epochs (``total_rows = 3 * n_rows``), decay_start 0.8.
+- Stage ``grid`` (3 epochs): lr in {3e-4, 1e-3, 3e-3, 1e-2} x warm-up in {0, 5 % of the run, 20, 100
+  steps}, 3 seeds (seed s sets both the initialisation and the data order); dead_tokens 100,000 as at
+  the call sites.
+- Stage ``relu`` (3 epochs, seed 0): ReLU(l1_coefficient=5), no sparsity warm-up, every lr x warm-up
+  {0, 100}.
+- Stage ``long`` (10 epochs): the 3 best grid settings and the call sites' (3e-3, 20 steps), 3 seeds.
+- Stage ``dead``: dead_tokens {20,000, 5,000} at 3 epochs and {1,000,000, 20,000} at 10 epochs for the
+  best grid setting, next to the 100,000 of the other stages.
+- Score of every SAE on the held-out store: NMSE = sum of squared error / sum of squared deviation from
+  the held-out mean; measured L0 (mean active latents per row); the fraction of latents that never
+  fire on any held-out row. The last training batch's NMSE (from metrics.json) is kept for reference.
+
+SAEs trained together in one ``train()`` pass see the same batches and do not interact, so a pass per
+(stage, seed) is exactly a set of separate runs; a pass that diverges is retrained config by config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("mmfeatures") is None:  # not installed: use this checkout (PYTHONPATH may pick another)
+    sys.path.insert(0, str(ROOT))
+
+import mmfeatures as mmf  # noqa: E402
+from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+
+
+def _saes(result) -> list:
+    """``train()``'s SAEs as a list, whether it returned an SAE, a list, or a result object with ``.saes``."""
+    if hasattr(result, "saes"):
+        return list(result.saes)
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]
+
+
+MODEL, SITE = "offline:e5-small", "text.layer.8.resid"
+K, WIDTH, BATCH, L1 = 16, 1536, 2048, 5.0
+LRS = [3e-4, 1e-3, 3e-3, 1e-2]
+WARMUPS = ["0", "5%", "20", "100"]                  # steps, or a percentage of the run's steps
+RELU_WARMUPS = ["0", "100"]
+RELU_SEEDS = [0]
+DEAD_SHORT, DEAD_LONG = [20_000, 5_000], [1_000_000, 20_000]
+N_LONG = 3
+CALL_SITE = {"lr": 3e-3, "warmup": "20", "dead_tokens": 100_000}
+OLD_DEFAULT = {"lr": 4e-4, "warmup": "100", "dead_tokens": 1_000_000}
+SEEDS = [0, 1, 2]
+SHORT, LONG = 3, 10
+OUT_JSON = ROOT / "docs/results/train-defaults.json"
+OUT_MD = ROOT / "docs/results/train-defaults.md"
+FIGURE = ROOT / "docs/results/figures/train_defaults_lr.png"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def warmup_steps(rule: str, steps: int) -> int:
+    """'20' -> 20 steps; '5%' -> 5 % of the run's steps (at least 1)."""
+    if rule.endswith("%"):
+        return max(1, round(float(rule[:-1]) / 100 * steps))
+    return int(rule)
+
+
+def run_name(arch: str, lr: float, warmup: str, dead: int) -> str:
+    return f"{arch}-lr{lr:g}-w{warmup.replace('%', 'pct')}-dt{dead}"
+
+
+def run_key(stage: str, epochs: int, seed: int, arch: str, lr: float, warmup: str, dead: int) -> str:
+    return f"{stage}|{epochs}ep|seed{seed}|{run_name(arch, lr, warmup, dead)}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data, training, scoring
+
+
+def stores(work: Path):
+    ds = mmf.ConceptDataset.builtin(["concepts"])
+    split = {n: [e for e in ds if e.id.rsplit("/", 1)[-1] == n] for n in ("1", "2")}
+    assert len(split["1"]) == len(split["2"]) == len(ds) // 2, "expected two sentences per concept and language"
+    out = {}
+    for n, name in (("1", "train"), ("2", "heldout")):
+        r = mmf.extract(MODEL, split[n], [SITE], pooling="none", store_dir=work / "stores", batch_size=64,
+                        device="cpu", progress=False)
+        out[name] = r.stores[SITE]
+    return out
+
+
+@torch.no_grad()
+def score(sae, x: torch.Tensor) -> dict:
+    """Held-out NMSE (about the data's own mean), measured L0 and the never-firing fraction."""
+    err, fires, active = 0.0, torch.zeros(sae.d_sae, dtype=torch.long), 0
+    for chunk in x.split(8192):
+        z = sae.encode(chunk)
+        err += float((sae.decode(z) - chunk).double().pow(2).sum())
+        on = z > 0
+        fires += on.sum(0)
+        active += int(on.sum())
+    var = float((x.double() - x.double().mean(0)).pow(2).sum())
+    return {"nmse": err / var, "l0": active / len(x), "never_fire": float((fires == 0).float().mean())}
+
+
+def configs_for(specs: list[dict], seed: int, total_rows: int, steps: int, device: str) -> list:
+    cfgs = []
+    for s in specs:
+        arch = mmf.TopK(k=K) if s["arch"] == "topk" else mmf.ReLU(l1_coefficient=L1)
+        cfgs.append(mmf.TrainConfig(arch, WIDTH, seed=seed, data_seed=seed, lr=s["lr"],
+                                    warmup_steps=warmup_steps(s["warmup"], steps), dead_tokens=s["dead_tokens"],
+                                    batch_size=BATCH, total_rows=total_rows, device=device, log_every=10,
+                                    checkpoint_every=10_000,
+                                    name=run_name(s["arch"], s["lr"], s["warmup"], s["dead_tokens"])))
+    return cfgs
+
+
+def train_pass(store, cfgs: list, folder: Path) -> tuple[list, list, float]:
+    """Train (or load) ``cfgs`` in one pass; a diverging pass is redone config by config (None = diverged)."""
+    paths = [folder / c.name for c in cfgs]
+    if all((p / "cfg.json").is_file() for p in paths):
+        return [mmf.load_sae(str(p)) for p in paths], paths, 0.0
+    t0 = time.perf_counter()
+    try:
+        saes = _saes(mmf.train(store, cfgs, folder, progress=False))
+    except mmf.sae.TrainingDiverged:
+        log(f"  a pass of {len(cfgs)} diverged; training them one by one")
+        saes = []
+        for c, p in zip(cfgs, paths, strict=True):
+            if (p / "cfg.json").is_file():
+                saes.append(mmf.load_sae(str(p)))
+                continue
+            try:
+                saes.append(_saes(mmf.train(store, c, folder, progress=False))[0])
+            except mmf.sae.TrainingDiverged as e:
+                log(f"  {c.name} diverged: {str(e)[:120]}")
+                (folder / f"{c.name}.diverged").write_text(str(e))
+                saes.append(None)
+    return saes, paths, time.perf_counter() - t0
+
+
+def run_stage(stage: str, specs: list[dict], epochs: int, data: dict, x: dict, results: dict, work: Path,
+              seeds: list[int], device: str) -> None:
+    """Each seed: one train() pass over the configs not yet in ``results``, then held-out scores."""
+    store = data["train"]
+    total_rows = epochs * store.n_rows
+    steps = total_rows // BATCH
+    for seed in seeds:
+        keys = [run_key(stage, epochs, seed, s["arch"], s["lr"], s["warmup"], s["dead_tokens"]) for s in specs]
+        todo = [(k, s) for k, s in zip(keys, specs, strict=True) if k not in results["runs"]]
+        if not todo:
+            continue
+        cfgs = configs_for([s for _, s in todo], seed, total_rows, steps, device)
+        log(f"{stage}: {epochs} epochs ({steps} steps), seed {seed}: {len(cfgs)} SAEs")
+        saes, paths, seconds = train_pass(store, cfgs, work / "saes" / f"{stage}-{epochs}ep-seed{seed}")
+        results["train_seconds"] += seconds
+        for (key, spec), cfg, sae, path in zip(todo, cfgs, saes, paths, strict=True):
+            row = {**spec, "stage": stage, "epochs": epochs, "steps": steps, "seed": seed,
+                   "warmup_steps": cfg.warmup_steps, "diverged": sae is None}
+            if sae is not None:
+                row["heldout"] = score(sae, x["heldout"])
+                final = json.loads((path / "metrics.json").read_text()).get("final", {})
+                row["train_last_batch_nmse"] = final.get("nmse", float("nan"))
+            results["runs"][key] = row
+        save(results)
+        log(f"  {seconds:.0f} s; best held-out NMSE this pass "
+            f"{min(r['heldout']['nmse'] for k, r in results['runs'].items() if k in keys and 'heldout' in r):.4f}")
+
+
+def save(results: dict) -> None:
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(OUT_JSON, json.dumps(results, indent=1, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# summaries
+
+
+def summary(results: dict, **where) -> dict:
+    """mean and sd over seeds of every metric of the runs matching ``where`` (nan when any diverged)."""
+    rows = [r for r in results["runs"].values() if all(r.get(k) == v for k, v in where.items())]
+    out = {"n": len(rows), "diverged": sum(r["diverged"] for r in rows),
+           "warmup_steps": sorted({r["warmup_steps"] for r in rows})}
+    metrics = {f"heldout_{m}": (lambda r, m=m: r["heldout"][m]) for m in ("nmse", "l0", "never_fire")}
+    metrics["train_nmse"] = lambda r: r["train_last_batch_nmse"]
+    for name, get in metrics.items():
+        vals = np.array([get(r) if not r["diverged"] else np.nan for r in rows], float)
+        out[name] = (float(vals.mean()) if len(vals) else np.nan, float(vals.std(ddof=1)) if len(vals) > 1 else np.nan)
+    return out
+
+
+def ranked_grid(results: dict) -> list[tuple[float, float, str]]:
+    """(mean held-out NMSE, lr, warm-up) of the 3-epoch TopK grid, best first."""
+    cells = [(summary(results, stage="grid", arch="topk", epochs=SHORT, lr=lr, warmup=w)["heldout_nmse"][0], lr, w)
+             for lr in LRS for w in WARMUPS]
+    return sorted(c for c in cells if np.isfinite(c[0]))
+
+
+def best_topk(results: dict) -> tuple[float, str]:
+    return ranked_grid(results)[0][1:]
+
+
+def long_settings(results: dict) -> list[tuple[float, str]]:
+    """The N_LONG best grid settings and the call sites' setting."""
+    out = [c[1:] for c in ranked_grid(results)[:N_LONG]]
+    call = (CALL_SITE["lr"], CALL_SITE["warmup"])
+    return out + ([call] if call not in out else [])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# page
+
+
+def fmt(ms: tuple[float, float], digits: int = 4, scale: float = 1.0) -> str:
+    m, s = ms
+    if not np.isfinite(m):
+        return "diverged"
+    m, s = m * scale, s * scale
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
+
+
+def warm_label(rule: str) -> str:
+    return f"{rule} of the run" if rule.endswith("%") else f"{rule} steps"
+
+
+def table(results: dict, rows: list[tuple], head: list[str], where: dict) -> list[str]:
+    lines = ["| " + " | ".join(head + ["steps", "warm-up steps", "held-out NMSE", "train NMSE", "held-out L0",
+                                       "never fire on held-out (%)"]) + " |",
+             "|" + "---|" * (len(head) + 6)]
+    for label, extra in rows:
+        s = summary(results, **where, **extra)
+        if not s["n"]:
+            continue
+        steps = sorted({r["steps"] for r in results["runs"].values()
+                        if all(r.get(k) == v for k, v in {**where, **extra}.items())})
+        lines.append("| " + " | ".join(label + [", ".join(map(str, steps)),
+                                              ", ".join(map(str, s["warmup_steps"])),
+                                              fmt(s["heldout_nmse"]), fmt(s["train_nmse"]),
+                                              fmt(s["heldout_l0"], 1), fmt(s["heldout_never_fire"], 1, 100)]) + " |")
+    return lines
+
+
+def figure(results: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    warms = results.get("long_warmups", [])
+    panels = [("TopK k=16, 3 epochs", "grid", "topk", SHORT, WARMUPS),
+              ("TopK k=16, 10 epochs", "long", "topk", LONG, warms),
+              (f"ReLU l1={L1:g}, 3 epochs", "grid", "relu", SHORT, RELU_WARMUPS)]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), sharey=False)
+    for ax, (title, stage, arch, epochs, ws) in zip(axes, panels, strict=True):
+        for i, w in enumerate(ws):
+            ms = [summary(results, stage=stage, arch=arch, epochs=epochs, lr=lr, warmup=w)["heldout_nmse"]
+                  for lr in LRS]
+            ok = [j for j, (m, _) in enumerate(ms) if np.isfinite(m)]
+            if not ok:
+                continue
+            ax.errorbar([LRS[j] * (1 + 0.03 * (i - len(ws) / 2)) for j in ok], [ms[j][0] for j in ok],
+                        yerr=[0 if not np.isfinite(ms[j][1]) else ms[j][1] for j in ok], marker="o", ms=4,
+                        capsize=2, label=f"warm-up {warm_label(w)}")
+        ax.axvline(OLD_DEFAULT["lr"], color="0.6", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("held-out NMSE (mean ± sd over seeds)")
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=130)
+    plt.close(fig)
+
+
+def page(results: dict) -> str:
+    meta = results["meta"]
+    lr_b, w_b = best_topk(results)
+    s_best = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=lr_b, warmup=w_b)
+    s_call = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=CALL_SITE["lr"], warmup=CALL_SITE["warmup"])
+    s_old = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=1e-3, warmup="100")
+    warms = results.get("long_warmups", [])
+    lr_l, w_l = min(((summary(results, stage="long", arch="topk", epochs=LONG, lr=lr, warmup=w)["heldout_nmse"][0],
+                      lr, w) for lr in LRS for w in warms), key=lambda t: t[0] if np.isfinite(t[0]) else np.inf)[1:]
+    s_long_best = summary(results, stage="long", arch="topk", epochs=LONG, lr=lr_l, warmup=w_l)
+    s_long_rec = summary(results, stage="long", arch="topk", epochs=LONG, lr=lr_b, warmup=w_b)
+    steps3 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == SHORT})
+    steps10 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == LONG})
+
+    def grid_rows(arch, ws):
+        return [([f"{lr:g}", warm_label(w)], {"lr": lr, "warmup": w}) for lr in LRS for w in ws]
+
+    lines = [
+        "# TrainConfig defaults: a measured lr / warm-up sweep",
+        "",
+        "Generated by `scripts/sweep_train_defaults.py` (every number here comes from "
+        "`docs/results/train-defaults.json`). Rerun:",
+        "",
+        "```",
+        "HF_HUB_OFFLINE=1 TQDM_DISABLE=1 MPLBACKEND=Agg .venv/bin/python scripts/sweep_train_defaults.py",
+        "```",
+        "",
+        f"**Setup.** Token activations of `{MODEL}` at `{SITE}` for the built-in concept sentences. "
+        f"Training store: sentence 1 of every concept and language ({meta['train_rows']:,} token rows); held-out "
+        f"store: sentence 2 ({meta['heldout_rows']:,} rows) — same concepts and languages, other text. "
+        f"SAEs as the call sites train them: TopK(k={K}), {WIDTH:,} latents, batch {BATCH:,}, decay_start 0.8, "
+        f"{SHORT} epochs = {', '.join(map(str, steps3))} steps ({LONG} epochs = {', '.join(map(str, steps10))} steps). "
+        f"The call sites train on both sentences, twice the rows, so their 3-epoch runs are about twice as long "
+        f"({2 * steps3[0]} steps). Seeds {', '.join(map(str, meta['seeds']))} (each sets the initialisation "
+        f"and the data order); mean ± sd over seeds. "
+        "NMSE = Σ squared error / Σ squared deviation from the held-out mean; L0 = mean active latents per "
+        "held-out row; 'never fire' = latents with no activation on any held-out row. "
+        f"A warm-up of 'x % of the run' is round(x/100 · steps) steps, at least 1; a warm-up of 0 steps starts "
+        f"at the full lr. Training took {results['train_seconds']:.0f} s of CPU wall time "
+        f"({meta['platform']}, torch {meta['torch']}, {meta['threads']} threads).",
+        "",
+        "## Result",
+        "",
+        f"- Best 3-epoch TopK setting: **lr {lr_b:g}, warm-up {warm_label(w_b)}**: held-out NMSE "
+        f"{fmt(s_best['heldout_nmse'])}; the call sites' lr {CALL_SITE['lr']:g} / 20 steps: "
+        f"{fmt(s_call['heldout_nmse'])}; the current default lr {OLD_DEFAULT['lr']:g} / 100 steps is outside "
+        f"the grid, its nearest point lr 1e-3 / 100 steps gives {fmt(s_old['heldout_nmse'])}.",
+        f"- At {LONG} epochs the best setting is lr {lr_l:g}, warm-up {warm_label(w_l)} "
+        f"({fmt(s_long_best['heldout_nmse'])}); lr {lr_b:g} / {warm_label(w_b)} gives "
+        f"{fmt(s_long_rec['heldout_nmse'])}.",
+        "",
+        "![held-out NMSE vs learning rate](figures/train_defaults_lr.png)",
+        "",
+        "*Held-out NMSE against the learning rate, one line per warm-up (error bars: sd over seeds; the dotted "
+        f"line marks the current default lr {OLD_DEFAULT['lr']:g}).*",
+        "",
+        f"## TopK, {SHORT} epochs",
+        "",
+        *table(results, grid_rows("topk", WARMUPS), ["lr", "warm-up"],
+               {"stage": "grid", "arch": "topk", "epochs": SHORT}),
+        "",
+        f"## TopK, {LONG} epochs",
+        "",
+        *table(results, grid_rows("topk", warms), ["lr", "warm-up"],
+               {"stage": "long", "arch": "topk", "epochs": LONG}),
+        "",
+        f"## dead_tokens (TopK, lr {lr_b:g}, warm-up {warm_label(w_b)})",
+        "",
+        "A latent counts as dead after `dead_tokens` rows without firing, and only dead latents get the AuxK "
+        f"loss. A {SHORT}-epoch run here sees {SHORT * meta['train_rows']:,} rows, a {LONG}-epoch run "
+        f"{LONG * meta['train_rows']:,}.",
+        "",
+        *table(results, [([f"{d:,}", f"{e}"], {"dead_tokens": d, "epochs": e}) for e in (SHORT, LONG) for d in DEAD],
+               ["dead_tokens", "epochs"], {"arch": "topk", "lr": lr_b, "warmup": w_b}),
+        "",
+        f"## ReLU (l1_coefficient {L1:g}, no sparsity warm-up), {SHORT} epochs",
+        "",
+        *table(results, grid_rows("relu", RELU_WARMUPS), ["lr", "warm-up"],
+               {"stage": "grid", "arch": "relu", "epochs": SHORT}),
+        "",
+        "## Provenance",
+        "",
+        f"- checkout at git {meta['git']}; the mmfeatures that ran: {meta['mmfeatures']}",
+        f"- written {meta['written']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def git_state() -> tuple[str, str]:
+    """This checkout's commit, and which mmfeatures ran: this checkout's (clean or modified) or another copy."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    pkg = Path(mmf.__file__).resolve().parent
+    if pkg != ROOT / "mmfeatures":
+        return head, f"imported from {pkg}"
+    return head, "this checkout" + (" (with uncommitted changes under mmfeatures/)"
+                                    if git("status", "--porcelain", "mmfeatures") else "")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default=None, help="stores and SAEs (default: the user cache's sweeps/train-defaults)")
+    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--report", action="store_true", help="write the page and figure from the JSON only")
+    p.add_argument("--fresh", action="store_true", help="ignore the JSON's runs (SAEs on disk are still reused)")
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    if not args.report:
+        torch.manual_seed(0)
+        work = Path(args.work) if args.work else cache_dir("sweeps", "train-defaults")
+        results = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() and not args.fresh else {}
+        results.setdefault("runs", {})
+        results.setdefault("train_seconds", 0.0)
+        log(f"extracting {MODEL} {SITE} (reused when present) under {work}")
+        data = stores(work)
+        x = {k: torch.from_numpy(s.array()) for k, s in data.items()}
+        results["meta"] = {"model": MODEL, "site": SITE, "k": K, "width": WIDTH, "batch": BATCH, "seeds": args.seeds,
+                           "train_rows": data["train"].n_rows, "heldout_rows": data["heldout"].n_rows,
+                           "torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "platform": f"{platform.machine()} {os.cpu_count()} CPUs", "git": git_state()[0],
+                           "mmfeatures": git_state()[1], "written": time.strftime("%Y-%m-%d %H:%M")}
+        log(f"train {data['train'].n_rows} rows, held-out {data['heldout'].n_rows} rows")
+
+        grid = [{"arch": "topk", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr in LRS for w in WARMUPS]
+        grid += [{"arch": "relu", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr in LRS for w in RELU_WARMUPS]
+        run_stage("grid", grid, SHORT, data, x, results, work, args.seeds, args.device)
+
+        lr_b, w_b = best_topk(results)
+        results["best_grid"] = {"lr": lr_b, "warmup": w_b}
+        log(f"best 3-epoch TopK: lr {lr_b:g}, warm-up {w_b}")
+        # dead_tokens 100,000 is already in the grid (3 epochs) and the long stage (10 epochs)
+        dead = [{"arch": "topk", "lr": lr_b, "warmup": w_b, "dead_tokens": d} for d in DEAD if d != 100_000]
+        run_stage("dead", dead, SHORT, data, x, results, work, args.seeds, args.device)
+
+        results["long_warmups"] = long_warmups(results)
+        long = [{"arch": "topk", "lr": lr, "warmup": w, "dead_tokens": 100_000}
+                for lr in LRS for w in results["long_warmups"]]
+        run_stage("long", long, LONG, data, x, results, work, args.seeds, args.device)
+        run_stage("dead", dead, LONG, data, x, results, work, args.seeds, args.device)
+        save(results)
+    results = json.loads(OUT_JSON.read_text())
+    figure(results)
+    write_text_atomic(OUT_MD, page(results))
+    log(f"wrote {OUT_MD.relative_to(ROOT)}, {FIGURE.relative_to(ROOT)} and {OUT_JSON.relative_to(ROOT)} "
+        f"in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
