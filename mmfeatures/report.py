@@ -66,7 +66,7 @@ def _badge(supported: bool | None) -> str:
 
 
 def _scores(scores: tuple[dict[str, Any], ...]) -> str:
-    rows = [[s["metric"], s["value"], f"{fmt(s['null_mean'])} ± {fmt(s['null_sd'])}", s["p_value"], s["n_null"]]
+    rows = [[s["metric"], s["value"], f"{fmt(s['null_mean'])} ± {fmt(s['null_sd'])}", s["p_value"], s["n_perm"]]
             for s in scores]
     return _table(["statistic", "value", "null (mean ± sd)", "p", "K"], rows)
 

@@ -15,12 +15,13 @@ What it does, on the built-in parallel sentences (123 concepts x 16 languages x 
    The scores are cross-lingual consistency and interpretability, each with permutation nulls.
 
 Results are saved per unit set in results.json.gz as they are computed, so an interrupted run resumes.
+Stores and SAEs live in the user cache under their keys (the same ones the CLI, the demo and the notebooks
+use), so nothing here keeps a cache of its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,7 +38,6 @@ from consistency_report import load_results, save_results  # noqa: E402
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crosslingual, interpretability  # noqa: E402
 from mmfeatures.analysis.labels import pool_by_example, unit_activations  # noqa: E402
-from mmfeatures.disk import cache_dir  # noqa: E402
 from mmfeatures.encoders import random_init  # noqa: E402
 
 MODELS = {"offline:e5-small": [3, 7, 11], "offline:minilm-l6": [1, 3, 5]}
@@ -55,28 +55,25 @@ def site(layer: int) -> str:
     return f"text.layer.{layer}.resid"
 
 
-def extract_all(encoder, dataset, layers, work: Path):
-    """(token stores, mean-pooled stores) by layer; reused from disk when already complete."""
+def extract_all(encoder, dataset, layers):
+    """(token stores, mean-pooled stores) by layer; reused from the cache (by key) when already complete."""
     sites = [site(layer) for layer in layers]
-    tokens = mmf.extract(encoder, dataset, sites, pooling="none", store_dir=work / "stores", batch_size=64,
-                         progress=False)
-    pooled = mmf.extract(encoder, dataset, sites, pooling="mean", store_dir=work / "stores", batch_size=64,
-                         progress=False)
+    tokens = mmf.extract(encoder, dataset, sites, pooling="none", batch_size=64, progress=False)
+    pooled = mmf.extract(encoder, dataset, sites, pooling="mean", batch_size=64, progress=False)
     return ({layer: tokens.stores[site(layer)] for layer in layers},
             {layer: pooled.stores[site(layer)] for layer in layers})
 
 
-def train_saes(store, work: Path, tag: str):
-    folder = work / "saes" / tag
-    total = store.n_rows * TRAIN_EPOCHS
-    configs = [mmf.TrainConfig(mmf.TopK(k=K), width, seed=0, lr=3e-3, warmup_steps=20, batch_size=2048,
-                               total_rows=total, dead_tokens=100_000, device="cpu", log_every=25,
-                               name=f"topk{K}-{width}") for width in WIDTHS]
-    done = [folder / c.name for c in configs]
-    if all((d / "cfg.json").is_file() for d in done):
-        return [mmf.load_sae(str(d)) for d in done]
-    log(f"training {len(configs)} SAEs on {store.n_rows} token rows x {TRAIN_EPOCHS} epochs ({tag})")
-    return mmf.train(store, configs, folder, progress=False)
+def sae_configs() -> list:
+    """The study's SAEs: TopK (k = K) at each of WIDTHS, TRAIN_EPOCHS passes (matching_study.py reuses them)."""
+    return [mmf.TrainConfig(mmf.TopK(k=K), width, seed=0, batch_size=2048, epochs=TRAIN_EPOCHS, device="cpu",
+                            log_every=25) for width in WIDTHS]
+
+
+def train_saes(store):
+    """The SAEs of ``sae_configs()`` on ``store``: trained in one pass, or loaded by key when already trained."""
+    log(f"SAEs on {store.n_rows} token rows x {TRAIN_EPOCHS} epochs ({store.config.model} {store.config.site})")
+    return mmf.train(store, sae_configs(), progress=False)
 
 
 def random_directions(store, width: int, seed: int = 0):
@@ -111,7 +108,6 @@ def run(args) -> None:
     out = Path(args.out)
     results_path = out / "results.json.gz"
     results = load_results(out) if results_path.is_file() else {}
-    work = Path(args.work)
     dataset = mmf.ConceptDataset.builtin(["concepts"])
 
     def save(key: str, value: dict) -> None:
@@ -128,7 +124,6 @@ def run(args) -> None:
         encoder = mmf.load_encoder(name)
         if randomised:
             encoder = random_init(encoder, seed=0)
-        tag = encoder.name.replace(":", "_").replace("+", "_")
         keys = [f"{encoder.name}|{layer}|{u}" for layer in layers
                 for u in ["neurons", "random-directions", *[f"sae-{w}" for w in WIDTHS]]]
         if all(k in results for k in keys) and not (name == "offline:e5-small" and not randomised
@@ -136,7 +131,7 @@ def run(args) -> None:
             log(f"{encoder.name}: all results present")
             continue
         log(f"{encoder.name}: extracting layers {layers}")
-        tokens, pooled = extract_all(encoder, dataset, layers, work)
+        tokens, pooled = extract_all(encoder, dataset, layers)
         for layer in layers:
             prefix = f"{encoder.name}|{layer}"
             if f"{prefix}|neurons" not in results:
@@ -146,13 +141,10 @@ def run(args) -> None:
                 z, labels = random_directions(tokens[layer], WIDTHS[1])
                 save(f"{prefix}|random-directions", score(z, labels, signed=False, n_perm=args.n_perm))
             if any(f"{prefix}|sae-{w}" not in results for w in WIDTHS):
-                saes = train_saes(tokens[layer], work, f"{tag}-layer{layer}")
-                for width, sae in zip(WIDTHS, saes, strict=True):
-                    metrics = json.loads((work / "saes" / f"{tag}-layer{layer}" / f"topk{K}-{width}" /
-                                          "metrics.json").read_text())
-                    z, labels = unit_activations(tokens[layer], sae)
+                for width, trained in zip(WIDTHS, train_saes(tokens[layer]), strict=True):
+                    z, labels = unit_activations(tokens[layer], trained.sae)
                     entry = score(z, labels, signed=False, n_perm=args.n_perm)
-                    entry["train_final"] = metrics.get("final", {})
+                    entry["train_final"] = trained.metrics.get("final", {})
                     save(f"{prefix}|sae-{width}", entry)
             if name == "offline:e5-small" and not randomised and layer == 11 and \
                     f"{prefix}|pretrained-16384" not in results:
@@ -167,7 +159,6 @@ def run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
-    parser.add_argument("--work", default=str(cache_dir("study")))
     parser.add_argument("--n-perm", type=int, default=20)
     parser.add_argument("--report", action="store_true", help="only rewrite the page from results.json")
     args = parser.parse_args()

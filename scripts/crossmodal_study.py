@@ -34,11 +34,10 @@ sys.path.insert(0, str(ROOT))
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crossmodal  # noqa: E402
 from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
-from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+from mmfeatures.disk import write_text_atomic  # noqa: E402
 from mmfeatures.emojiclip.train import load_data  # noqa: E402
 from mmfeatures.encoders.base import Encoder, ModelInfo  # noqa: E402
 from mmfeatures.encoders.emojiclip import EmojiImageTower, ImageTower  # noqa: E402
-from mmfeatures.recipes import cached_sae  # noqa: E402
 
 MODEL = "offline:e5-emoji-clip"
 WIDTH, K = 1536, 16
@@ -83,25 +82,22 @@ def subsets(labels: Labels, heldout_ids: set[str]) -> dict[str, np.ndarray]:
 
 
 def run(args) -> dict:
-    work = Path(args.work)
     encoder = mmf.load_encoder(MODEL)
     data = mmf.ConceptDataset.builtin(["emoji", "photos"], linked_only=False)
     log(f"{len(data)} emoji and photo rows (pictures, names, captions): embedding")
-    stores = mmf.extract(encoder, data, ["image.embed", "text.embed"], store_dir=work / "stores", progress=True)
+    stores = mmf.extract(encoder, data, ["image.embed", "text.embed"], progress=True)
     x_img, lab_img = unit_activations(stores.stores["image.embed"])
     x_txt, lab_txt = unit_activations(stores.stores["text.embed"])
     heldout = {str(i) for i in np.flatnonzero(load_data(encoder.tower("image").module.config.image_size).heldout)}
     # the SAE sees texts only: the emoji names and photo captions
     text_store = stores.stores["text.embed"]
-    sae_dir = work / "saes" / "text-embed"
-    total = text_store.n_rows * 30
-    cfg = mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=0, lr=3e-3, warmup_steps=20, batch_size=1024, total_rows=total,
-                          dead_tokens=50_000, device="cpu", log_every=50, name=f"topk{K}-{WIDTH}")
-    sae = cached_sae(text_store, cfg, folder=sae_dir)
+    cfg = mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=0, batch_size=1024, epochs=30, dead_tokens=50_000,
+                          device="cpu", log_every=50)
+    sae = mmf.train(text_store, cfg, progress=False).sae           # trained once, then loaded by key
     results: dict = {"_meta": {"model": MODEL, "width": WIDTH, "k": K, "n_perm": args.n_perm,
                                "sae_rows": text_store.n_rows, "heldout_emoji": len(heldout)}}
     null_encoder = untrained(encoder)
-    null_img = mmf.extract(null_encoder, data, ["image.embed"], store_dir=work / "stores", progress=True)
+    null_img = mmf.extract(null_encoder, data, ["image.embed"], progress=True)
     x_null, lab_null = unit_activations(null_img.stores["image.embed"])
     assert list(lab_null.example_id) == list(lab_img.example_id)
     for tower, images in (("trained", x_img), ("untrained image tower", x_null)):
@@ -121,7 +117,6 @@ def run(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
-    parser.add_argument("--work", default=str(cache_dir("study-crossmodal")))
     parser.add_argument("--n-perm", type=int, default=20)
     args = parser.parse_args()
     results = run(args)

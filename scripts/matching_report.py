@@ -15,7 +15,7 @@ NAMES = {"offline:e5-small-enpt": "e5-small-enpt (related)", "offline:minilm-l6"
 
 def _cell(s: dict) -> str:
     p = s["p_value"]
-    floor = 1 / (s["n_null"] + 1)
+    floor = 1 / (s["n_perm"] + 1)
     return (f"{s['value']:.3f} ({s['null_mean']:.3f} ± {s['null_sd']:.3f}; "
             f"p {'< ' + format(floor, '.3f') if p <= floor + 1e-9 else '= ' + format(p, '.2f')})")
 

@@ -13,7 +13,8 @@
    Measures: the median best correlation of neurons, linear CKA, SVCCA and RSA, each next to a
    permuted-rows null.
 
-Reuses the stores and SAEs of scripts/consistency_study.py (same --work folder) where they exist.
+Stores and SAEs come from the user cache by key, so the SAEs of scripts/consistency_study.py (its
+``sae_configs``) are reused, not retrained, and nothing here keeps a cache of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +48,21 @@ from mmfeatures.analysis.matching import (  # noqa: E402
     subset_null,
     svcca,
 )
-from mmfeatures.disk import cache_dir, write_text_atomic  # noqa: E402
+from mmfeatures.disk import write_text_atomic  # noqa: E402
 from mmfeatures.encoders import random_init  # noqa: E402
 
 PAIRS = {"offline:e5-small-enpt": [3, 7, 11], "offline:minilm-l6": [1, 3, 5], "e5-random-init": [3, 7, 11]}
 E5_LAYERS = [3, 7, 11]
-N_NULL = 100
+N_PERM = 100
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pooled(encoder, layers, work: Path, dataset):
+def pooled(encoder, layers, dataset):
     sites = [f"text.layer.{layer}.resid" for layer in layers]
-    result = mmf.extract(encoder, dataset, sites, pooling="mean", store_dir=work / "stores", batch_size=64,
-                         progress=False)
+    result = mmf.extract(encoder, dataset, sites, pooling="mean", batch_size=64, progress=False)
     return {layer: result.stores[f"text.layer.{layer}.resid"] for layer in layers}
 
 
@@ -74,30 +73,24 @@ def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: i
     return Score(name, float(value), null).row()
 
 
-def seeds(work: Path, dataset, results: dict, save) -> None:
+def seeds(dataset, results: dict, save) -> None:
     if "seeds" in results:
         return
     e5 = mmf.load_encoder("offline:e5-small")
-    store = mmf.extract(e5, dataset, ["text.layer.11.resid"], pooling="none", store_dir=work / "stores",
-                        batch_size=64, progress=False).stores["text.layer.11.resid"]
-    configs = [mmf.TrainConfig(mmf.TopK(k=16), 3072, seed=s, lr=3e-3, warmup_steps=20, batch_size=2048,
-                               total_rows=store.n_rows * 6, dead_tokens=100_000, device="cpu",
-                               name=f"topk16-3072-seed{s}") for s in (0, 1)]
-    folder = work / "saes" / "seeds-e5-layer11"
-    if all((folder / c.name / "cfg.json").is_file() for c in configs):
-        saes = [mmf.load_sae(str(folder / c.name)) for c in configs]
-    else:
-        log("training two SAEs that differ only in seed")
-        saes = mmf.train(store, configs, folder, progress=False)
+    store = token_stores(e5, 11, dataset)
+    configs = [mmf.TrainConfig(mmf.TopK(k=16), 3072, seed=s, batch_size=2048, epochs=6, device="cpu")
+               for s in (0, 1)]
+    log("two SAEs that differ only in seed (trained, or loaded by key)")
+    saes = mmf.train(store, configs, progress=False).saes
     x = store.array()
     z = [encode_rows(sae, x) for sae in saes]
     acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
     acc.update(z[0], z[1])
     best = acc.topm(1)[0][acc.alive_a, 0].numpy()
     null = permuted_rows_null(z[0], z[1], n_perm=5)
-    neurons_e5, _ = unit_activations(pooled(e5, [11], work, dataset)[11])
+    neurons_e5, _ = unit_activations(pooled(e5, [11], dataset)[11])
     enpt = mmf.load_encoder("offline:e5-small-enpt")
-    neurons_enpt, _ = unit_activations(pooled(enpt, [11], work, dataset)[11])
+    neurons_enpt, _ = unit_activations(pooled(enpt, [11], dataset)[11])
     neuron_best = max_correlation(neurons_e5, neurons_enpt)
     r = acc.correlation().numpy()
     matched = hungarian(r)
@@ -113,14 +106,14 @@ def seeds(work: Path, dataset, results: dict, save) -> None:
                    "neurons_max_r": np.round(neuron_best, 4).tolist()})
 
 
-def across(work: Path, dataset, results: dict, save) -> None:
+def across(dataset, results: dict, save) -> None:
     e5 = mmf.load_encoder("offline:e5-small")
-    e5_stores = pooled(e5, E5_LAYERS, work, dataset)
+    e5_stores = pooled(e5, E5_LAYERS, dataset)
     for other, layers in PAIRS.items():
         if all(f"{other}|{a}|{b}" in results for a, b in zip(E5_LAYERS, layers, strict=True)):
             continue
         encoder = random_init(e5, seed=0) if other == "e5-random-init" else mmf.load_encoder(other)
-        stores = pooled(encoder, layers, work, dataset)
+        stores = pooled(encoder, layers, dataset)
         for a_layer, b_layer in zip(E5_LAYERS, layers, strict=True):
             key = f"{other}|{a_layer}|{b_layer}"
             if key in results:
@@ -131,54 +124,43 @@ def across(work: Path, dataset, results: dict, save) -> None:
             best = max_correlation(za, zb)
             entry = {"neurons_median_max_r": float(np.median(best)),
                      "neurons_null": permuted_rows_null(za, zb, n_perm=5).tolist(),
-                     "cka": null_score("linear CKA", linear_cka, za, zb, N_NULL),
+                     "cka": null_score("linear CKA", linear_cka, za, zb, N_PERM),
                      "svcca": null_score("SVCCA", svcca, za, zb, 20),
                      "rsa": null_score("RSA", rsa, za, zb, 20)}
-            entry.update(features(work, other, a_layer, b_layer, partial(token_stores, e5, a_layer, work, dataset),
-                                  partial(token_stores, encoder, b_layer, work, dataset)))
+            entry.update(features(token_stores(e5, a_layer, dataset), token_stores(encoder, b_layer, dataset)))
             save(key, entry)
 
 
-def token_stores(encoder, layer, work: Path, dataset):
-    return mmf.extract(encoder, dataset, [f"text.layer.{layer}.resid"], pooling="none", store_dir=work / "stores",
-                       batch_size=64, progress=False).stores[f"text.layer.{layer}.resid"]
+def token_stores(encoder, layer, dataset):
+    return mmf.extract(encoder, dataset, [f"text.layer.{layer}.resid"], pooling="none", batch_size=64,
+                       progress=False).stores[f"text.layer.{layer}.resid"]
 
 
-SAE_FOLDERS = {"offline:e5-small": "offline_e5-small", "offline:minilm-l6": "offline_minilm-l6",
-               "e5-random-init": "offline_e5-small_random-init-0"}
+def features(store_a, store_b) -> dict:
+    """SAE features (3,072 latents, consistency_study.py's configs, reused by key) of both sides, max-pooled per
+    sentence: median max r, and linear CKA of the max-matched features against random subsets (100 shuffles)."""
+    from consistency_study import WIDTHS, sae_configs
 
+    from mmfeatures.analysis.matching import Matching, aligned_units
 
-def features(work: Path, other: str, a_layer: int, b_layer: int, store_a, store_b) -> dict:
-    """``store_a`` and ``store_b`` are called (token stores extracted) only when both SAEs exist."""
-    # SAE features (3,072 latents, from consistency_study.py) of both sides, max-pooled per sentence:
-    # median max r, and linear CKA of the max-matched features against random subsets (100 shuffles).
-    from mmfeatures.analysis.matching import aligned_units
-
-    paths = [work / "saes" / f"{SAE_FOLDERS.get(m, '')}-layer{layer}" / "topk16-3072"
-             for m, layer in (("offline:e5-small", a_layer), (other, b_layer))]
-    if not all((p / "cfg.json").is_file() for p in paths):
-        return {}
-    za, zb = aligned_units(store_a(), store_b(), mmf.load_sae(str(paths[0])), mmf.load_sae(str(paths[1])),
-                           per_token=False)
+    config = sae_configs()[WIDTHS.index(3072)]
+    sae_a, sae_b = (mmf.train(s, config, progress=False).sae for s in (store_a, store_b))
+    za, zb = aligned_units(store_a, store_b, sae_a, sae_b, per_token=False)
     za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]     # alive units only
     acc = StreamingCorrelation(za.shape[1], zb.shape[1])
     acc.update(za, zb)
     top = max_match(acc.correlation().numpy())
-    best = top.r
     order = np.argsort(-top.r)[:256]  # the 256 best-matched features
-    from mmfeatures.analysis.matching import Matching
-
     best_pairs = Matching(top.a[order], top.b[order], top.r[order], "max-top256")
-    return {"features_median_max_r": float(np.median(best)),
+    return {"features_median_max_r": float(np.median(top.r)),
             "features_null": permuted_rows_null(za, zb, n_perm=3).tolist(),
-            "features_cka_matched": subset_null(za, zb, best_pairs, linear_cka, n_shuffle=N_NULL).row()}
+            "features_cka_matched": subset_null(za, zb, best_pairs, linear_cka, n_perm=N_PERM).row()}
 
 
 def run(args) -> None:
     out = Path(args.out)
     path = out / "matching.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    work = Path(args.work)
     dataset = mmf.ConceptDataset.builtin(["concepts"])
 
     def save(key, value):
@@ -186,9 +168,9 @@ def run(args) -> None:
         write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
         log(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float)))
 
-    seeds(work, dataset, results, save)
-    across(work, dataset, results, save)
-    results["_meta"] = {"rows": len(dataset), "dataset": dataset.fingerprint()[:16], "n_null": N_NULL,
+    seeds(dataset, results, save)
+    across(dataset, results, save)
+    results["_meta"] = {"rows": len(dataset), "dataset": dataset.fingerprint()[:16], "n_perm": N_PERM,
                         "device": "cpu"}
     write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
 
@@ -196,7 +178,6 @@ def run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
-    parser.add_argument("--work", default=str(cache_dir("study")))
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -246,7 +246,7 @@ def warm_label(rule: str) -> str:
 
 
 def table(results: dict, rows: list[tuple], head: list[str], where: dict) -> list[str]:
-    lines = ["| " + " | ".join(head + ["steps", "warm-up steps", "held-out NMSE", "train NMSE", "held-out L0",
+    lines = ["| " + " | ".join(head + ["steps", "warm-up steps", "held-out NMSE", "last-batch train NMSE", "held-out L0",
                                        "never fire on held-out (%)"]) + " |",
              "|" + "---|" * (len(head) + 6)]
     for label, extra in rows:
@@ -265,11 +265,14 @@ def table(results: dict, rows: list[tuple], head: list[str], where: dict) -> lis
 def figure(results: dict) -> None:
     import matplotlib.pyplot as plt
 
-    warms = results.get("long_warmups", [])
+    long = results.get("long_settings", [])
     panels = [("TopK k=16, 3 epochs", "grid", "topk", SHORT, WARMUPS),
-              ("TopK k=16, 10 epochs", "long", "topk", LONG, warms),
-              (f"ReLU l1={L1:g}, 3 epochs", "grid", "relu", SHORT, RELU_WARMUPS)]
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), sharey=False)
+              ("TopK k=16, 10 epochs (best grid settings)", "long", "topk", LONG,
+               [w for w in WARMUPS if any(w == lw for _, lw in long)]),
+              (f"ReLU l1={L1:g}, 3 epochs (seed {', '.join(map(str, RELU_SEEDS))})", "relu", "relu", SHORT,
+               RELU_WARMUPS)]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
+    colors = dict(zip(WARMUPS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for ax, (title, stage, arch, epochs, ws) in zip(axes, panels, strict=True):
         for i, w in enumerate(ws):
             ms = [summary(results, stage=stage, arch=arch, epochs=epochs, lr=lr, warmup=w)["heldout_nmse"]
@@ -277,9 +280,9 @@ def figure(results: dict) -> None:
             ok = [j for j, (m, _) in enumerate(ms) if np.isfinite(m)]
             if not ok:
                 continue
-            ax.errorbar([LRS[j] * (1 + 0.03 * (i - len(ws) / 2)) for j in ok], [ms[j][0] for j in ok],
-                        yerr=[0 if not np.isfinite(ms[j][1]) else ms[j][1] for j in ok], marker="o", ms=4,
-                        capsize=2, label=f"warm-up {warm_label(w)}")
+            ax.errorbar([LRS[j] * (1 + 0.04 * (i - (len(ws) - 1) / 2)) for j in ok], [ms[j][0] for j in ok],
+                        yerr=[ms[j][1] if np.isfinite(ms[j][1]) else 0 for j in ok], marker="o", ms=4,
+                        capsize=2, color=colors[w], label=f"warm-up {warm_label(w)}")
         ax.axvline(OLD_DEFAULT["lr"], color="0.6", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -295,26 +298,34 @@ def figure(results: dict) -> None:
 
 def page(results: dict) -> str:
     meta = results["meta"]
-    lr_b, w_b = best_topk(results)
-    s_best = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=lr_b, warmup=w_b)
-    s_call = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=CALL_SITE["lr"], warmup=CALL_SITE["warmup"])
-    s_old = summary(results, stage="grid", arch="topk", epochs=SHORT, lr=1e-3, warmup="100")
-    warms = results.get("long_warmups", [])
-    lr_l, w_l = min(((summary(results, stage="long", arch="topk", epochs=LONG, lr=lr, warmup=w)["heldout_nmse"][0],
-                      lr, w) for lr in LRS for w in warms), key=lambda t: t[0] if np.isfinite(t[0]) else np.inf)[1:]
-    s_long_best = summary(results, stage="long", arch="topk", epochs=LONG, lr=lr_l, warmup=w_l)
-    s_long_rec = summary(results, stage="long", arch="topk", epochs=LONG, lr=lr_b, warmup=w_b)
+    ranked = ranked_grid(results)
+    lr_b, w_b = ranked[0][1:]
+
+    def grid(lr, w, stage="grid", epochs=SHORT):
+        return summary(results, stage=stage, arch="topk", epochs=epochs, lr=lr, warmup=w)
+
+    long = [tuple(x) for x in results.get("long_settings", [])]
+    long_ranked = sorted((grid(lr, w, "long", LONG)["heldout_nmse"][0], lr, w) for lr, w in long)
+    lr_l, w_l = long_ranked[0][1:]
     steps3 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == SHORT})
     steps10 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == LONG})
+    full3 = 2 * meta["train_rows"] * SHORT // BATCH  # the call sites' stores hold both sentences
 
-    def grid_rows(arch, ws):
-        return [([f"{lr:g}", warm_label(w)], {"lr": lr, "warmup": w}) for lr in LRS for w in ws]
+    def rows(ws, lrs=LRS):
+        return [([f"{lr:g}", warm_label(w)], {"lr": lr, "warmup": w}) for lr in lrs for w in ws]
 
+    def ms(lr, w, stage="grid", epochs=SHORT):
+        return fmt(grid(lr, w, stage, epochs)["heldout_nmse"])
+
+    dead_rows = [([f"{d:,}", f"{e}"], {"dead_tokens": d, "epochs": e})
+                 for e, ds in ((SHORT, [*DEAD_SHORT, 100_000]), (LONG, [*DEAD_LONG, 100_000]))
+                 for d in sorted(ds, reverse=True)]
     lines = [
         "# TrainConfig defaults: a measured lr / warm-up sweep",
         "",
-        "Generated by `scripts/sweep_train_defaults.py` (every number here comes from "
-        "`docs/results/train-defaults.json`). Rerun:",
+        "Generated by `scripts/sweep_train_defaults.py`; every number here comes from "
+        "`docs/results/train-defaults.json`. Rerun (about 10 minutes on one CPU core; `--report` rewrites this "
+        "page from the JSON):",
         "",
         "```",
         "HF_HUB_OFFLINE=1 TQDM_DISABLE=1 MPLBACKEND=Agg .venv/bin/python scripts/sweep_train_defaults.py",
@@ -322,27 +333,28 @@ def page(results: dict) -> str:
         "",
         f"**Setup.** Token activations of `{MODEL}` at `{SITE}` for the built-in concept sentences. "
         f"Training store: sentence 1 of every concept and language ({meta['train_rows']:,} token rows); held-out "
-        f"store: sentence 2 ({meta['heldout_rows']:,} rows) — same concepts and languages, other text. "
+        f"store: sentence 2 ({meta['heldout_rows']:,} rows): same concepts and languages, other text. "
         f"SAEs as the call sites train them: TopK(k={K}), {WIDTH:,} latents, batch {BATCH:,}, decay_start 0.8, "
-        f"{SHORT} epochs = {', '.join(map(str, steps3))} steps ({LONG} epochs = {', '.join(map(str, steps10))} steps). "
-        f"The call sites train on both sentences, twice the rows, so their 3-epoch runs are about twice as long "
-        f"({2 * steps3[0]} steps). Seeds {', '.join(map(str, meta['seeds']))} (each sets the initialisation "
-        f"and the data order); mean ± sd over seeds. "
-        "NMSE = Σ squared error / Σ squared deviation from the held-out mean; L0 = mean active latents per "
-        "held-out row; 'never fire' = latents with no activation on any held-out row. "
-        f"A warm-up of 'x % of the run' is round(x/100 · steps) steps, at least 1; a warm-up of 0 steps starts "
-        f"at the full lr. Training took {results['train_seconds']:.0f} s of CPU wall time "
-        f"({meta['platform']}, torch {meta['torch']}, {meta['threads']} threads).",
+        f"{SHORT} epochs = {', '.join(map(str, steps3))} steps; {LONG} epochs = {', '.join(map(str, steps10))} "
+        f"steps. The call sites train on both sentences, so their {SHORT}-epoch runs are about {full3} steps. "
+        f"Seeds {', '.join(map(str, meta['seeds']))}, each setting both the initialisation and the data order; "
+        "mean ± sd over seeds. NMSE = Σ squared error / Σ squared deviation from the held-out mean; L0 = mean "
+        "active latents per held-out row; 'never fire' = latents with no activation on any held-out row. "
+        "A warm-up of 'x % of the run' is round(x/100 · steps) steps, at least 1; 0 steps starts at the full lr. "
+        f"Training took {results['train_seconds']:.0f} s ({meta['platform']}, torch {meta['torch']}, "
+        f"{meta['threads']} thread(s)).",
         "",
         "## Result",
         "",
-        f"- Best 3-epoch TopK setting: **lr {lr_b:g}, warm-up {warm_label(w_b)}**: held-out NMSE "
-        f"{fmt(s_best['heldout_nmse'])}; the call sites' lr {CALL_SITE['lr']:g} / 20 steps: "
-        f"{fmt(s_call['heldout_nmse'])}; the current default lr {OLD_DEFAULT['lr']:g} / 100 steps is outside "
-        f"the grid, its nearest point lr 1e-3 / 100 steps gives {fmt(s_old['heldout_nmse'])}.",
-        f"- At {LONG} epochs the best setting is lr {lr_l:g}, warm-up {warm_label(w_l)} "
-        f"({fmt(s_long_best['heldout_nmse'])}); lr {lr_b:g} / {warm_label(w_b)} gives "
-        f"{fmt(s_long_rec['heldout_nmse'])}.",
+        f"- 3 epochs ({steps3[0]} steps), best TopK setting: **lr {lr_b:g}, warm-up {warm_label(w_b)}**, held-out "
+        f"NMSE {ms(lr_b, w_b)}. Next: "
+        + "; ".join(f"lr {lr:g} / {warm_label(w)} {fmt(grid(lr, w)['heldout_nmse'])}" for _, lr, w in ranked[1:4])
+        + f". The call sites' lr {CALL_SITE['lr']:g} / {warm_label(CALL_SITE['warmup'])}: "
+        f"{ms(CALL_SITE['lr'], CALL_SITE['warmup'])}. The current default (lr {OLD_DEFAULT['lr']:g}, 100 steps) is "
+        f"just above the grid's lr 3e-4 / 100 steps: {ms(3e-4, '100')}.",
+        f"- 10 epochs ({steps10[0]} steps): " + "; ".join(
+            f"lr {lr:g} / {warm_label(w)} {fmt(grid(lr, w, 'long', LONG)['heldout_nmse'])}"
+            for _, lr, w in long_ranked) + f", so the best is lr {lr_l:g} / {warm_label(w_l)}.",
         "",
         "![held-out NMSE vs learning rate](figures/train_defaults_lr.png)",
         "",
@@ -351,27 +363,27 @@ def page(results: dict) -> str:
         "",
         f"## TopK, {SHORT} epochs",
         "",
-        *table(results, grid_rows("topk", WARMUPS), ["lr", "warm-up"],
-               {"stage": "grid", "arch": "topk", "epochs": SHORT}),
+        *table(results, rows(WARMUPS), ["lr", "warm-up"], {"stage": "grid", "arch": "topk", "epochs": SHORT}),
         "",
         f"## TopK, {LONG} epochs",
         "",
-        *table(results, grid_rows("topk", warms), ["lr", "warm-up"],
-               {"stage": "long", "arch": "topk", "epochs": LONG}),
+        *table(results, [([f"{lr:g}", warm_label(w)], {"lr": lr, "warmup": w}) for lr, w in long],
+               ["lr", "warm-up"], {"stage": "long", "arch": "topk", "epochs": LONG}),
         "",
         f"## dead_tokens (TopK, lr {lr_b:g}, warm-up {warm_label(w_b)})",
         "",
-        "A latent counts as dead after `dead_tokens` rows without firing, and only dead latents get the AuxK "
-        f"loss. A {SHORT}-epoch run here sees {SHORT * meta['train_rows']:,} rows, a {LONG}-epoch run "
-        f"{LONG * meta['train_rows']:,}.",
+        "A latent is dead after `dead_tokens` rows without firing; only dead latents get the AuxK loss. "
+        f"A {SHORT}-epoch run here sees {steps3[0] * BATCH:,} rows, a {LONG}-epoch run {steps10[0] * BATCH:,}: "
+        "a dead_tokens above that never marks a latent dead, and AuxK never acts.",
         "",
-        *table(results, [([f"{d:,}", f"{e}"], {"dead_tokens": d, "epochs": e}) for e in (SHORT, LONG) for d in DEAD],
-               ["dead_tokens", "epochs"], {"arch": "topk", "lr": lr_b, "warmup": w_b}),
+        *table(results, dead_rows, ["dead_tokens", "epochs"], {"arch": "topk", "lr": lr_b, "warmup": w_b}),
         "",
-        f"## ReLU (l1_coefficient {L1:g}, no sparsity warm-up), {SHORT} epochs",
+        f"## ReLU (l1_coefficient {L1:g}, no sparsity warm-up), {SHORT} epochs, seed "
+        f"{', '.join(map(str, RELU_SEEDS))}",
         "",
-        *table(results, grid_rows("relu", RELU_WARMUPS), ["lr", "warm-up"],
-               {"stage": "grid", "arch": "relu", "epochs": SHORT}),
+        "NMSE and L0 trade off here (the L1 penalty, not k, sets the sparsity), so read both columns.",
+        "",
+        *table(results, rows(RELU_WARMUPS), ["lr", "warm-up"], {"stage": "relu", "arch": "relu", "epochs": SHORT}),
         "",
         "## Provenance",
         "",
@@ -406,12 +418,15 @@ def main() -> None:
     p.add_argument("--work", default=None, help="stores and SAEs (default: the user cache's sweeps/train-defaults)")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: on a shared machine more threads were ~5x slower per step)")
     p.add_argument("--report", action="store_true", help="write the page and figure from the JSON only")
     p.add_argument("--fresh", action="store_true", help="ignore the JSON's runs (SAEs on disk are still reused)")
     args = p.parse_args()
     t0 = time.perf_counter()
     if not args.report:
         torch.manual_seed(0)
+        torch.set_num_threads(args.threads)
         work = Path(args.work) if args.work else cache_dir("sweeps", "train-defaults")
         results = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() and not args.fresh else {}
         results.setdefault("runs", {})
@@ -426,22 +441,21 @@ def main() -> None:
                            "mmfeatures": git_state()[1], "written": time.strftime("%Y-%m-%d %H:%M")}
         log(f"train {data['train'].n_rows} rows, held-out {data['heldout'].n_rows} rows")
 
+        seeds = args.seeds
         grid = [{"arch": "topk", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr in LRS for w in WARMUPS]
-        grid += [{"arch": "relu", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr in LRS for w in RELU_WARMUPS]
-        run_stage("grid", grid, SHORT, data, x, results, work, args.seeds, args.device)
+        run_stage("grid", grid, SHORT, data, x, results, work, seeds, args.device)
+        relu = [{"arch": "relu", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr in LRS for w in RELU_WARMUPS]
+        run_stage("relu", relu, SHORT, data, x, results, work, [s for s in RELU_SEEDS if s in seeds], args.device)
 
         lr_b, w_b = best_topk(results)
-        results["best_grid"] = {"lr": lr_b, "warmup": w_b}
         log(f"best 3-epoch TopK: lr {lr_b:g}, warm-up {w_b}")
-        # dead_tokens 100,000 is already in the grid (3 epochs) and the long stage (10 epochs)
-        dead = [{"arch": "topk", "lr": lr_b, "warmup": w_b, "dead_tokens": d} for d in DEAD if d != 100_000]
-        run_stage("dead", dead, SHORT, data, x, results, work, args.seeds, args.device)
-
-        results["long_warmups"] = long_warmups(results)
-        long = [{"arch": "topk", "lr": lr, "warmup": w, "dead_tokens": 100_000}
-                for lr in LRS for w in results["long_warmups"]]
-        run_stage("long", long, LONG, data, x, results, work, args.seeds, args.device)
-        run_stage("dead", dead, LONG, data, x, results, work, args.seeds, args.device)
+        dead = [{"arch": "topk", "lr": lr_b, "warmup": w_b, "dead_tokens": d} for d in DEAD_SHORT]
+        run_stage("dead", dead, SHORT, data, x, results, work, seeds, args.device)
+        results["long_settings"] = long_settings(results)
+        long = [{"arch": "topk", "lr": lr, "warmup": w, "dead_tokens": 100_000} for lr, w in results["long_settings"]]
+        run_stage("long", long, LONG, data, x, results, work, seeds, args.device)
+        dead = [{"arch": "topk", "lr": lr_b, "warmup": w_b, "dead_tokens": d} for d in DEAD_LONG]
+        run_stage("dead", dead, LONG, data, x, results, work, seeds, args.device)
         save(results)
     results = json.loads(OUT_JSON.read_text())
     figure(results)

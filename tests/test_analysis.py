@@ -83,10 +83,10 @@ def test_pure_noise_gives_nothing_beyond_its_null():
 
 def test_translation_overlap_against_random_pairs(truth):
     p, z, _ = truth
-    overlap = translation_overlap(z, p.labels, n_null=10)
+    overlap = translation_overlap(z, p.labels, n_perm=10)
     assert overlap.score.value > 2 * overlap.score.null_mean and overlap.score.p_value < 0.1
     assert len(overlap.by_language) == 15 and all(0 <= v <= 1 for v in overlap.by_language.values())
-    dense = translation_overlap(p.x, p.labels, k=8, n_null=10)  # neurons: top-k active sets
+    dense = translation_overlap(p.x, p.labels, k=8, n_perm=10)  # neurons: top-k active sets
     assert np.isfinite(dense.score.value)
 
 
@@ -160,7 +160,7 @@ def test_store_and_sae_must_match(tmp_path, e5):
     assert latents.shape == (8, 16384) and (latents > 0).sum(1).min() > 0
     wrong = mmf.extract(e5, ds, ["text.layer.5.resid"], pooling="mean", store_dir=tmp_path,
                         progress=False).stores["text.layer.5.resid"]
-    with pytest.raises(SiteError, match="text.layer.11.resid.*text.layer.5.resid"):
+    with pytest.raises(SiteError, match="site .text.layer.11.resid. .*text.layer.5.resid"):
         unit_activations(wrong, sae)
     small = mmf.SAE(16, 64, mmf.TopK(k=4))
     with pytest.raises(SiteError, match="width 16.*width 384"):

@@ -118,7 +118,7 @@ def test_similarity_measures_known_cases():
     b = np.c_[a[:, :20] + 0.1 * rng.standard_normal((400, 20)), rng.standard_normal((400, 20))]
     matching = hungarian(np.corrcoef(a, b, rowvar=False)[:40, 40:])
     top = max_match(np.corrcoef(a, b, rowvar=False)[:20, 40:])
-    score = subset_null(a[:, :20], b, top, linear_cka, n_shuffle=50)
+    score = subset_null(a[:, :20], b, top, linear_cka, n_perm=50)
     assert score.p_value < 0.05 and score.value > score.null_mean
     cos = decoder_cosine(np.eye(40, 8), np.eye(40, 8), matching)
     assert cos.shape == (40,)

@@ -41,32 +41,134 @@ def test_extras_and_layout():
     assert "make test" in (ROOT / ".ci/run").read_text()
 
 
-# Data flows one way; a module may import only from its own layer or lower ones.
-LAYERS = ["types", "errors", "disk", "encoders", "datasets", "activations", "sae", "emojiclip", "analysis", "recipes", "toy",
-          "plotting", "widgets", "jobs", "report", "demo", "cli", "__main__"]
+# Data flows one way, as a graph: a core chain, then a presentation branch and an orchestration branch on top.
+CORE = ["version", "types", "errors", "disk", "encoders", "datasets", "activations", "sae", "emojiclip", "analysis",
+        "toy"]
+ALLOWED = {name: set(CORE[:i]) for i, name in enumerate(CORE)}      # a core layer reads only lower core layers
+ALLOWED["__init__"] = set(CORE)                                     # the public facade
+ABOVE = set(CORE) | {"__init__"}
+ALLOWED.update({"plotting": ABOVE, "widgets": ABOVE | {"plotting"}, "pipeline": ABOVE | {"plotting"}})
+ALLOWED["report"] = ALLOWED["pipeline"] | {"pipeline"}
+ALLOWED["demo"] = ALLOWED["report"] | {"report"}
+ALLOWED["cli"] = ALLOWED["demo"] | {"demo"}
+ALLOWED["__main__"] = {"cli"}
+TOP = set(ALLOWED)                                                  # scripts and notebooks may use all of it
 
 
-def _layer(module: str) -> int:
-    top = module.split(".")[1] if module.startswith("mmfeatures.") else module
-    return LAYERS.index(top) if top in LAYERS else -1
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str) -> str:
+    """The mmfeatures module a dotted name refers to (a submodule if one exists, else its package)."""
+    parts = name.split(".")
+    while parts:
+        base = ROOT.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    return name
+
+
+def _imports(source: str) -> list[tuple[str, list[str]]]:
+    """(module, imported names) for every mmfeatures import, at any depth (functions included)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "mmfeatures":
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.split(".")[0] == "mmfeatures"]
+    return out
+
+
+def _targets(module: str, names: list[str]) -> list[str]:
+    """Modules an import statement reaches: ``from mmfeatures import plotting`` is the module plotting, while
+    ``from mmfeatures import extract`` reaches the facade (mmfeatures/__init__)."""
+    found = [_resolve(f"{module}.{n}") for n in names if _resolve(f"{module}.{n}") == f"{module}.{n}"]
+    rest = [n for n in names if _resolve(f"{module}.{n}") != f"{module}.{n}"]
+    return found + ([_resolve(module)] if rest or not names else [])
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "mmfeatures").rglob("*.py"):
+        me = _module_of(path)
+        edges = graph.setdefault(me, set())
+        for module, names in _imports(path.read_text()):
+            edges.update(t for t in _targets(module, names) if t != me)
+    cli = (ROOT / "mmfeatures" / "cli.py").read_text()                 # the command table names modules in strings
+    graph["mmfeatures.cli"].update(_resolve(ref) for ref in re.findall(r'"(mmfeatures[.\w]*):\w+"', cli))
+    return graph
+
+
+def _private_names(source: str, me: str) -> list[str]:
+    bad = []
+    for module, names in _imports(source):
+        for name in names:
+            if name.startswith("_") and not name.startswith("__") and _unit(_resolve(module)) != _unit(me):
+                bad.append(f"{me} imports {module}.{name}")
+    return bad
 
 
 def test_imports_flow_one_way():
+    """Each unit imports only the units it may (see ALLOWED), following ``from mmfeatures import ...``, the
+    command table's module strings, scripts/ and the notebook sources."""
     bad = []
-    for path in (ROOT / "mmfeatures").rglob("*.py"):
-        rel = path.relative_to(ROOT).with_suffix("")
-        parts = rel.parts
-        if parts[-1] == "__init__" and len(parts) == 2:
-            continue  # the top-level facade re-exports from every layer
-        me = _layer(".".join(parts[:2]) if len(parts) > 1 else parts[0])
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in names:
-                if name.startswith("mmfeatures.") and _layer(name) > me:
-                    bad.append(f"{rel} imports {name}")
+    for me, targets in _graph().items():
+        for t in targets:
+            if _unit(t) != _unit(me) and _unit(t) not in ALLOWED[_unit(me)]:
+                bad.append(f"{me} imports {t}")
+    for path in [*(ROOT / "scripts").glob("*.py"), *(ROOT / "notebooks").glob("[0-9]*.py"),
+                 *(ROOT / "benchmarks").glob("*.py")]:
+        for module, names in _imports(path.read_text()):
+            bad += [f"{path.name} imports {t}" for t in _targets(module, names) if _unit(t) not in TOP]
     assert not bad, bad
+    assert set(ALLOWED) >= {_unit(m) for m in _graph()}, "a new top-level module needs a place in ALLOWED"
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports (function-level imports included)."""
+    graph = _graph()
+    index, low, stack, on, cycles = {}, {}, [], set(), []
+
+    def visit(v):                                                     # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in list(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
+def test_no_private_name_crosses_a_package_and_disk_does_not_import_the_package():
+    bad = []
+    for path in [*(ROOT / "mmfeatures").rglob("*.py"), *(ROOT / "scripts").glob("*.py"),
+                 *(ROOT / "notebooks").glob("[0-9]*.py")]:
+        me = _module_of(path) if path.is_relative_to(ROOT / "mmfeatures") else f"script.{path.stem}"
+        bad += _private_names(path.read_text(), me)
+    assert not bad, bad
+    assert "mmfeatures" not in _graph()["mmfeatures.disk"], "disk.py must not import the package's __init__"

@@ -359,3 +359,23 @@ def test_train_config_refuses_wrong_types():
         TrainConfig(TopK(k=4), 64.9)
     with pytest.raises(InputError, match="k=8 exceeds width=4"):
         TrainConfig(TopK(k=8), 4)
+
+
+def test_architecture_configs_validate_and_stay_plain():
+    """Configs take numpy scalars (from arrays, YAML, sweeps) and store plain Python numbers, so they stay
+    JSON-able; a Python int stays an int, so config hashes do not move. Bad values: see test_bad_input.py."""
+    import dataclasses
+
+    from mmfeatures.sae.modeling import ARCHS as NAMES
+    from mmfeatures.sae.modeling import arch_name, make_arch
+
+    arch = TopK(k=np.int64(8), aux_k=np.int32(16), aux_coefficient=np.float32(0.5))
+    assert (type(arch.k), type(arch.aux_k), type(arch.aux_coefficient)) == (int, int, float)
+    assert json.loads(json.dumps(dataclasses.asdict(arch))) == {"k": 8, "aux_k": 16, "aux_coefficient": 0.5}
+    assert type(ReLU(l1_coefficient=1).l1_coefficient) is int and JumpReLU(l0_coefficient=0).l0_coefficient == 0
+    with pytest.raises(ValueError, match=r"TopK.k must be a whole number \(int\) >= 1, got 0"):
+        TopK(k=0)
+    x = torch.randn(16, 8)
+    for name in NAMES:
+        sae = SAE(8, 32, make_arch(name, k=4, l1=0.1))
+        assert arch_name(sae.arch) == name and torch.isfinite(sae(x).loss)

@@ -55,12 +55,12 @@ def test_matching_report_is_computed_from_results(tmp_path):
     from matching_report import write_report as write_matching
 
     def cell(value, null):
-        return {"metric": "m", "value": value, "null_mean": null, "null_sd": 0.01, "p_value": 0.01, "n_null": 100}
+        return {"metric": "m", "value": value, "null_mean": null, "null_sd": 0.01, "p_value": 0.01, "n_perm": 100}
 
     results = {"seeds": {"features_median_max_r": 0.61, "features_alive": 3000, "features_null": [0.05, 0.06],
                          "neurons_median_max_r": 0.44, "hungarian_mean_r": 0.5, "decoder_cosine_median": 0.4,
                          "rows": 1000, "features_max_r": [0.6, 0.7, 0.2], "neurons_max_r": [0.4, 0.5]},
-               "_meta": {"rows": 3936, "dataset": "abc", "n_null": 100}}
+               "_meta": {"rows": 3936, "dataset": "abc", "n_perm": 100}}
     for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4), ("e5-random-init", 0.1)):
         for a, b in ((3, 3), (11, 11)):
             results[f"{other}|{a}|{b}"] = {"neurons_median_max_r": cka, "neurons_null": [0.05],

@@ -143,7 +143,7 @@ class Overlap:
 
 
 def translation_overlap(z: np.ndarray, labels: Labels, *, k: int | None = None, threshold: float = 0.0,
-                        n_null: int = 20, seed: int = 0) -> Overlap:
+                        n_perm: int = 20, seed: int = 0) -> Overlap:
     """Jaccard of active sets for translation pairs vs random pairs (each null draw: as many pairs)."""
     left, right = translation_pairs(labels)
     if len(left) == 0:
@@ -152,7 +152,7 @@ def translation_overlap(z: np.ndarray, labels: Labels, *, k: int | None = None, 
     active = active_sets(z, k, threshold)
     trans = jaccard(active, left, right)
     rng = np.random.default_rng(seed)
-    draws = [jaccard(active, *random_pairs(labels, len(left), rng)) for _ in range(n_null)]
+    draws = [jaccard(active, *random_pairs(labels, len(left), rng)) for _ in range(n_perm)]
     by_language: dict[tuple[str, str], list[float]] = {}
     for i, j, value in zip(left, right, trans, strict=True):
         key = tuple(sorted((labels.language[i], labels.language[j])))
@@ -249,6 +249,6 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
     }
     overlap = None
     if len(translation_pairs(labels)[0]):
-        overlap = translation_overlap(z, labels, k=overlap_k, n_null=n_perm, seed=seed)
+        overlap = translation_overlap(z, labels, k=overlap_k, n_perm=n_perm, seed=seed)
         scores["overlap"] = overlap.score
     return CrossLingual(entropy, c_auc, c_best, l_auc, l_best, alive, multi, mono, scores, concepts, langs, overlap)

@@ -327,7 +327,7 @@ def decoder_cosine(decoder_a, decoder_b, matching: Matching) -> np.ndarray:
 
 
 def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndarray], float], *,
-                n_shuffle: int = 100, seed: int = 0):
+                n_perm: int = 100, seed: int = 0):
     """``measure`` on the matched columns against random pairings of equally many columns (Lan et al.'s
     shuffled-pairing null); returns a Score with a one-sided p-value."""
     from mmfeatures.analysis.stats import Score
@@ -337,7 +337,7 @@ def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndar
     rng = np.random.default_rng(seed)
     size = len(matching.a)
     null = np.array([measure(x[:, rng.choice(x.shape[1], size, replace=False)],
-                             y[:, rng.choice(y.shape[1], size, replace=False)]) for _ in range(n_shuffle)])
+                             y[:, rng.choice(y.shape[1], size, replace=False)]) for _ in range(n_perm)])
     return Score(getattr(measure, "__name__", "similarity"), float(value), null)
 
 

@@ -62,7 +62,7 @@ class Score:
 
     def row(self) -> dict[str, float | str | int]:
         return {"metric": self.name, "value": self.value, "null_mean": self.null_mean, "null_sd": self.null_sd,
-                "p_value": self.p_value, "n_null": len(self.null)}
+                "p_value": self.p_value, "n_perm": len(self.null)}
 
 
 def permuted(labels: Labels, name: str, rng: np.random.Generator, within: str | None = None) -> Labels:

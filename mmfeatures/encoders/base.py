@@ -179,7 +179,7 @@ class Encoder:
     """A registered model: ``load_encoder('offline:e5-small')`` returns one.
 
     >>> enc = load_encoder("tiny:bert")          # doctest: +SKIP
-    >>> enc.embed_text(["a dog", "un chien"]).shape
+    >>> enc.embed_text(["a dog", "un chien"]).shape  # doctest: +SKIP
     torch.Size([2, 32])
     """
 

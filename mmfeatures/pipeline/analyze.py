@@ -182,7 +182,7 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict
     verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * multi['value']:.1f}% of the {n_alive} live units are "
                f"multilingual: they pick out one concept (AUROC >= 0.9) and spread over languages (normalised "
                f"entropy >= 0.8). With concepts shuffled within each language the fraction is "
-               f"{100 * multi['null_mean']:.1f}% ± {100 * multi['null_sd']:.1f}% (K = {multi['n_null']} permutations, "
+               f"{100 * multi['null_mean']:.1f}% ± {100 * multi['null_sd']:.1f}% (K = {multi['n_perm']} permutations, "
                f"p = {fmt(multi['p_value'])}).")
     if overlap is not None:
         verdict += (f" A sentence and its translation share {fmt(overlap['value'])} of their active units (mean "
@@ -234,7 +234,7 @@ def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
     verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * mm['value']:.1f}% of the {int(cm.alive.sum())} live "
                f"units are multimodal: they fire on both modalities (ModalityScore 0.2–0.8) and pick out the same "
                f"concept in pictures and in texts (AUROC >= 0.9 in each). With the pictures' concepts shuffled the "
-               f"fraction is {100 * mm['null_mean']:.1f}% ± {100 * mm['null_sd']:.1f}% (K = {mm['n_null']}, p = "
+               f"fraction is {100 * mm['null_mean']:.1f}% ± {100 * mm['null_sd']:.1f}% (K = {mm['n_perm']}, p = "
                f"{fmt(mm['p_value'])}). {100 * bridge['value']:.1f}% are bridge units, firing on most pictures and most "
                f"names of one concept, against {100 * bridge['null_mean']:.1f}% under the null "
                f"(p = {fmt(bridge['p_value'])}).")

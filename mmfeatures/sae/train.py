@@ -444,7 +444,8 @@ def check_compatible(sae, store: ActivationStore) -> None:
     from mmfeatures.errors import SiteError
 
     meta = getattr(sae, "metadata", None) or {}
-    model, site = meta.get("model_name"), meta.get("hook_name")
+    model = meta.get("model_name") or getattr(sae, "model_name", None)
+    site = meta.get("hook_name") or getattr(sae, "hook_name", None)
     here = f"store {store.path} ({store.config.model}, {store.config.site}, width {store.d})"
     fix = "use an SAE trained on this model and site, or extract the site the SAE was trained on"
     if model is not None and model != store.config.model:
