@@ -70,6 +70,12 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 """Files whose SHA-256 this process has checked, by (path, size, mtime): each is hashed once per process."""
 
 
+def forget_checks() -> None:
+    """Forget which files this process has verified, so the next read checks them again (as a new process
+    would); for tests and benchmarks."""
+    _VERIFIED.clear()
+
+
 def check_file(path: str | os.PathLike, sha256: str | None, fix: str) -> None:
     """Verify ``path`` against its recorded SHA-256 the first time this process opens it.
 
@@ -89,6 +95,26 @@ def check_file(path: str | os.PathLike, sha256: str | None, fix: str) -> None:
         raise CorruptFileError(f"{path} fails its checksum (SHA-256 {actual[:12]}…, {recorded}): it changed after "
                                f"it was written; {fix}")
     _VERIFIED[ident] = actual
+
+
+def read_checked(path: str | os.PathLike, sha256: str | None, fix: str) -> bytes:
+    """A file's bytes, read once and checked against its recorded SHA-256 unless this process already did
+    (the same check as ``check_file``, without reading the file twice)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path} is missing; {fix}") from None
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if sha256 is None or _VERIFIED.get(ident) != sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            recorded = f"recorded {sha256[:12]}…" if sha256 else "no checksum recorded"
+            raise CorruptFileError(f"{path} fails its checksum (SHA-256 {actual[:12]}…, {recorded}): it changed "
+                                   f"after it was written; {fix}")
+        _VERIFIED[ident] = actual
+    return data
 
 
 def read_json(path: str | os.PathLike, fix: str) -> Any:

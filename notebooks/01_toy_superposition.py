@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmfeatures import plotting, widgets
-from mmfeatures.recipes import check_sizes
+from mmfeatures.pipeline import check_sizes
 from mmfeatures.toy import ToyConfig, dimensions_per_feature, feature_dimensionality, train_toy
 
 # %% tags=["parameters"]

@@ -3,19 +3,23 @@
 #
 # A TopK SAE on e5-small's layer 8 (the built-in sentences: 123 concepts, 16 languages). Pick a concept and
 # languages: the heatmap shows the concept's strongest features in each language. A multilingual feature lights
-# up its whole column. Below: each feature's language entropy against a shuffled-language null, and examples of
-# multilingual and language-specific features. About a minute on CPU.
+# up its whole column. Below, the pipeline's cross-lingual analysis: the multilingual fraction against a null
+# that shuffles concepts within each language, each feature's language entropy against a shuffled-language null,
+# and the most concept-selective multilingual features with their top sentences; then a language-specific
+# feature for contrast. About a minute on CPU.
 
 # %%
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from IPython.display import display
+from IPython.display import Image, display
 
 import mmfeatures as mmf
-from mmfeatures import plotting, widgets
-from mmfeatures.analysis import crosslingual, language_entropy, unit_activations
-from mmfeatures.analysis.stats import permuted
-from mmfeatures.recipes import cached_sae, check_sizes, concept_dataset, concept_store
+from mmfeatures import widgets
+from mmfeatures.analysis import language_entropy, unit_activations
+from mmfeatures.pipeline import AnalyzeStep, ExtractStep, TrainStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with a hub model, e.g.:
@@ -29,12 +33,12 @@ n_perm = 20
 seed = 0
 
 # %%
-check_sizes(n_perm=(n_perm, 5), width=(width, 64))
-store = concept_store(model, site)
-sae = cached_sae(store, mmf.TrainConfig(mmf.TopK(k=k), width, seed=seed, lr=3e-3, warmup_steps=20, batch_size=2048,
-                                        dead_tokens=100_000, device='cpu'))
+check_sizes(n_perm=(n_perm, 19), width=(width, 64))
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
+trained = run(TrainStep(store=str(store.path), width=width, k=k, seed=seed, progress=False))
+sae = trained.sae()
 z, labels = unit_activations(store, sae)          # max over each sentence's tokens
-texts = {e.id: e.content for e in concept_dataset()}
+texts = {e.id: e.content for e in mmf.ConceptDataset.builtin(['concepts'])}
 print(z.shape, 'sentences x features')
 
 # %%
@@ -42,31 +46,37 @@ panel = widgets.concept_heatmap(z, labels, concept=concept)
 display(panel)
 
 # %%
-cl = crosslingual(z, labels, n_perm=n_perm, seed=seed)
-null_entropy = language_entropy(z, permuted(labels, 'language', np.random.default_rng(seed)))
-fig = plotting.distributions({'SAE features': cl.entropy[cl.alive], 'languages shuffled (null)': null_entropy[cl.alive]},
-                             xlabel='normalised language entropy (1 = spread evenly over all 16 languages)',
-                             range_=(0, 1), title='Language entropy of features against a language-blind null')
-cl.table().round(3)
+analyzed = run(AnalyzeStep(stores=(str(store.path),), sae=trained.artifact('sae').path, kind='crosslingual',
+                           concept=concept, n_perm=n_perm, seed=seed, out=tempfile.mkdtemp(prefix='mmf-03-')))
+print(analyzed.verdict)
+display(Image(filename=str(Path(analyzed.folder) / 'entropy.png')))
+pd.DataFrame(analyzed.scores).set_index('metric').round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-s = cl.scores['multilingual']
-print(f"multilingual fraction {s.value:.1f} above its null {s.null_mean:.1f}: {s.value > s.null_mean + 3 * s.null_sd}")
+s = next(row for row in analyzed.scores if row['metric'] == 'multilingual fraction')
+print(f"multilingual fraction {s['value']:.1f} above its null {s['null_mean']:.1f}: "
+      f"{s['value'] > s['null_mean'] + 3 * s['null_sd']}")
 row = panel.state['matrix'][:, 0]
 print(f"'{concept}' top feature fires in >= 12 of {len(row)} languages: {bool((row > 0).sum() >= 12)}")
 
+# %% [markdown]
+# The most concept-selective multilingual features (concept AUROC >= 0.9, language entropy >= 0.8) and their
+# top sentences, from the analysis; then the live feature with the lowest language entropy, which fires for one
+# language rather than one concept.
 
 # %%
+table = analyzed.tables[0]
+display(pd.DataFrame(table['rows'], columns=table['columns']))
+
+
 def show(feature, n=6):
     order = np.argsort(-z[:, feature])[:n]
     return pd.DataFrame({'activation': z[order, feature].round(2), 'language': labels.language[order],
                          'sentence': [texts[labels.example_id[i]] for i in order]})
 
 
-multi = int(np.argmax(np.where(cl.multilingual, cl.concept_auroc, -1)))   # the most concept-selective one
-specific = int(np.nanargmin(np.where(cl.alive, cl.entropy, np.nan)))
-print('a multilingual feature:', multi)
-display(show(multi))
+live = (z > 0).sum(0) >= 3                        # fires on at least 3 sentences
+specific = int(np.nanargmin(np.where(live, language_entropy(z, labels), np.nan)))
 print('a language-specific feature:', specific)
 display(show(specific))

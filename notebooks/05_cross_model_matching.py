@@ -1,20 +1,25 @@
 # %% [markdown]
 # # 05 · The same features across models
 #
-# Match units on activation correlation over the same inputs (Towards Monosemanticity; Lan et al. 2024). Two
-# SAEs that differ only in their seed, on e5-small's layer 8 tokens; then e5-small's neurons against
-# e5-small-enpt (related) and MiniLM (unrelated) on pooled sentences. Every distribution sits next to a
-# permuted-rows null. The explorer shows a feature's match, a scatter and both top sentences. About 2 minutes on
-# CPU.
+# Match units on activation correlation over the same inputs (Towards Monosemanticity; Lan et al. 2024), with the
+# pipeline's match step: each unit of A against every unit of B, one row per sentence, the median best-match
+# correlation and linear CKA each against a permuted-rows null. Three pairs: two SAEs on e5-small's layer 8 that
+# differ only in their seed; e5-small's neurons against e5-small-enpt (related); and against MiniLM (unrelated),
+# on mean-pooled sentences. The explorer shows a feature's best match per token, a scatter and both top tokens.
+# About 2 minutes on CPU.
 
 # %%
+import tempfile
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+from IPython.display import Image, display
 
 import mmfeatures as mmf
-from mmfeatures import plotting, widgets
-from mmfeatures.analysis import max_correlation, streaming_topm
-from mmfeatures.analysis.labels import encode_rows
-from mmfeatures.recipes import cached_sae, concept_dataset, concept_store
+from mmfeatures import widgets
+from mmfeatures.analysis import aligned_units, streaming_topm
+from mmfeatures.pipeline import ExtractStep, MatchStep, TrainStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with hub models, e.g. model_related = 'hf:intfloat/multilingual-e5-base':
@@ -23,59 +28,64 @@ from mmfeatures.recipes import cached_sae, concept_dataset, concept_store
 model = 'offline:e5-small'
 model_related, model_unrelated = 'offline:e5-small-enpt', 'offline:minilm-l6'
 site = 'text.layer.8.resid'
+site_unrelated = 'text.layer.4.resid'
 width, k = 1536, 16
 seed_a, seed_b = 0, 1
+n_perm = 19
 seed = 0
 
 # %%
-store = concept_store(model, site)
-base = dict(lr=3e-3, warmup_steps=20, batch_size=2048, dead_tokens=100_000, device='cpu')
-sae_a = cached_sae(store, mmf.TrainConfig(mmf.TopK(k=k), width, seed=seed_a, **base))
-sae_b = cached_sae(store, mmf.TrainConfig(mmf.TopK(k=k), width, seed=seed_b, **base))
-x = store.array()
-za, zb = encode_rows(sae_a, x), encode_rows(sae_b, x)
+check_sizes(n_perm=(n_perm, 19), width=(width, 64))
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
+sae_a, sae_b = (run(TrainStep(store=str(store.path), width=width, k=k, seed=s, progress=False)).artifact('sae').path
+                for s in (seed_a, seed_b))
 
 
-def best_match(a, b, rows=16384):
-    """Each A unit's best correlation with any B unit, and that unit (streamed over ``rows``-row chunks; dead
-    units get 0)."""
-    values, index = streaming_topm(lambda: ((a[i:i + rows], b[i:i + rows]) for i in range(0, len(a), rows)),
-                                   a.shape[1], b.shape[1])
-    return values[:, 0].numpy(), index[:, 0].numpy()
+def pooled(name, at):
+    """The store of ``name``'s mean-pooled activations at site ``at`` (its path)."""
+    return str(run(ExtractStep(model=name, sites=(at,), pooling='mean', progress=False)).store(at).path)
 
 
-best, match = best_match(za, zb)
-null, _ = best_match(za, zb[np.random.default_rng(seed).permutation(len(zb))])
-alive = (za > 0).sum(0) >= 10
-print(f'{store.n_rows} token rows; {alive.sum()} of {width} features fire on >= 10 tokens')
-
+out = Path(tempfile.mkdtemp(prefix='mmf-05-'))
+e5 = pooled(model, site)
+pairs = {'SAE features, seed A vs B': dict(store_a=str(store.path), store_b=str(store.path), sae_a=sae_a, sae_b=sae_b),
+         'neurons, e5 vs e5-enpt': dict(store_a=e5, store_b=pooled(model_related, site)),
+         'neurons, e5 vs MiniLM': dict(store_a=e5, store_b=pooled(model_unrelated, site_unrelated))}
+matches = {name: run(MatchStep(**pair, n_perm=n_perm, seed=seed, out=str(out / f'match-{i}')))
+           for i, (name, pair) in enumerate(pairs.items())}
+pd.DataFrame([{'pair': name, **row} for name, m in matches.items() for row in m.scores]).set_index('pair').round(3)
 
 # %%
-def pooled(name, layer):
-    return concept_store(name, f'text.layer.{layer}.resid', pooling='mean').array()
-
-
-e5, related, unrelated = pooled(model, 8), pooled(model_related, 8), pooled(model_unrelated, 4)
-perm = np.random.default_rng(seed).permutation(len(e5))
-groups = {'SAE features, seed A vs B': best[alive], 'features, permuted rows (null)': null[alive],
-          'neurons, e5 vs e5-enpt': max_correlation(e5, related), 'neurons, e5 vs MiniLM': max_correlation(e5, unrelated),
-          'neurons, e5 vs MiniLM, permuted (null)': max_correlation(e5, unrelated[perm])}
-fig = plotting.distributions(groups, xlabel='max correlation with any unit of the other model', range_=(0, 1),
-                             title='Best-match correlation per unit, across seeds and models, with permuted-row nulls')
+for name, m in matches.items():
+    print(f'{name}: {m.verdict}')
+    display(Image(filename=str(Path(m.folder) / m.figures[0]['file'])))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-med = {name: float(np.median(v)) for name, v in groups.items()}
-print(f"median max-corr, features across seeds: {med['SAE features, seed A vs B']:.1f} vs permuted null "
-      f"{med['features, permuted rows (null)']:.1f}")
-print('features beat the null:', med['SAE features, seed A vs B'] > med['features, permuted rows (null)'] + 0.2)
-print('related model closer than unrelated:', med['neurons, e5 vs e5-enpt'] > med['neurons, e5 vs MiniLM'])
+med = {name: m.scores[0] for name, m in matches.items()}   # median best-match correlation, with its null
+seeds = med['SAE features, seed A vs B']
+print(f"median best-match correlation, features across seeds: {seeds['value']:.1f} vs permuted null "
+      f"{seeds['null_mean']:.1f}")
+print('features beat the null:', seeds['value'] > seeds['null_mean'] + 0.2)
+print('related model closer than unrelated:',
+      med['neurons, e5 vs e5-enpt']['value'] > med['neurons, e5 vs MiniLM']['value'])
+
+# %% [markdown]
+# The explorer works per token (both SAEs read the same token rows): each seed-A feature's best seed-B match over
+# all tokens, a scatter of the two, and the top tokens of each. Features firing on fewer than 10 tokens have no
+# match.
 
 # %%
-match = np.where(alive, match, -1)
+za, zb = aligned_units(mmf.ActivationStore(store.path), store, mmf.load_sae(sae_a), mmf.load_sae(sae_b))
+rows = 16384
+values, index = streaming_topm(lambda: ((za[i:i + rows], zb[i:i + rows]) for i in range(0, len(za), rows)),
+                               za.shape[1], zb.shape[1])
+best, alive = values[:, 0].numpy(), (za > 0).sum(0) >= 10
+match = np.where(alive, index[:, 0].numpy(), -1)
 prov = store.provenance()
-texts = {e.id: e.content for e in concept_dataset()}
+texts = {e.id: e.content for e in mmf.ConceptDataset.builtin(['concepts'])}
 row_text = [f"{store.examples[i]['language']}: {texts[store.examples[i]['id']][:40]} [{tok}]"
             for i, tok in zip(prov.example_index, prov.token, strict=True)]
+print(f'{store.n_rows} token rows; {alive.sum()} of {width} features fire on >= 10 tokens')
 start = int(np.flatnonzero(alive & (best > 0.8))[0]) if (alive & (best > 0.8)).any() else 0
 widgets.match_explorer(za, zb, match, best, row_text, names=('seed A', 'seed B'), feature=start)

@@ -66,7 +66,8 @@ WARMUPS = ["0", "5%", "20", "100"]                  # steps, or a percentage of 
 RELU_WARMUPS = ["0", "100"]
 RELU_SEEDS = [0]
 DEAD_SHORT, DEAD_LONG = [20_000, 5_000], [1_000_000, 20_000]
-N_LONG = 3
+N_LONG_LR, N_LONG_WARMUP = 2, 3
+MAX_DEAD = 0.01          # a recommended setting leaves at most this fraction of latents that never fire
 CALL_SITE = {"lr": 3e-3, "warmup": "20", "dead_tokens": 100_000}
 OLD_DEFAULT = {"lr": 4e-4, "warmup": "100", "dead_tokens": 1_000_000}
 SEEDS = [0, 1, 2]
@@ -205,6 +206,7 @@ def summary(results: dict, **where) -> dict:
            "warmup_steps": sorted({r["warmup_steps"] for r in rows})}
     metrics = {f"heldout_{m}": (lambda r, m=m: r["heldout"][m]) for m in ("nmse", "l0", "never_fire")}
     metrics["train_nmse"] = lambda r: r["train_last_batch_nmse"]
+    metrics["train_never_fire"] = lambda r: r["train"]["never_fire"] if "train" in r else np.nan
     for name, get in metrics.items():
         vals = np.array([get(r) if not r["diverged"] else np.nan for r in rows], float)
         out[name] = (float(vals.mean()) if len(vals) else np.nan, float(vals.std(ddof=1)) if len(vals) > 1 else np.nan)
@@ -223,20 +225,40 @@ def best_topk(results: dict) -> tuple[float, str]:
 
 
 def long_settings(results: dict) -> list[tuple[float, str]]:
-    """The N_LONG best grid settings and the call sites' setting."""
-    out = [c[1:] for c in ranked_grid(results)[:N_LONG]]
+    """The N_LONG_LR best lrs x the N_LONG_WARMUP best warm-ups of the grid (each ranked by its best cell),
+    and the call sites' setting."""
+    ranked = ranked_grid(results)
+    lrs = list(dict.fromkeys(lr for _, lr, _ in ranked))[:N_LONG_LR]
+    warms = list(dict.fromkeys(w for _, _, w in ranked))[:N_LONG_WARMUP]
+    out = [(lr, w) for lr in lrs for w in warms]
     call = (CALL_SITE["lr"], CALL_SITE["warmup"])
     return out + ([call] if call not in out else [])
+
+
+def sae_folder(work: Path, row: dict) -> Path:
+    return (work / "saes" / f"{row['stage']}-{row['epochs']}ep-seed{row['seed']}"
+            / run_name(row["arch"], row["lr"], row["warmup"], row["dead_tokens"]))
+
+
+def score_long_on_train(results: dict, work: Path, x: dict) -> None:
+    """The 10-epoch SAEs also on their own training rows: a latent silent there is dead, not just specific to
+    training text."""
+    todo = [r for r in results["runs"].values() if r["epochs"] == LONG and not r["diverged"] and "train" not in r]
+    if todo:
+        log(f"scoring {len(todo)} {LONG}-epoch SAEs on their training rows")
+    for row in todo:
+        row["train"] = score(mmf.load_sae(str(sae_folder(work, row))), x["train"])
+    save(results)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # page
 
 
-def fmt(ms: tuple[float, float], digits: int = 4, scale: float = 1.0) -> str:
+def fmt(ms: tuple[float, float], digits: int = 4, scale: float = 1.0, missing: str = "diverged") -> str:
     m, s = ms
     if not np.isfinite(m):
-        return "diverged"
+        return missing
     m, s = m * scale, s * scale
     return f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
 
@@ -247,8 +269,8 @@ def warm_label(rule: str) -> str:
 
 def table(results: dict, rows: list[tuple], head: list[str], where: dict) -> list[str]:
     lines = ["| " + " | ".join(head + ["steps", "warm-up steps", "held-out NMSE", "last-batch train NMSE", "held-out L0",
-                                       "never fire on held-out (%)"]) + " |",
-             "|" + "---|" * (len(head) + 6)]
+                                       "never fire on held-out (%)", "never fire on training rows (%)"]) + " |",
+             "|" + "---|" * (len(head) + 7)]
     for label, extra in rows:
         s = summary(results, **where, **extra)
         if not s["n"]:
@@ -258,7 +280,8 @@ def table(results: dict, rows: list[tuple], head: list[str], where: dict) -> lis
         lines.append("| " + " | ".join(label + [", ".join(map(str, steps)),
                                               ", ".join(map(str, s["warmup_steps"])),
                                               fmt(s["heldout_nmse"]), fmt(s["train_nmse"]),
-                                              fmt(s["heldout_l0"], 1), fmt(s["heldout_never_fire"], 1, 100)]) + " |")
+                                              fmt(s["heldout_l0"], 1), fmt(s["heldout_never_fire"], 1, 100),
+                                              fmt(s["train_never_fire"], 1, 100, "")]) + " |")
     return lines
 
 
@@ -307,6 +330,9 @@ def page(results: dict) -> str:
     long = [tuple(x) for x in results.get("long_settings", [])]
     long_ranked = sorted((grid(lr, w, "long", LONG)["heldout_nmse"][0], lr, w) for lr, w in long)
     lr_l, w_l = long_ranked[0][1:]
+    clean = [(m, lr, w) for m, lr, w in long_ranked
+             if grid(lr, w, "long", LONG)["heldout_never_fire"][0] <= MAX_DEAD]
+    lr_r, w_r = (clean[0] if clean else long_ranked[0])[1:]
     steps3 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == SHORT})
     steps10 = sorted({r["steps"] for r in results["runs"].values() if r["epochs"] == LONG})
     full3 = 2 * meta["train_rows"] * SHORT // BATCH  # the call sites' stores hold both sentences
@@ -346,15 +372,25 @@ def page(results: dict) -> str:
         "",
         "## Result",
         "",
-        f"- 3 epochs ({steps3[0]} steps), best TopK setting: **lr {lr_b:g}, warm-up {warm_label(w_b)}**, held-out "
-        f"NMSE {ms(lr_b, w_b)}. Next: "
+        f"- 3 epochs ({steps3[0]} steps), lowest held-out NMSE: lr {lr_b:g}, warm-up {warm_label(w_b)}: "
+        f"{ms(lr_b, w_b)}. Next: "
         + "; ".join(f"lr {lr:g} / {warm_label(w)} {fmt(grid(lr, w)['heldout_nmse'])}" for _, lr, w in ranked[1:4])
         + f". The call sites' lr {CALL_SITE['lr']:g} / {warm_label(CALL_SITE['warmup'])}: "
         f"{ms(CALL_SITE['lr'], CALL_SITE['warmup'])}. The current default (lr {OLD_DEFAULT['lr']:g}, 100 steps) is "
-        f"just above the grid's lr 3e-4 / 100 steps: {ms(3e-4, '100')}.",
-        f"- 10 epochs ({steps10[0]} steps): " + "; ".join(
-            f"lr {lr:g} / {warm_label(w)} {fmt(grid(lr, w, 'long', LONG)['heldout_nmse'])}"
-            for _, lr, w in long_ranked) + f", so the best is lr {lr_l:g} / {warm_label(w_l)}.",
+        f"next to the grid's lr 3e-4 / 100 steps: {ms(3e-4, '100')}. At every lr, 100 warm-up steps (longer than "
+        "the run) is the worst warm-up and 0 steps or 5 % the best.",
+        f"- 10 epochs ({steps10[0]} steps), held-out NMSE and latents that never fire on held-out / training rows: "
+        + "; ".join(f"lr {lr:g} / {warm_label(w)} {fmt(d['heldout_nmse'])}, {fmt(d['heldout_never_fire'], 1, 100)} % / "
+                    f"{fmt(d['train_never_fire'], 1, 100)} %"
+                    for lr, w, d in ((lr, w, grid(lr, w, 'long', LONG)) for _, lr, w in long_ranked)) + ".",
+        f"- **Recommended** (lowest {LONG}-epoch held-out NMSE among settings that leave at most "
+        f"{MAX_DEAD:.0%} of the latents never firing on held-out rows): **lr {lr_r:g}, warm-up {warm_label(w_r)}**; "
+        f"{SHORT} epochs {ms(lr_r, w_r)}, {LONG} epochs {ms(lr_r, w_r, 'long', LONG)}. "
+        + (f"lr {lr_l:g} reaches {ms(lr_l, w_l, 'long', LONG)} at {LONG} epochs but "
+           f"{fmt(grid(lr_l, w_l, 'long', LONG)['train_never_fire'], 1, 100)} % of its latents never fire even on "
+           f"its training rows, and a lower dead_tokens (AuxK) does not revive them (table below). "
+           if (lr_l, w_l) != (lr_r, w_r) else "")
+        + f"lr {LRS[-1]:g} is the top of the grid; higher rates were not tried.",
         "",
         "![held-out NMSE vs learning rate](figures/train_defaults_lr.png)",
         "",
@@ -456,6 +492,7 @@ def main() -> None:
         run_stage("long", long, LONG, data, x, results, work, seeds, args.device)
         dead = [{"arch": "topk", "lr": lr_b, "warmup": w_b, "dead_tokens": d} for d in DEAD_LONG]
         run_stage("dead", dead, LONG, data, x, results, work, seeds, args.device)
+        score_long_on_train(results, work, x)
         save(results)
     results = json.loads(OUT_JSON.read_text())
     figure(results)

@@ -142,13 +142,13 @@ def test_start_batch_skips_exactly_and_reads_nothing_it_skips(tmp_path, monkeypa
     full = list(store.batches(batch, seed=3, buffer_shards=buffer))
     store._cache.clear()
     loads = []
-    original = ActivationStore.shard_acts
+    original = ActivationStore._read
 
     def counting(self, index):
         loads.append(index)
         return original(self, index)
 
-    monkeypatch.setattr(ActivationStore, "shard_acts", counting)
+    monkeypatch.setattr(ActivationStore, "_read", counting)
     tail = list(store.batches(batch, seed=3, buffer_shards=buffer, start_batch=start))
     assert len(tail) == max(len(full) - start, 0)
     for a, b in zip(tail, full[start:], strict=True):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmfeatures.activations import ActivationStore, extract
-from mmfeatures.disk import _VERIFIED
+from mmfeatures.disk import forget_checks
 from mmfeatures.errors import ArtifactConflictError, CorruptFileError
 
 TEXTS = ["a dog", "the cat sat on the mat", "hello world", "x y z", "birds fly south in winter"] * 4
@@ -29,7 +29,7 @@ def flip(path, offset=-3):
 
 @pytest.fixture
 def store(tmp_path):
-    _VERIFIED.clear()                  # each test starts as a fresh process would
+    forget_checks()                    # each test starts as a fresh process would
     return make(tmp_path).stores[SITE]
 
 

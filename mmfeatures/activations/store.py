@@ -26,232 +26,36 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmfeatures.activations.layout import (  # noqa: F401 - the store's public vocabulary, re-exported
+    METADATA,
+    RERUN,
+    STORE_DTYPES,
+    Provenance,
+    Stats,
+    StoreConfig,
+    shard_info,
+    shard_paths,
+)
+from mmfeatures.activations.writer import StoreWriter  # noqa: F401
 from mmfeatures.disk import (
-    artifact_key,
     check_file,
-    check_key,
     file_sha256,
+    read_checked,
     read_header,
     read_json,
-    remove_stale_temporaries,
-    write_header,
     write_text_atomic,
 )
 from mmfeatures.errors import CorruptFileError, InputError
 
-METADATA = "metadata.json"
-STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-RERUN = "rerun the same extract() call (or `mmfeatures extract`) to recompute it"
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Everything that determines a store's content, and nothing else; its key names the folder."""
-
-    model: str
-    """Registry name of the encoder."""
-    weights: str
-    """Fingerprint of the tower's weights (``weights_fingerprint``): a random-init copy or another
-    checkpoint under the same name gets another store."""
-    site: str
-    """Hook site, e.g. 'text.layer.6.resid'."""
-    pooling: str
-    """'mean', 'cls', 'eos' or 'none' (per-token rows)."""
-    role: str | None
-    """The text role ('query', 'passage', 'raw' or None for the model's default): it sets the prompt
-    prefix, so it changes the tokens."""
-    include_special: bool
-    """Whether BOS/CLS/EOS positions enter pooled means and per-token rows."""
-    store_dtype: str
-    """'fp32' or 'bf16' on disk (never fp16: activations overflow it)."""
-    compute_dtype: str
-    """Autocast precision of the forward pass."""
-    dataset: str
-    """Fingerprint of the examples (ids, provenance, content)."""
-    n_examples: int
-    shard_examples: int
-    """Examples per shard (the layout of the files)."""
-
-    def __post_init__(self):
-        if self.store_dtype not in STORE_DTYPES:
-            raise ValueError(f"store_dtype {self.store_dtype!r} is not allowed; use 'fp32' or 'bf16' "
-                             "(fp16 overflows on activation outliers)")
-        if self.shard_examples < 1:
-            raise ValueError(f"shard_examples must be >= 1, got {self.shard_examples}")
-
-    @property
-    def key(self) -> str:
-        return artifact_key("activation-store", asdict(self))
-
-    @classmethod
-    def from_header(cls, header: dict[str, Any], path: Path) -> StoreConfig:
-        """The config a store's metadata records; an older or damaged one names the fix."""
-        config = header.get("config")
-        names = {f.name for f in fields(cls)}
-        if not isinstance(config, dict) or set(config) != names:
-            have = sorted(config) if isinstance(config, dict) else config
-            raise CorruptFileError(f"{path / METADATA} describes a store of another layout (config fields {have}; "
-                                   f"this mmfeatures expects {sorted(names)}); it was written by another version: "
-                                   f"delete {path} and {RERUN}")
-        return cls(**config)
-
-    @property
-    def n_shards(self) -> int:
-        return -(-self.n_examples // self.shard_examples)
-
-    def shard_range(self, index: int) -> tuple[int, int]:
-        start = index * self.shard_examples
-        return start, min(start + self.shard_examples, self.n_examples)
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Normalisation statistics over all rows of a store."""
-
-    mean_d: torch.Tensor
-    mean_norm: float
-    """Mean L2 norm of the rows (before centring)."""
-    mean_sq_norm: float
-    """Mean squared L2 norm of the rows; 'scale' makes it d (Anthropic's input scaling)."""
-    n_rows: int
-    """Finite rows the statistics are over."""
-    n_nonfinite: int = 0
-    """Rows with NaN/inf, left out of the statistics (kept in the store as extracted)."""
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """One entry per row: which example, where in it, and what the example was."""
-
-    example_index: np.ndarray
-    position: np.ndarray
-    """Token/patch position, or -1 for pooled rows."""
-    special: np.ndarray
-    token: list[str]
-    """Token string per row ('' for pooled rows)."""
-    examples: list[dict[str, Any]]
-    """The examples table, indexed by example_index."""
-
-    def __len__(self) -> int:
-        return len(self.example_index)
-
-    def column(self, name: str) -> list[Any]:
-        """A per-row column of the examples table, e.g. 'id', 'concept', 'language', 'modality'."""
-        return [self.examples[i][name] for i in self.example_index]
-
-    def to_pandas(self):
-        import pandas as pd
-
-        df = pd.DataFrame({"example_index": self.example_index, "position": self.position,
-                           "special": self.special, "token": self.token})
-        for name in ("id", "concept", "language", "modality"):
-            df[name] = self.column(name)
-        return df
-
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-
-def _shard_paths(root: Path, index: int) -> tuple[Path, Path, Path]:
-    stem = root / "shards" / f"{index:05d}"
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), Path(f"{stem}.tokens.json")
-
-
-class StoreWriter:
-    """Writes one store's shards; used by extract(). Safe to resume, and to share across ranks."""
-
-    def __init__(self, root: Path, config: StoreConfig):
-        self.root, self.config = root, config
-
-    def start(self, examples: Sequence[dict[str, Any]]) -> None:
-        """Create the folder, examples table and a 'partial' header if they do not exist yet; clean what a
-        killed run left behind (temporary files of dead processes)."""
-        (self.root / "shards").mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, self.root / "shards"):
-            remove_stale_temporaries(folder)
-        header = read_header(self.root, METADATA, fix=f"delete {self.root} and {RERUN}")
-        check_key(self.root, "activation store", self.config.key, f"{self.config.model} {self.config.site}", header)
-        lines = "".join(json.dumps({"index": i, **ex}, ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
-        path = self.root / "examples.jsonl"
-        if not path.is_file() or path.read_text(encoding="utf-8") != lines:
-            write_text_atomic(path, lines)
-        if header is None:
-            write_header(self.root, "activation-store", filename=METADATA, status="partial", key=self.config.key,
-                         config=asdict(self.config))
-
-    def complete_shards(self, verify: bool = True, indices: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
-        """Sidecars of the shards (all, or ``indices``) that are complete, with matching checksums if verify."""
-        done = {}
-        for index in range(self.config.n_shards) if indices is None else indices:
-            info = shard_info(self.root, index, verify=verify)
-            if info is not None:
-                done[index] = info
-        return done
-
-    def write_shard(self, index: int, acts_nd: torch.Tensor, example_n: torch.Tensor, position_n: torch.Tensor,
-                    special_n: torch.Tensor, tokens: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
-        from safetensors.torch import save_file
-
-        data_path, side_path, tok_path = _shard_paths(self.root, index)
-        tensors = {"acts": acts_nd.to(STORE_DTYPES[self.config.store_dtype]).contiguous(),
-                   "example": example_n.to(torch.int64).contiguous(),
-                   "position": position_n.to(torch.int32).contiguous(),
-                   "special": special_n.to(torch.bool).contiguous()}
-        tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"site": self.config.site, "shard": str(index)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, data_path)
-        tokens_sha = None
-        if tokens is not None:
-            write_text_atomic(tok_path, json.dumps(tokens, ensure_ascii=False))
-            tokens_sha = file_sha256(tok_path)
-        start, stop = self.config.shard_range(index)
-        info = {"index": index, "examples": [start, stop], "rows": int(acts_nd.shape[0]),
-                "d": int(acts_nd.shape[1]), "nbytes": data_path.stat().st_size,
-                "sha256": file_sha256(data_path), "tokens_sha256": tokens_sha, **extra}
-        write_text_atomic(side_path, json.dumps(info, ensure_ascii=False))  # the completion marker
-        return info
-
-    def finish(self) -> dict[str, Any]:
-        """Mark the store complete once every shard is; returns the header."""
-        done = self.complete_shards(verify=False)
-        missing = [i for i in range(self.config.n_shards) if i not in done]
-        assert not missing, f"cannot finish {self.root}: shards {missing[:5]} are incomplete"
-        manifest = [done[i] for i in range(self.config.n_shards)]
-        return write_header(
-            self.root, "activation-store", filename=METADATA, status="complete", key=self.config.key,
-            config=asdict(self.config), examples_sha256=file_sha256(self.root / "examples.jsonl"),
-            d=max((s["d"] for s in manifest), default=0), n_rows=sum(s["rows"] for s in manifest),
-            truncated=sum(s.get("truncated", 0) for s in manifest),
-            skipped=[x for s in manifest for x in s.get("skipped", [])], shards=manifest)
-
-
-def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
-    """A shard's sidecar if the shard is complete and intact, else None."""
-    data_path, side_path, tok_path = _shard_paths(root, index)
-    try:
-        info = json.loads(side_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None                                    # no (or a torn) completion marker: recompute the shard
-    if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
-        return None
-    if verify and file_sha256(data_path) != info.get("sha256"):
-        return None
-    tokens = info.get("tokens_sha256")
-    if verify and tokens and (not tok_path.is_file() or file_sha256(tok_path) != tokens):
-        return None
-    return info
 
 
 class ActivationStore:
@@ -329,18 +133,29 @@ class ActivationStore:
         return [s["index"] for s in self.shards if shard_info(self.path, s["index"], verify=True) is None]
 
     def _shard(self, index: int) -> dict[str, torch.Tensor]:
-        """A shard's tensors, checked against its SHA-256 on this process's first read."""
+        """A shard's tensors (the few most recent are kept), checked on this process's first read."""
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
+        return self._remember(index, self._read(index))
+
+    def _remember(self, index: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self._cache[index] = tensors
+        while len(self._cache) > self.CACHED_SHARDS:
+            self._cache.popitem(last=False)
+        return tensors
+
+    def _read(self, index: int) -> dict[str, torch.Tensor]:
+        """Read, verify (SHA-256, once per process) and parse one shard; touches no shared state, so it may
+        run in a helper thread."""
         from safetensors import SafetensorError
         from safetensors.torch import load
 
-        data_path = _shard_paths(self.path, index)[0]
+        data_path = shard_paths(self.path, index)[0]
         info = self.shards[index]
-        check_file(data_path, info.get("sha256"), RERUN)
+        data = read_checked(data_path, info.get("sha256"), RERUN)
         try:
-            tensors = load(data_path.read_bytes())
+            tensors = load(data)
         except (SafetensorError, ValueError, RuntimeError) as e:
             raise CorruptFileError(f"shard {data_path} cannot be read ({e}); {RERUN}") from None
         acts = tensors.get("acts")
@@ -349,10 +164,28 @@ class ActivationStore:
             shape = None if acts is None else tuple(acts.shape)
             raise CorruptFileError(f"shard {data_path} holds acts of shape {shape} but the manifest says "
                                    f"({info['rows']}, {self.d}); {RERUN}")
-        self._cache[index] = tensors
-        while len(self._cache) > self.CACHED_SHARDS:
-            self._cache.popitem(last=False)
         return tensors
+
+    def iter_shards(self, indices: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(index, tensors) for ``indices`` (default all) in order, the next shard read and verified in a helper
+        thread while the caller works on this one: checksums cost little beside real work. At most two shards
+        are in memory at once beyond the caller's."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        order = list(range(len(self.shards)) if indices is None else indices)
+        if not order:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(self._cached_or_read, order[0])
+            for k, index in enumerate(order):
+                tensors = ahead.result()
+                if k + 1 < len(order):
+                    ahead = pool.submit(self._cached_or_read, order[k + 1])
+                yield index, self._remember(index, tensors)
+
+    def _cached_or_read(self, index: int) -> dict[str, torch.Tensor]:
+        cached = self._cache.get(index)
+        return cached if cached is not None else self._read(index)
 
     def shard_acts(self, index: int) -> torch.Tensor:
         return self._shard(index)["acts"]
@@ -361,7 +194,7 @@ class ActivationStore:
         """All rows as one (n_rows, d) array (loads everything; see batches() for streaming)."""
         if not self.shards:
             return np.zeros((0, self.d), dtype)
-        return torch.cat([self.shard_acts(i).float() for i in range(len(self.shards))]).numpy().astype(dtype, copy=False)
+        return torch.cat([t["acts"].float() for _, t in self.iter_shards()]).numpy().astype(dtype, copy=False)
 
     def rows(self, index: Sequence[int] | np.ndarray) -> torch.Tensor:
         """(len(index), d) float32 rows by global row index, in the order given."""
@@ -380,7 +213,7 @@ class ActivationStore:
         return self._provenance
 
     def _tokens(self, index: int, n_rows: int) -> list[str]:
-        path = _shard_paths(self.path, index)[2]
+        path = shard_paths(self.path, index)[2]
         sha = self.shards[index].get("tokens_sha256")
         if not sha:
             return [""] * n_rows
@@ -394,8 +227,7 @@ class ActivationStore:
     @functools.cached_property
     def _provenance(self) -> Provenance:
         ex, pos, spec, tokens = [], [], [], []
-        for i in range(len(self.shards)):
-            shard = self._shard(i)
+        for i, shard in self.iter_shards():
             ex.append(shard["example"].numpy())
             pos.append(shard["position"].numpy())
             spec.append(shard["special"].numpy())
@@ -410,7 +242,7 @@ class ActivationStore:
 
         parts = []
         for i in range(len(self.shards)):
-            data_path = _shard_paths(self.path, i)[0]
+            data_path = shard_paths(self.path, i)[0]
             if i in self._cache:
                 parts.append(self._cache[i]["example"].numpy())
                 continue
@@ -445,8 +277,8 @@ class ActivationStore:
         total = torch.zeros(self.d, dtype=torch.float64)
         norm_sum = sq_sum = 0.0
         n = bad = 0
-        for i in range(len(self.shards)):
-            a = self.shard_acts(i).double()
+        for _, shard in self.iter_shards():
+            a = shard["acts"].double()
             finite = torch.isfinite(a).all(1)
             bad += int((~finite).sum())
             a = a[finite]
@@ -486,9 +318,10 @@ class ActivationStore:
         order = rng.permutation(len(self.shards)) if shuffle else np.arange(len(self.shards))
         carry_idx = np.zeros(0, dtype=np.int64)  # global row ids left over from the last buffer
         carry: torch.Tensor | None = torch.zeros(0, self.d)  # their data (None while skipping)
+        groups = [[int(i) for i in order[s : s + max(buffer_shards, 1)]] for s in range(0, len(order), max(buffer_shards, 1))]
+        stream = self.iter_shards([i for g in self._groups_read(groups, batch_size, start_batch) for i in groups[g]])
         produced = 0
-        for start in range(0, len(order), max(buffer_shards, 1)):
-            group = [int(i) for i in order[start : start + buffer_shards]]
+        for group in groups:
             idx = np.concatenate([carry_idx, *[np.arange(self._offsets[i], self._offsets[i + 1]) for i in group]])
             perm = rng.permutation(len(idx)) if shuffle else np.arange(len(idx))
             n_full = len(idx) // batch_size
@@ -497,7 +330,7 @@ class ActivationStore:
                 carry_idx, carry = idx[perm[n_full * batch_size :]], None
                 continue
             head = carry if carry is not None else self.rows(carry_idx)
-            buf = torch.cat([head, *[self.shard_acts(i).float() for i in group]])[torch.from_numpy(perm)]
+            buf = torch.cat([head, *[next(stream)[1]["acts"].float() for _ in group]])[torch.from_numpy(perm)]
             for b in range(n_full):
                 if produced >= start_batch:
                     yield self._normalise(buf[b * batch_size : (b + 1) * batch_size], stats, normalize)
@@ -505,6 +338,17 @@ class ActivationStore:
             carry_idx, carry = idx[perm[n_full * batch_size :]], buf[n_full * batch_size :]
         if len(carry_idx) and not drop_last and produced >= start_batch:
             yield self._normalise(carry if carry is not None else self.rows(carry_idx), stats, normalize)
+
+    def _groups_read(self, groups: list[list[int]], batch_size: int, start_batch: int) -> list[int]:
+        """The buffer groups ``_batches`` reads (not wholly skipped by ``start_batch``), from row counts alone."""
+        read, carry, produced = [], 0, 0
+        for g, group in enumerate(groups):
+            n = carry + sum(int(self.shards[i]["rows"]) for i in group)
+            n_full = n // batch_size
+            if produced + n_full > start_batch:
+                read.append(g)
+            produced, carry = produced + n_full, n - n_full * batch_size
+        return read
 
     def _normalise(self, x: torch.Tensor, stats: Stats | None, how: str) -> torch.Tensor:
         if how == "center":

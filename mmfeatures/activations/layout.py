@@ -1,0 +1,156 @@
+"""The on-disk layout of an activation store: its config (whose key names the folder), the statistics and
+provenance records, and where each shard's files live. See store.py for the layout itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmfeatures.disk import (
+    artifact_key,
+    file_sha256,
+)
+from mmfeatures.errors import CorruptFileError
+
+METADATA = "metadata.json"
+STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+RERUN = "rerun the same extract() call (or `mmfeatures extract`) to recompute it"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Everything that determines a store's content, and nothing else; its key names the folder."""
+
+    model: str
+    """Registry name of the encoder."""
+    weights: str
+    """Fingerprint of the tower's weights (``weights_fingerprint``): a random-init copy or another
+    checkpoint under the same name gets another store."""
+    site: str
+    """Hook site, e.g. 'text.layer.6.resid'."""
+    pooling: str
+    """'mean', 'cls', 'eos' or 'none' (per-token rows)."""
+    role: str | None
+    """The text role ('query', 'passage', 'raw' or None for the model's default): it sets the prompt
+    prefix, so it changes the tokens."""
+    include_special: bool
+    """Whether BOS/CLS/EOS positions enter pooled means and per-token rows."""
+    store_dtype: str
+    """'fp32' or 'bf16' on disk (never fp16: activations overflow it)."""
+    compute_dtype: str
+    """Autocast precision of the forward pass."""
+    dataset: str
+    """Fingerprint of the examples (ids, provenance, content)."""
+    n_examples: int
+    shard_examples: int
+    """Examples per shard (the layout of the files)."""
+
+    def __post_init__(self):
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype {self.store_dtype!r} is not allowed; use 'fp32' or 'bf16' "
+                             "(fp16 overflows on activation outliers)")
+        if self.shard_examples < 1:
+            raise ValueError(f"shard_examples must be >= 1, got {self.shard_examples}")
+
+    @property
+    def key(self) -> str:
+        return artifact_key("activation-store", asdict(self))
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], path: Path) -> StoreConfig:
+        """The config a store's metadata records; an older or damaged one names the fix."""
+        config = header.get("config")
+        names = {f.name for f in fields(cls)}
+        if not isinstance(config, dict) or set(config) != names:
+            have = sorted(config) if isinstance(config, dict) else config
+            raise CorruptFileError(f"{path / METADATA} describes a store of another layout (config fields {have}; "
+                                   f"this mmfeatures expects {sorted(names)}); it was written by another version: "
+                                   f"delete {path} and {RERUN}")
+        return cls(**config)
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_examples // self.shard_examples)
+
+    def shard_range(self, index: int) -> tuple[int, int]:
+        start = index * self.shard_examples
+        return start, min(start + self.shard_examples, self.n_examples)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Normalisation statistics over all rows of a store."""
+
+    mean_d: torch.Tensor
+    mean_norm: float
+    """Mean L2 norm of the rows (before centring)."""
+    mean_sq_norm: float
+    """Mean squared L2 norm of the rows; 'scale' makes it d (Anthropic's input scaling)."""
+    n_rows: int
+    """Finite rows the statistics are over."""
+    n_nonfinite: int = 0
+    """Rows with NaN/inf, left out of the statistics (kept in the store as extracted)."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """One entry per row: which example, where in it, and what the example was."""
+
+    example_index: np.ndarray
+    position: np.ndarray
+    """Token/patch position, or -1 for pooled rows."""
+    special: np.ndarray
+    token: list[str]
+    """Token string per row ('' for pooled rows)."""
+    examples: list[dict[str, Any]]
+    """The examples table, indexed by example_index."""
+
+    def __len__(self) -> int:
+        return len(self.example_index)
+
+    def column(self, name: str) -> list[Any]:
+        """A per-row column of the examples table, e.g. 'id', 'concept', 'language', 'modality'."""
+        return [self.examples[i][name] for i in self.example_index]
+
+    def to_pandas(self):
+        import pandas as pd
+
+        df = pd.DataFrame({"example_index": self.example_index, "position": self.position,
+                           "special": self.special, "token": self.token})
+        for name in ("id", "concept", "language", "modality"):
+            df[name] = self.column(name)
+        return df
+
+
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def shard_paths(root: Path, index: int) -> tuple[Path, Path, Path]:
+    stem = root / "shards" / f"{index:05d}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), Path(f"{stem}.tokens.json")
+
+
+def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
+    """A shard's sidecar if the shard is complete and intact, else None."""
+    data_path, side_path, tok_path = shard_paths(root, index)
+    try:
+        info = json.loads(side_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None                                    # no (or a torn) completion marker: recompute the shard
+    if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
+        return None
+    if verify and file_sha256(data_path) != info.get("sha256"):
+        return None
+    tokens = info.get("tokens_sha256")
+    if verify and tokens and (not tok_path.is_file() or file_sha256(tok_path) != tokens):
+        return None
+    return info
+
