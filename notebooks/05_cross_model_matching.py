@@ -76,7 +76,7 @@ print('related model closer than unrelated:',
 # match.
 
 # %%
-za, zb = aligned_units(mmf.ActivationStore(store.path), store, mmf.load_sae(sae_a), mmf.load_sae(sae_b))
+za, zb = aligned_units(store, store, mmf.load_sae(sae_a), mmf.load_sae(sae_b))
 rows = 16384
 values, index = streaming_topm(lambda: ((za[i:i + rows], zb[i:i + rows]) for i in range(0, len(za), rows)),
                                za.shape[1], zb.shape[1])

@@ -14,7 +14,7 @@ import pandas as pd
 import mmfeatures as mmf
 from mmfeatures import plotting, widgets
 from mmfeatures.analysis import interpretability, unit_activations
-from mmfeatures.recipes import cached_saes, check_sizes, concept_store
+from mmfeatures.pipeline import ExtractStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with a hub model, e.g.:
@@ -24,14 +24,17 @@ model = 'offline:e5-small'
 site = 'text.layer.8.resid'
 widths = [768, 1536, 3072]
 k = 16
+epochs = 3
 seed = 0
 
 # %%
-check_sizes(k=(k, 1))
-store = concept_store(model, site)
-pooled = concept_store(model, site, pooling='mean')
-base = dict(seed=seed, lr=3e-3, warmup_steps=20, batch_size=2048, dead_tokens=100_000, device='cpu')
-saes = cached_saes(store, [mmf.TrainConfig(mmf.TopK(k=k), w, name=f'topk{k}-{w}', **base) for w in widths])
+check_sizes(k=(k, 1), epochs=(epochs, 1))
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
+pooled = run(ExtractStep(model=model, sites=(site,), pooling='mean', progress=False)).store(site)
+# the three widths in one pass over the store; at epochs = 3, width 1536 is the SAE of notebooks 03, 05 and 07
+# (same key, so it is trained once and reused)
+saes = mmf.train(store, [mmf.TrainConfig(mmf.TopK(k=k), w, seed=seed, batch_size=2048, epochs=epochs) for w in widths],
+                 progress=False).saes
 results = {}
 z, labels = unit_activations(pooled)
 results['neurons'] = interpretability(z, labels, signed=True)

@@ -1,18 +1,20 @@
 # %% [markdown]
 # # 07 · Steering by clamping a feature (a Golden-Gate analog)
 #
-# Scaling Monosemanticity clamped a 'Golden Gate Bridge' feature and Claude talked about the bridge. Here: find
-# e5-small's most 'dog'-selective SAE feature at layer 8, clamp it while embedding unrelated sentences, and watch
-# where the dog sentences land in a retrieval ranking. A random feature is the control. About 2 minutes on CPU.
+# Scaling Monosemanticity clamped a 'Golden Gate Bridge' feature and Claude talked about the bridge. Here, with the
+# pipeline's steer step: find e5-small's most 'dog'-selective SAE feature at layer 8, clamp it while embedding
+# sentences about other concepts, and watch where the best dog sentence lands in a retrieval ranking of the
+# English sentences. The null clamps `n_perm` random live features just as hard. About 2 minutes on CPU.
 
 # %%
-import numpy as np
+import tempfile
+from pathlib import Path
 
-import mmfeatures as mmf
+import pandas as pd
+from IPython.display import Image, display
+
 from mmfeatures import widgets
-from mmfeatures.analysis import max_activation, retrieval_curve, unit_activations
-from mmfeatures.analysis.stats import auroc_by_class, ranks
-from mmfeatures.recipes import cached_sae, concept_dataset, concept_store
+from mmfeatures.pipeline import ExtractStep, SteerStep, TrainStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with a hub model, e.g.:
@@ -24,38 +26,36 @@ width, k = 1536, 16
 concept = 'dog'
 strengths = [0, 1, 2, 3, 5]          # multiples of the feature's max activation
 queries = ['bread', 'chair', 'river', 'school', 'red', 'five', 'freedom', 'run', 'happiness', 'village']
+n_perm = 19                          # random features clamped as hard (the null)
 seed = 0
 
 # %%
-enc = mmf.load_encoder(model)
-store = concept_store(enc, site)
-sae = cached_sae(store, mmf.TrainConfig(mmf.TopK(k=k), width, seed=seed, lr=3e-3, warmup_steps=20, batch_size=2048,
-                                        dead_tokens=100_000, device='cpu'))
-z, labels = unit_activations(store, sae)
-onehot, concepts = labels.onehot('concept')
-if concept not in concepts:
-    raise ValueError(f'concept = {concept!r} is not a built-in concept; e.g. {concepts[:8]}')
-auc = auroc_by_class(ranks(z), onehot)[:, concepts.index(concept)]
-feature = int(auc.argmax())
-alive = np.flatnonzero((z > 0).sum(0) >= 20)
-control = int(np.random.default_rng(seed).choice(alive[alive != feature]))
-english = list(concept_dataset(['en']))
-pool, target = [e.content for e in english], [e.concept == concept for e in english]
-query_texts = [e.content for e in english if e.concept in queries]
-x = store.rows(np.arange(store.n_rows))
-curves = {}
-for name, f in ((f'{concept} feature {feature}', feature), (f'random feature {control}', control)):
-    scale = max_activation(sae, x, f)
-    _, rank = retrieval_curve(enc, site, sae, f, query_texts, pool, target, [c * scale for c in strengths])
-    curves[name] = {c: float(np.median(r)) for c, r in zip(strengths, rank, strict=True)}
-print(f'feature {feature}: AUROC {auc[feature]:.2f} for {concept!r}; {len(query_texts)} queries, pool of {len(pool)}')
+check_sizes(n_perm=(n_perm, 19))    # p <= 0.05 needs at least 19 random features
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
+sae = run(TrainStep(store=str(store.path), width=width, k=k, seed=seed, progress=False)).artifact('sae').path
+steered = run(SteerStep(sae=sae, concept=concept, strengths=tuple(strengths), queries=tuple(queries), n_perm=n_perm,
+                        seed=seed, out=tempfile.mkdtemp(prefix='mmf-07-')))
+print(steered.verdict)
+display(Image(filename=str(Path(steered.folder) / steered.figures[0]['file'])))
+table = steered.tables[0]
+pd.DataFrame(table['rows'], columns=table['columns'])
+
+# %% [markdown]
+# Move the slider along the clamp strength: the median rank (1 = top) of the best dog sentence over the queries.
+# The random features were clamped at the strongest value only (the figure above).
 
 # %%
-widgets.curve_slider(curves, xlabel='clamp × max', ylabel=f'median rank of the best {concept} sentence (0 = top)',
-                     title=f'Median rank of the best {concept} sentence while clamping one feature')
+curve = {float(c): float(r) for c, r in table['rows']}
+null = steered.scores[0]
+weakest, strongest = min(curve), max(curve)
+widgets.curve_slider({f"'{concept}' feature": curve}, xlabel='clamp × max',
+                     ylabel=f'median rank of the best {concept} sentence (1 = top)',
+                     title=f"Clamping the '{concept}' feature ({null['n_perm']} random features at {strongest:g}x: "
+                           f"mean rank {null['null_mean']:.0f})")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-steered = list(curves.values())[0]
-print(f'median rank unsteered > 50: {steered[strengths[0]] > 50}; at {strengths[-1]}x max <= 10: {steered[strengths[-1]] <= 10}')
-print('the control moves less:', list(curves.values())[1][strengths[-1]] > steered[strengths[-1]])
+print(f'median rank at {weakest:g}x max > 50: {curve[weakest] > 50}; at {strongest:g}x max <= 10: {curve[strongest] <= 10}')
+print(f"the '{concept}' feature lifts it above random features clamped as hard (rank < their mean rank):",
+      null['value'] < null['null_mean'])
+print('supported (p <= 0.05):', steered.supported)

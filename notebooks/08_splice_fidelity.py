@@ -3,7 +3,7 @@
 #
 # Replace layer 8's residual stream by the SAE's reconstruction and run the rest of e5-small: how much of the
 # clean model's behaviour survives (embedding cosine, concept retrieval, cross-lingual retrieval), against zero-
-# and mean-ablating the layer? Over SAE width and k. About 2 minutes on CPU.
+# and mean-ablating the layer? Over SAE width and k, with the pipeline's fidelity step. About 2 minutes on CPU.
 #
 # *In context:* Scaling Monosemanticity and Gao et al. express this cost as the compute a model would need to
 # reach the spliced model's loss (the former: its SAEs' reconstruction is worth roughly a model trained with ~10×
@@ -13,11 +13,11 @@
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 
 import mmfeatures as mmf
 from mmfeatures import plotting, widgets
-from mmfeatures.analysis import fidelity_sweep
-from mmfeatures.recipes import cached_saes, concept_dataset, concept_store
+from mmfeatures.pipeline import ExtractStep, FidelityStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with a hub model, e.g.:
@@ -28,16 +28,20 @@ site = 'text.layer.8.resid'
 widths = [768, 1536, 3072]
 k_values = [8, 16, 32]
 languages = ['en', 'es', 'ja', 'sw']
+epochs = 3
 seed = 0
 
 # %%
-enc = mmf.load_encoder(model)
-store = concept_store(enc, site)
-base = dict(seed=seed, lr=3e-3, warmup_steps=20, batch_size=2048, dead_tokens=100_000, device='cpu')
-configs = [mmf.TrainConfig(mmf.TopK(k=16), w, name=f'w{w}-k16', **base) for w in widths] + \
-          [mmf.TrainConfig(mmf.TopK(k=k), 1536, name=f'w1536-k{k}', **base) for k in k_values if k != 16]
-saes = dict(zip([c.name for c in configs], cached_saes(store, configs), strict=True))
-table = fidelity_sweep(enc, site, saes, concept_dataset(languages), mean=store.stats().mean_d).set_index('sae')
+check_sizes(epochs=(epochs, 1))
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
+base = dict(seed=seed, batch_size=2048, epochs=epochs)
+configs = {**{f'w{w}-k16': mmf.TrainConfig(mmf.TopK(k=16), w, **base) for w in widths},
+           **{f'w1536-k{k}': mmf.TrainConfig(mmf.TopK(k=k), 1536, **base) for k in k_values if k != 16}}
+trained = mmf.train(store, list(configs.values()), progress=False)     # one pass over the store for all five
+spliced = run(FidelityStep(saes=tuple(str(t.folder) for t in trained), names=tuple(configs),
+                           languages=tuple(languages), out=None))
+table = pd.DataFrame(spliced.tables[0]['rows'], columns=spliced.tables[0]['columns']).set_index('sae')
+print(spliced.tables[0]['title'])
 table.round(3)
 
 # %%

@@ -186,8 +186,8 @@ def run_stage(stage: str, specs: list[dict], epochs: int, data: dict, x: dict, r
                 row["train_last_batch_nmse"] = final.get("nmse", float("nan"))
             results["runs"][key] = row
         save(results)
-        log(f"  {seconds:.0f} s; best held-out NMSE this pass "
-            f"{min(r['heldout']['nmse'] for k, r in results['runs'].items() if k in keys and 'heldout' in r):.4f}")
+        done = [results["runs"][k]["heldout"]["nmse"] for k, _ in todo if "heldout" in results["runs"][k]]
+        log(f"  {seconds:.0f} s; best held-out NMSE of this pass {min(done, default=float('nan')):.4f}")
 
 
 def save(results: dict) -> None:
@@ -263,6 +263,10 @@ def fmt(ms: tuple[float, float], digits: int = 4, scale: float = 1.0, missing: s
     return f"{m:.{digits}f} ± {s:.{digits}f}" if np.isfinite(s) else f"{m:.{digits}f}"
 
 
+def rel(value: float, ref: float) -> str:
+    return f"{100 * (value / ref - 1):+.1f} %"
+
+
 def warm_label(rule: str) -> str:
     return f"{rule} of the run" if rule.endswith("%") else f"{rule} steps"
 
@@ -306,6 +310,13 @@ def figure(results: dict) -> None:
             ax.errorbar([LRS[j] * (1 + 0.04 * (i - (len(ws) - 1) / 2)) for j in ok], [ms[j][0] for j in ok],
                         yerr=[ms[j][1] if np.isfinite(ms[j][1]) else 0 for j in ok], marker="o", ms=4,
                         capsize=2, color=colors[w], label=f"warm-up {warm_label(w)}")
+            for j in ok:  # long runs: share of latents that never fire; ReLU: its L0 (not fixed by k)
+                d = summary(results, stage=stage, arch=arch, epochs=epochs, lr=LRS[j], warmup=w)
+                note = (f"{100 * d['heldout_never_fire'][0]:.1f}% dead" if stage == "long"
+                        else f"L0 {d['heldout_l0'][0]:.0f}" if arch == "relu" else "")
+                if note:
+                    ax.annotate(note, (LRS[j] * (1 + 0.04 * (i - (len(ws) - 1) / 2)), ms[j][0]), fontsize=6,
+                                color=colors[w], xytext=(-6, 4 - 8 * i), textcoords="offset points", ha="right")
         ax.axvline(OLD_DEFAULT["lr"], color="0.6", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -330,6 +341,7 @@ def page(results: dict) -> str:
     long = [tuple(x) for x in results.get("long_settings", [])]
     long_ranked = sorted((grid(lr, w, "long", LONG)["heldout_nmse"][0], lr, w) for lr, w in long)
     lr_l, w_l = long_ranked[0][1:]
+    by_lr = {lr: [w for _, w in sorted((grid(lr, w)["heldout_nmse"][0], w) for w in WARMUPS)] for lr in LRS}
     clean = [(m, lr, w) for m, lr, w in long_ranked
              if grid(lr, w, "long", LONG)["heldout_never_fire"][0] <= MAX_DEAD]
     lr_r, w_r = (clean[0] if clean else long_ranked[0])[1:]
@@ -377,20 +389,30 @@ def page(results: dict) -> str:
         + "; ".join(f"lr {lr:g} / {warm_label(w)} {fmt(grid(lr, w)['heldout_nmse'])}" for _, lr, w in ranked[1:4])
         + f". The call sites' lr {CALL_SITE['lr']:g} / {warm_label(CALL_SITE['warmup'])}: "
         f"{ms(CALL_SITE['lr'], CALL_SITE['warmup'])}. The current default (lr {OLD_DEFAULT['lr']:g}, 100 steps) is "
-        f"next to the grid's lr 3e-4 / 100 steps: {ms(3e-4, '100')}. At every lr, 100 warm-up steps (longer than "
-        "the run) is the worst warm-up and 0 steps or 5 % the best.",
+        f"next to the grid's lr 3e-4 / 100 steps: {ms(3e-4, '100')}. Best warm-up at each lr: "
+        + ", ".join(f"{lr:g}: {warm_label(by_lr[lr][0])}" for lr in LRS) + "; worst: "
+        + ", ".join(f"{lr:g}: {warm_label(by_lr[lr][-1])}" for lr in LRS) + ".",
         f"- 10 epochs ({steps10[0]} steps), held-out NMSE and latents that never fire on held-out / training rows: "
         + "; ".join(f"lr {lr:g} / {warm_label(w)} {fmt(d['heldout_nmse'])}, {fmt(d['heldout_never_fire'], 1, 100)} % / "
                     f"{fmt(d['train_never_fire'], 1, 100)} %"
                     for lr, w, d in ((lr, w, grid(lr, w, 'long', LONG)) for _, lr, w in long_ranked)) + ".",
-        f"- **Recommended** (lowest {LONG}-epoch held-out NMSE among settings that leave at most "
-        f"{MAX_DEAD:.0%} of the latents never firing on held-out rows): **lr {lr_r:g}, warm-up {warm_label(w_r)}**; "
-        f"{SHORT} epochs {ms(lr_r, w_r)}, {LONG} epochs {ms(lr_r, w_r, 'long', LONG)}. "
+        f"- **Recommended lr: {lr_r:g}**, the lowest {LONG}-epoch held-out NMSE among settings that leave at most "
+        f"{MAX_DEAD:.0%} of the latents never firing on held-out rows ({SHORT} epochs {ms(lr_r, w_r)}, {LONG} epochs "
+        f"{ms(lr_r, w_r, 'long', LONG)}, with warm-up {warm_label(w_r)}). "
         + (f"lr {lr_l:g} reaches {ms(lr_l, w_l, 'long', LONG)} at {LONG} epochs but "
            f"{fmt(grid(lr_l, w_l, 'long', LONG)['train_never_fire'], 1, 100)} % of its latents never fire even on "
-           f"its training rows, and a lower dead_tokens (AuxK) does not revive them (table below). "
+           "its training rows, and a lower dead_tokens (more AuxK) does not revive them (table below). "
            if (lr_l, w_l) != (lr_r, w_r) else "")
         + f"lr {LRS[-1]:g} is the top of the grid; higher rates were not tried.",
+        f"- **Warm-up at lr {lr_r:g}**: relative to {warm_label(w_r)}, "
+        + "; ".join(f"{warm_label(w)} changes held-out NMSE by "
+                    f"{rel(grid(lr_r, w)['heldout_nmse'][0], grid(lr_r, w_r)['heldout_nmse'][0])} at {SHORT} epochs"
+                    + (f" and {rel(grid(lr_r, w, 'long', LONG)['heldout_nmse'][0], grid(lr_r, w_r, 'long', LONG)['heldout_nmse'][0])}"
+                       f" at {LONG} epochs" if grid(lr_r, w, "long", LONG)["n"] else "")
+                    for w in WARMUPS if w != w_r)
+        + f". At lr {lr_l:g} the warm-up sets how many latents die: "
+        + ", ".join(f"{warm_label(w)} {fmt(grid(lr_l, w, 'long', LONG)['heldout_never_fire'], 1, 100)} %"
+                    for w in WARMUPS if grid(lr_l, w, "long", LONG)["n"]) + f" never fire at {LONG} epochs.",
         "",
         "![held-out NMSE vs learning rate](figures/train_defaults_lr.png)",
         "",

@@ -143,8 +143,8 @@ def test_quick_demo_supports_every_claim_and_reruns_from_its_records(quick_demo)
     assert heldout["value"] > heldout["null_mean"]
     related, unrelated = (records[n].scores[0]["value"] for n in ("10-match-related", "13-match-unrelated"))
     assert related > unrelated           # a related model shares more features than an unrelated one
-    again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=False))
-    assert all(s.reused for s in again.stages)
+    again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=True, device="cpu"))
+    assert all(s.reused for s in again.stages), [s.name for s in again.stages if not s.reused]
     assert [s.record.scores for s in again.stages] == [s.record.scores for s in quick_demo.stages]
 
 

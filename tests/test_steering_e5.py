@@ -21,9 +21,8 @@ def setup(tmp_path_factory, e5):
     tmp = tmp_path_factory.mktemp("steer")
     ds = mmf.ConceptDataset.builtin(["concepts"])
     store = mmf.extract(e5, ds, [SITE], pooling="none", store_dir=tmp, batch_size=64, progress=False).stores[SITE]
-    sae = mmf.train(store, mmf.TrainConfig(mmf.TopK(k=16), 1536, lr=3e-3, warmup_steps=20, batch_size=2048,
-                                           total_rows=store.n_rows * 3, dead_tokens=100_000, device="cpu"),
-                    tmp / "sae", progress=False).sae
+    sae = mmf.train(store, mmf.TrainConfig(mmf.TopK(k=16), 1536, batch_size=2048, epochs=3), tmp / "sae",
+                    progress=False).sae
     return ds, store, sae
 
 

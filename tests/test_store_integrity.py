@@ -137,3 +137,15 @@ def test_a_store_folder_of_another_config_is_an_error_naming_both(store, tmp_pat
     (store.path / "metadata.json").write_text(json.dumps(header))
     with pytest.raises(ArtifactConflictError, match=r"already holds another activation store \(key '0000"):
         make(tmp_path)
+
+
+def test_none_sites_inputs_and_zero_batches_name_the_fix(store, tmp_path):
+    from mmfeatures.errors import InputError
+
+    with pytest.raises(InputError, match=r"no sites given \(sites=None\)"):
+        extract("tiny:bert", TEXTS, None, store_dir=tmp_path, progress=False)
+    with pytest.raises(InputError, match="inputs is None"):
+        extract("tiny:bert", None, [SITE], store_dir=tmp_path, progress=False)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match=f"batch_size = {bad!r}; give a whole number"):
+            store.batches(bad)

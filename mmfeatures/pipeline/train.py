@@ -28,7 +28,7 @@ class TrainStep:
     epochs: int = opt(3, "passes over the store")
     seed: int = opt(0, "initialisation seed")
     lr: float = opt(_default("lr"), "Adam learning rate")
-    warmup_steps: int = opt(_default("warmup_steps"), "linear learning-rate warm-up, in steps")
+    warmup_steps: int | None = opt(_default("warmup_steps"), "linear learning-rate warm-up in steps (default: 5% of the run)")
     batch_size: int = opt(2048, "rows per step")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N", volatile=True)
     sae_dir: str | None = opt(None, "folder for the SAE (default: the user cache, by the store's key)", volatile=True)

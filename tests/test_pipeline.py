@@ -1,0 +1,79 @@
+"""The pipeline: results named by what determines them, reused by key, plans wired by typed handles.
+
+Plumbing only: a tiny random-init model stands in for a real one (no scientific claim rests on it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmfeatures.errors import ArtifactConflictError, InputError
+from mmfeatures.pipeline import AnalyzeStep, ExtractStep, PlanStep, SAEOf, StoreOf, TrainStep, run, run_plan
+
+SITE = "text.layer.1.resid"
+
+
+def extract_step(tmp_path, **kw):
+    return ExtractStep(model="tiny:bert", sites=(SITE,), languages=("en", "es"), store_dir=str(tmp_path / "stores"),
+                       progress=False, **kw)
+
+
+def train_step(store, tmp_path, **kw):
+    kw.setdefault("sae_dir", str(tmp_path / "saes"))
+    kw.setdefault("progress", False)
+    return TrainStep(store=store, width=64, k=4, epochs=2, batch_size=256, **kw)
+
+
+def test_progress_and_device_reuse_everything_and_the_role_re_extracts(tmp_path):
+    first = run(extract_step(tmp_path, out=str(tmp_path / "x")))
+    assert not first.reused and first.key
+    again = run(extract_step(tmp_path, out=str(tmp_path / "x"), device="cpu", batch_size=7))
+    assert again.reused and again.key == first.key
+    assert again.artifact("store", SITE) == first.artifact("store", SITE)
+
+    store = first.artifact("store", SITE).path
+    sae = run(train_step(store, tmp_path))
+    assert not sae.reused and sae.inputs == {"store": first.artifact("store", SITE).key}
+    same = run(train_step(store, tmp_path, device="cpu", progress=True))
+    assert same.reused and same.artifact("sae") == sae.artifact("sae")
+
+
+def test_changing_the_role_re_extracts(tmp_path, e5):
+    """e5's role sets the prompt prefix ("query: "), so it changes the tokens and must change the store."""
+    table = tmp_path / "sentences.csv"
+    table.write_text("text,language,concept\nThe dog sleeps.,en,dog\nEl perro duerme.,es,dog\n")
+    steps = [ExtractStep(model="offline:e5-small", sites=(SITE,), data=str(table), role=role, progress=False,
+                         store_dir=str(tmp_path / "stores")) for role in ("raw", "query", "raw")]
+    raw, query, again = (run(s) for s in steps)
+    assert not query.reused and query.key != raw.key and again.reused
+    assert query.store(SITE).n_rows > raw.store(SITE).n_rows                    # "query: " adds tokens
+
+
+def test_a_crash_that_left_a_foreign_folder_is_named_not_reused(tmp_path):
+    store = run(extract_step(tmp_path)).artifact("store", SITE).path
+    trained = run(train_step(store, tmp_path)).artifact("sae")
+    folder = tmp_path / "saes" / "elsewhere"
+    folder.mkdir(parents=True)
+    (folder / "cfg.json").write_text("{}")                        # half an SAE without mmfeatures' header
+    from mmfeatures.activations import ActivationStore
+    from mmfeatures.sae import TopK, TrainConfig, train
+
+    cfg = TrainConfig(TopK(k=4), 64, epochs=2, batch_size=256, name="elsewhere")
+    with pytest.raises(ArtifactConflictError, match="holds no mmfeatures SAE header"):
+        train(ActivationStore(store), cfg, tmp_path / "saes", progress=False)
+    assert trained.key in trained.path
+
+
+def test_a_plan_wires_steps_by_handles_and_reruns_from_its_records(tmp_path):
+    plan = (PlanStep("1-extract", extract_step(tmp_path)),
+            PlanStep("2-train", train_step(StoreOf("1-extract", SITE), tmp_path)),
+            PlanStep("3-crosslingual", AnalyzeStep(stores=(StoreOf("1-extract", SITE),), sae=SAEOf("2-train"),
+                                                   n_perm=19)))
+    done = run_plan(plan, tmp_path / "runs", run, progress=False)
+    assert [o.name for o in done] == ["1-extract", "2-train", "3-crosslingual"]
+    analysis = done[2].record
+    assert analysis.inputs["sae"] == done[1].record.artifact("sae").key          # lineage by key, not by path
+    assert analysis.config["stores"] == [done[0].record.artifact("store", SITE).path]
+    again = run_plan(plan, tmp_path / "runs", run, progress=False)
+    assert all(o.reused for o in again) and [o.record.key for o in again] == [o.record.key for o in done]
+    with pytest.raises(InputError, match="reads SAEOf\\(step='2-train'\\) before that step runs"):
+        run_plan(plan[:1] + plan[2:], tmp_path / "other", run, progress=False)
