@@ -46,10 +46,10 @@ $(SAELENS)/.installed-stamp:
 	$(SAELENS)/bin/python -m pip install -q sae-lens==6.54.12
 	@touch $@
 
-# Rebuild and re-execute the notebooks, storing outputs so GitHub renders them.
+# Rebuild the notebooks from their sources (notebooks/NN_*.py, jupytext percent format) and re-execute
+# them, storing outputs so GitHub renders them and nbval has the checked outputs.
 notebooks: setup
-	$(PY) notebooks/build_quickstart.py
-	$(PY) notebooks/build_notebooks.py
+	$(PY) notebooks/build.py
 	cd notebooks && TQDM_DISABLE=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace *.ipynb
 
 bench: setup $(SAELENS)/.installed-stamp

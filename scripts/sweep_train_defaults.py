@@ -310,13 +310,20 @@ def figure(results: dict) -> None:
             ax.errorbar([LRS[j] * (1 + 0.04 * (i - (len(ws) - 1) / 2)) for j in ok], [ms[j][0] for j in ok],
                         yerr=[ms[j][1] if np.isfinite(ms[j][1]) else 0 for j in ok], marker="o", ms=4,
                         capsize=2, color=colors[w], label=f"warm-up {warm_label(w)}")
-            for j in ok:  # long runs: share of latents that never fire; ReLU: its L0 (not fixed by k)
-                d = summary(results, stage=stage, arch=arch, epochs=epochs, lr=LRS[j], warmup=w)
-                note = (f"{100 * d['heldout_never_fire'][0]:.1f}% dead" if stage == "long"
-                        else f"L0 {d['heldout_l0'][0]:.0f}" if arch == "relu" else "")
-                if note:
-                    ax.annotate(note, (LRS[j] * (1 + 0.04 * (i - (len(ws) - 1) / 2)), ms[j][0]), fontsize=6,
-                                color=colors[w], xytext=(-6, 4 - 8 * i), textcoords="offset points", ha="right")
+            if arch == "relu":  # its L0 is not fixed by k
+                for j in ok:
+                    l0 = summary(results, stage=stage, arch=arch, epochs=epochs, lr=LRS[j], warmup=w)["heldout_l0"][0]
+                    ax.annotate(f"L0 {l0:.0f}", (LRS[j], ms[j][0]), fontsize=6, color=colors[w], xytext=(-6, 3),
+                                textcoords="offset points", ha="right")
+        if stage == "long":  # the share of latents that never fire on held-out rows
+            text = ["never fire on held-out rows:"] + [
+                f"lr {lr:g}: " + ", ".join(
+                    f"{warm_label(w).replace(' of the run', '')} "
+                    f"{100 * summary(results, stage=stage, arch=arch, epochs=epochs, lr=lr, warmup=w)['heldout_never_fire'][0]:.1f}%"
+                    for w in ws if summary(results, stage=stage, arch=arch, epochs=epochs, lr=lr, warmup=w)["n"])
+                for lr in LRS if any(lr == x for x, _ in long)]
+            ax.text(0.02, 0.03, "\n".join(text), transform=ax.transAxes, fontsize=7, va="bottom",
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
         ax.axvline(OLD_DEFAULT["lr"], color="0.6", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")

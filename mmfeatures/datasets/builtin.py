@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from mmfeatures.datasets.languages import suggest_language
+from mmfeatures.datasets.languages import check_codes
 from mmfeatures.errors import CorruptFileError, InputError
 from mmfeatures.types import Example, Modality
 
@@ -170,18 +170,9 @@ def load_photos(root: str | Path | None = None) -> BuiltinPart:
 
 def check_builtin_languages(languages: Iterable[str]) -> tuple[str, ...]:
     """The codes, each checked against the built-in data's languages; an unknown one names a close match."""
-    if isinstance(languages, str):
-        raise InputError(f"languages={languages!r} is a single string; pass a list, e.g. [{languages!r}]")
-    codes = tuple(languages)
-    if not codes:
+    if not isinstance(languages, str) and not tuple(languages):
         raise InputError(f"languages is empty; give at least one of {', '.join(BUILTIN_LANGUAGES)}")
-    for code in codes:
-        if code not in BUILTIN_LANGUAGES:
-            close = suggest_language(code, BUILTIN_LANGUAGES)
-            hint = f"did you mean {close!r}? " if close else ""
-            raise InputError(f"unknown language code {code!r} for the built-in data; {hint}"
-                             f"available: {', '.join(BUILTIN_LANGUAGES)}")
-    return codes
+    return check_codes(languages, BUILTIN_LANGUAGES, "the built-in data")
 
 
 def load_parts(sources: Iterable[str] = SOURCES, *, root: str | Path | None = None,

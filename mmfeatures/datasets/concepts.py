@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mmfeatures.datasets.builtin import SOURCES, load_parts
 from mmfeatures.datasets.images import fingerprint
-from mmfeatures.datasets.languages import suggest_language
+from mmfeatures.datasets.languages import check_codes
 from mmfeatures.errors import InputError
 from mmfeatures.types import Example, Modality
 
@@ -116,16 +116,7 @@ class ConceptDataset(Sequence):
         return ConceptDataset(tuple(keep), self.categories, self.name)
 
     def _check_languages(self, languages: Iterable[str]) -> tuple[str, ...]:
-        if isinstance(languages, str):
-            raise InputError(f"languages={languages!r} is a single string; pass a list, e.g. [{languages!r}]")
-        codes, have = tuple(languages), self.languages
-        for code in codes:
-            if code not in have:
-                close = suggest_language(code, have)
-                hint = f"did you mean {close!r}? " if close else ""
-                raise InputError(f"unknown language code {code!r} for dataset {self.name!r} (no example has it); "
-                                 f"{hint}available: {', '.join(have) or 'none (no example has a language)'}")
-        return codes
+        return check_codes(languages, self.languages, f"dataset {self.name!r} (no example has it)")
 
     def by_concept(self) -> dict[str, ConceptDataset]:
         return {c: self.select(concepts=[c]) for c in self.concepts}

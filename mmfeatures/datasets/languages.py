@@ -53,3 +53,20 @@ def check_language(code: object, where: str) -> str:
         raise ValueError(f"{where}: unknown language code {code!r}; use ISO 639-1 (e.g. 'en', 'ja', 'sw')"
                          + (f"; did you mean {close}?" if close else ""))
     return code.strip()
+
+
+def check_codes(languages: Iterable[str], available: Iterable[str], where: str) -> tuple[str, ...]:
+    """``languages`` as a tuple, each one of ``available``; an unknown code raises InputError naming ``where``
+    and the closest code (jp -> ja)."""
+    from mmfeatures.errors import InputError
+
+    if isinstance(languages, str):
+        raise InputError(f"languages={languages!r} is a single string; pass a list, e.g. [{languages!r}]")
+    codes, have = tuple(languages), list(available)
+    for code in codes:
+        if code not in have:
+            close = suggest_language(code, have)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise InputError(f"unknown language code {code!r} for {where}; {hint}"
+                             f"available: {', '.join(have) or 'none (no example has a language)'}")
+    return codes

@@ -100,15 +100,13 @@ def _alignment(step: AlignmentStep, out: Path | None) -> Record:
         same, other = centred_alignment(torch.from_numpy(store.array()), prov.column("concept"),
                                         prov.column("language"))
         rows.append([layer, round(same, 3), round(other, 3)])
-    figures = ()
-    if out is not None:
-        fig = plotting.curves({"same sentence, other language": {r[0]: r[1] for r in rows},
+    fig = plotting.curves({"same sentence, other language": {r[0]: r[1] for r in rows},
                                "other sentence, other language": {r[0]: r[2] for r in rows}},
-                              xlabel="layer", ylabel="centred cosine",
-                              title=f"Centred cosine of translations and of other sentences by layer ({step.model})")
-        save_figure(fig, out / "alignment.png")
-        figures = ({"file": "alignment.png", "caption": "Mean-pooled states of a sentence and its translations, "
-                                                        "and of different sentences, layer by layer."},)
+                          xlabel="layer", ylabel="centred cosine",
+                          title=f"Centred cosine of translations and of other sentences by layer ({step.model})")
+    figures = ({"file": "alignment.png", "caption": "Mean-pooled states of a sentence and its translations, "
+                                                    "and of different sentences, layer by layer."},) \
+        if save_figure(fig, out, "alignment.png") else ()
     return Record("alignment", f"Where languages meet: {step.model} layer by layer", {},
                   tables=(table(f"Mean centred cosine between {len(examples)} sentences "
                                 f"({len(SENTENCES)} sentences x {len(examples) // len(SENTENCES)} languages), "

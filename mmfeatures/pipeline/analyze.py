@@ -34,7 +34,8 @@ class AnalyzeStep:
     label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
     concept: str = opt("dog", "the concept the figures single out")
     seed: int = opt(0, "seed of the permutations")
-    out: str = opt("runs/analyze", "folder for result.json and the figures", volatile=True)
+    out: str | None = opt("runs/analyze", "folder for result.json and the figures (none: nothing written)",
+                          volatile=True)
 
     def __post_init__(self):
         from mmfeatures.errors import InputError
@@ -167,7 +168,7 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict
                         "overlap.png", "Mean Jaccard overlap of the active units of a sentence and its translation, "
                                        "per language pair."))
     saved = tuple({"file": name, "caption": caption} for fig, name, caption in figures
-                  if save_figure(fig, out / name))
+                  if save_figure(fig, out, name))
     texts = contents(labels.example_id.tolist())
     rows = []
     for f in np.argsort(-np.where(cl.multilingual, cl.concept_auroc, -1))[:8]:
@@ -229,7 +230,7 @@ def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
                             "names. Names in scripts the plotting font cannot draw (CJK, right-to-left) are left out "
                             "of the figure; the table below lists the units."))
     saved = tuple({"file": name, "caption": caption} for fig, name, caption in figures
-                  if save_figure(fig, out / name))
+                  if save_figure(fig, out, name))
     ok = beats_null(mm) and beats_null(bridge)
     verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * mm['value']:.1f}% of the {int(cm.alive.sum())} live "
                f"units are multimodal: they fire on both modalities (ModalityScore 0.2–0.8) and pick out the same "

@@ -23,7 +23,8 @@ class MatchStep:
     n_perm: int = opt(19, "row permutations per null (the smallest p-value is 1/(n_perm+1))")
     threshold: float = opt(0.5, "a unit counts as matched when its best correlation is at least this")
     seed: int = opt(0, "seed of the permutations")
-    out: str = opt("runs/match", "folder for result.json and the figures", volatile=True)
+    out: str | None = opt("runs/match", "folder for result.json and the figures (none: nothing written)",
+                          volatile=True)
 
     def __post_init__(self):
         check_n_perm(self.n_perm)
@@ -74,7 +75,7 @@ def _match(job: MatchStep, out) -> Record:
     fig = plotting.distributions({"best match": best, "B's rows permuted (null)": null_best},
                                  xlabel="best correlation of an A unit with any B unit", range_=(0, 1),
                                  title=f"{names[0]} → {names[1]}")
-    save_figure(fig, out / "best_match.png")
+    saved = save_figure(fig, out, "best_match.png")
     concepts, mean_by = np.unique(la.concept.astype(str), return_inverse=True)
     profile = np.stack([za[mean_by == i].mean(0) for i in range(len(concepts))])     # concepts x units
     rows = [[f"a{alive_a[i]}", f"b{alive_b[match[i]]}", round(float(best[i]), 3), str(concepts[profile[:, i].argmax()])]
@@ -93,4 +94,4 @@ def _match(job: MatchStep, out) -> Record:
         tables=(table("The best-matched pairs (A unit, its best B unit, r, A's strongest concept)",
                       ["A unit", "B unit", "r", "concept"], rows),),
         figures=({"file": "best_match.png", "caption": "Each A unit's best correlation with any B unit, and the "
-                                                       "same with B's rows shuffled (the null)."},))
+                                                       "same with B's rows shuffled (the null)."},) if saved else ())

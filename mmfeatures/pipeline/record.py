@@ -116,17 +116,23 @@ def claim(folder: str | os.PathLike, job: str) -> Path:
     return folder
 
 
-def save_figure(fig: Any, path: Path) -> Path:
-    """Save a matplotlib figure as PNG (written to a temporary name, then renamed) and close it."""
+def save_figure(fig: Any, folder: Path | None, name: str) -> bool:
+    """Save a matplotlib figure as ``folder/name`` (PNG, written to a temporary name, then renamed) and close it.
+    With no folder (a step run from a notebook without ``out``) the figure is only closed; returns whether it
+    was saved."""
     import matplotlib.pyplot as plt
 
+    if folder is None:
+        plt.close(fig)
+        return False
+    path = Path(folder) / name
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     os.replace(tmp, path)
-    return path
+    return True
 
 
 def environment() -> dict[str, Any]:

@@ -29,7 +29,8 @@ class SteerStep:
     language: str = opt("en", "language of the queries and of the ranked pool")
     n_perm: int = opt(19, "random live features clamped just as hard (the null; the smallest p is 1/(n_perm+1))")
     seed: int = opt(0, "seed of the control features")
-    out: str = opt("runs/steer", "folder for result.json and the figure", volatile=True)
+    out: str | None = opt("runs/steer", "folder for result.json and the figure (none: nothing written)",
+                          volatile=True)
 
     def __post_init__(self):
         from mmfeatures.errors import InputError
@@ -100,7 +101,7 @@ def _steer(job: SteerStep, out) -> Record:
                           ylabel=f"median rank of the best '{job.concept}' sentence", title=f"Steering {model} at {site}")
     fig.axes[0].axhline(unsteered, color="grey", ls=":", lw=1)
     fig.axes[0].set_yscale("log")
-    save_figure(fig, out / "steering.png")
+    saved = save_figure(fig, out, "steering.png")
     ok = beats_null(score.row(), "less")
     verdict = (f"{'Supported' if ok else 'Not supported'}. Feature f{feature} is the most '{job.concept}'-selective "
                f"(AUROC {fmt(float(auc[feature]))}). Clamped at {fmt(strongest)}x its largest activation while "
@@ -117,5 +118,6 @@ def _steer(job: SteerStep, out) -> Record:
         tables=(table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}",
                       ["clamp (x max)", "median rank"], rows),),
         figures=({"file": "steering.png", "caption": "The target feature's curve, random features clamped at the "
-                                                     "strongest value (the null) and the unsteered rank (dotted)."},),
+                                                     "strongest value (the null) and the unsteered rank (dotted)."},)
+        if saved else (),
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmfeatures.pipeline.record import Artifact, Record, opt, run_step, save_figure, table, writable
-from mmfeatures.sae import ARCHS, TrainConfig
+from mmfeatures.sae import ARCHS, TopK, TrainConfig
 
 
 def _default(name: str):
@@ -81,10 +81,11 @@ def run_train(step: TrainStep) -> Record:
                                    "dead fraction": {h["step"]: h["dead_fraction"] for h in history}},
                                   xlabel="step", ylabel="value",
                                   title=f"Training {trained.folder.name} on {store.config.site}")
-            save_figure(fig, out / "training.png")
+            save_figure(fig, out, "training.png")
             figures = ({"file": "training.png", "caption": "NMSE and dead-latent fraction during training"},)
         return Record(
-            "train", f"SAE {step.arch} width {step.width}" + (f", k {step.k}" if "topk" in step.arch else ""), {},
+            "train", f"SAE {step.arch} width {step.width}" + (f", k {step.k}" if isinstance(
+                step.train_config().arch, TopK) else ""), {},
             tables=(table(f"Final metrics on {store.n_rows} rows of {store.config.model} {store.config.site}",
                           list(keys), [[round(float(final.get(k, float("nan"))), 4) for k in keys]]),),
             figures=figures, artifacts=(Artifact("sae", str(trained.folder), trained.key, store.config.site),),
