@@ -239,7 +239,7 @@ def _summary(command: str, result: Any) -> None:
                 for row in t["rows"]:
                     print("  " + ", ".join(f"{c} {v}" for c, v in zip(t["columns"], row, strict=True)))
         print("wrote:")
-        for path in (result.written if result.folder else list(result.outputs.values())):
+        for path in (result.written if result.folder else [a.path for a in result.artifacts]):
             print(f"  {path}")
     elif command == "demo":
         print(f"\n{'stage':24s} {'seconds':>8s}  reused")

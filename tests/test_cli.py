@@ -175,3 +175,12 @@ def test_an_interrupted_demo_says_so_and_resumes(quick_demo, tmp_path):
     resumed = run_demo(DemoConfig(out=str(out), quick=True, progress=False))
     reused = {s.name for s in resumed.stages if s.reused}
     assert set(finished) <= reused and resumed.index.is_file()
+
+
+def test_a_step_without_out_prints_what_it_wrote(tmp_path, capsys):
+    table = tmp_path / "s.csv"
+    table.write_text("text,language,concept\na dog,en,dog\nun perro,es,dog\n")
+    assert main(["extract", "--model", "tiny:bert", "--sites", "text.layer.1.resid", "--data", str(table),
+                 "--store-dir", str(tmp_path / "stores"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote:" in out and str(tmp_path / "stores") in out

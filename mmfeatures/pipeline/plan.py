@@ -7,7 +7,7 @@ the records of the steps before it, and every step reuses its result when its ke
 
 >>> plan = (PlanStep("extract", ExtractStep(sites=("text.layer.8.resid",))),           # doctest: +SKIP
 ...         PlanStep("train", TrainStep(store=StoreOf("extract", "text.layer.8.resid"))))
->>> run_plan(plan, "runs/e5")                                                          # doctest: +SKIP
+>>> run_plan(plan, "runs/e5", run)                                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
