@@ -60,7 +60,7 @@ class DemoConfig:
             check_n_perm(self.n_perm)
         resolve_device(self.device)
         if self.store_dir:
-            writable(self.store_dir)
+            writable(self.store_dir, "--store-dir")
 
     @property
     def languages(self) -> tuple[str, ...]:

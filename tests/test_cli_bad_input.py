@@ -49,9 +49,9 @@ def test_unwritable_store_and_sae_folders_are_refused_before_loading_a_model(tmp
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert main(["extract", "--store-dir", str(blocker / "stores")]) == 2
-    assert "cannot write to the output folder" in err(capsys)
+    assert "cannot write to the output folder" in (message := err(capsys)) and "with --store-dir" in message
     assert main(["train", "--store", "x", "--sae-dir", str(blocker / "saes")]) == 2
-    assert "cannot write to the output folder" in err(capsys)
+    assert "cannot write to the output folder" in (message := err(capsys)) and "with --sae-dir" in message
 
 
 def test_unknown_language_for_the_built_in_data_suggests_one(tmp_path, capsys):

@@ -41,7 +41,7 @@ class ExtractStep:
             raise InputError(f"batch_size = {self.batch_size}; use at least 1")
         resolve_device(self.device)
         if self.store_dir:
-            writable(self.store_dir)
+            writable(self.store_dir, "--store-dir")
 
 
 def load_data(spec: str, languages: tuple[str, ...] = ()):

@@ -89,7 +89,7 @@ def record_key(job: str, config: Any) -> tuple[str, dict[str, Any], dict[str, st
     return artifact_key(f"record-{job}", fields, inputs), fields, inputs
 
 
-def writable(folder: str | os.PathLike) -> Path:
+def writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
     """Create ``folder`` and prove it can be written, before any work starts."""
     folder = Path(folder)
     try:
@@ -99,7 +99,7 @@ def writable(folder: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         raise OutputError(f"cannot write to the output folder {str(folder)!r} ({e.strerror or e}); "
-                          "choose a writable folder with --out") from e
+                          f"choose a writable folder with {flag}") from e
     return folder
 
 

@@ -45,7 +45,7 @@ class TrainStep:
         self.train_config()                                  # every TrainConfig check, before any work
         resolve_device(self.device)
         if self.sae_dir:
-            writable(self.sae_dir)
+            writable(self.sae_dir, "--sae-dir")
 
     def train_config(self) -> TrainConfig:
         from mmfeatures.sae import make_arch
