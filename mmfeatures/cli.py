@@ -152,7 +152,7 @@ def _add_options(p: argparse.ArgumentParser, cls: type) -> None:
         default = "required" if f.metadata.get("required") else f.default
         if isinstance(default, tuple):
             default = ",".join(map(str, default)) or "all"
-        text = f"{f.metadata.get('help', '')} (default: {default})"
+        text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")   # argparse formats help
         if hints[f.name] is bool:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=text)
