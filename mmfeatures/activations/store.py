@@ -166,21 +166,25 @@ class ActivationStore:
                                    f"({info['rows']}, {self.d}); {RERUN}")
         return tensors
 
+    READ_AHEAD = 2
+    """Shards read and verified ahead of the caller, each in its own helper thread (hashing releases the GIL)."""
+
     def iter_shards(self, indices: Sequence[int] | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        """(index, tensors) for ``indices`` (default all) in order, the next shard read and verified in a helper
-        thread while the caller works on this one: checksums cost little beside real work. At most two shards
-        are in memory at once beyond the caller's."""
+        """(index, tensors) for ``indices`` (default all) in order. The next ``READ_AHEAD`` shards are read and
+        verified in helper threads while the caller works on this one, so the checksums of a first read overlap
+        with real work. At most ``READ_AHEAD`` shards are in memory beyond the caller's."""
+        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         order = list(range(len(self.shards)) if indices is None else indices)
         if not order:
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(self._cached_or_read, order[0])
+        with ThreadPoolExecutor(max_workers=self.READ_AHEAD) as pool:
+            ahead = deque(pool.submit(self._cached_or_read, i) for i in order[:self.READ_AHEAD])
             for k, index in enumerate(order):
-                tensors = ahead.result()
-                if k + 1 < len(order):
-                    ahead = pool.submit(self._cached_or_read, order[k + 1])
+                tensors = ahead.popleft().result()
+                if k + self.READ_AHEAD < len(order):
+                    ahead.append(pool.submit(self._cached_or_read, order[k + self.READ_AHEAD]))
                 yield index, self._remember(index, tensors)
 
     def _cached_or_read(self, index: int) -> dict[str, torch.Tensor]:
