@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "mmfeatures report --folder runs/e5 --title 'My study'"),
     "demo": ("mmfeatures.demo:DemoConfig", "mmfeatures.demo:run_demo",
              "the main job on the offline defaults, ending in reports/demo/index.html",
-             "mmfeatures demo                 # about 5 minutes on 2 CPU cores; a rerun reuses everything\n"
+             "mmfeatures demo                 # about 8 minutes on 2 CPU cores; a rerun reuses everything\n"
              "  mmfeatures demo --quick         # about 2 minutes\n  mmfeatures demo --out /tmp/demo --device cuda"),
 }
 
