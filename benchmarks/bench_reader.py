@@ -73,8 +73,24 @@ def sae_step_rows_per_s(d: int, n: int, k: int, batch: int, device: torch.device
     return steps * batch / (time.perf_counter() - t)
 
 
+def evict(path: Path) -> None:
+    """Drop the store's files from the page cache (posix_fadvise DONTNEED), so the next pass reads the disk."""
+    import os
+
+    for file in path.rglob("*"):
+        if file.is_file():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def read_pass(path: Path, args) -> float:
-    """Seconds for one shuffled epoch of batches from a freshly opened store."""
+    """Seconds for one shuffled epoch of batches from a freshly opened store (from disk with --cold)."""
+    if args.cold:
+        evict(path)
     store = ActivationStore(path)
     t = time.perf_counter()
     seen = sum(len(b) for b in store.batches(args.batch, shuffle=True, buffer_shards=args.buffer_shards))
@@ -90,6 +106,7 @@ def main() -> None:
     p.add_argument("--buffer-shards", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cold", action="store_true", help="evict the store from the page cache before every pass")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     d, n, k = 384, 16_384, 32
@@ -105,7 +122,8 @@ def main() -> None:
         mib = store.n_rows * d * 4 / 2**20
     consumer = sae_step_rows_per_s(d, n, k, args.batch, device, args.steps)
     print(device_line(device), f"| store {args.rows} rows x {d} fp32 ({mib:.0f} MiB), shuffled, "
-          f"buffer {args.buffer_shards} shards of {args.shard_rows} rows")
+          f"buffer {args.buffer_shards} shards of {args.shard_rows} rows, "
+          f"{'cold (evicted from the page cache before each pass)' if args.cold else 'warm page cache'}")
     print(f"reader:   {reader:12.0f} rows/s")
     print(f"SAE step: {consumer:12.0f} rows/s  (dense TopK, d_in {d}, d_sae {n}, k {k}, batch {args.batch})")
     print(f"ratio reader/consumer = {reader / consumer:.1f}  (goal >= 1)")
