@@ -12,6 +12,7 @@ from mmfeatures.activations import ActivationStore, ExtractResult, extract  # no
 from mmfeatures.datasets import ConceptDataset, load_hf_dataset, load_image_folder, load_table  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
 from mmfeatures.errors import (  # noqa: E402
+    ArtifactConflictError,
     CorruptFileError,
     InputError,
     MissingDependencyError,
@@ -20,7 +21,7 @@ from mmfeatures.errors import (  # noqa: E402
     SiteError,
     UnknownModelError,
 )
-from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, load_sae, train  # noqa: E402
+from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, TrainResult, load_sae, train  # noqa: E402
 from mmfeatures.types import Example, Modality, Site  # noqa: E402
 from mmfeatures.version import __version__  # noqa: E402
 
@@ -29,6 +30,7 @@ __all__ = [
     "ActivationStore",
     "BatchTopK",
     "ConceptDataset",
+    "ArtifactConflictError",
     "CorruptFileError",
     "Encoder",
     "Example",
@@ -45,6 +47,7 @@ __all__ = [
     "SiteError",
     "TopK",
     "TrainConfig",
+    "TrainResult",
     "UnknownModelError",
     "__version__",
     "extract",
