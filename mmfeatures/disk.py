@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,9 @@ def check_key(folder: str | os.PathLike, kind: str, key: str, what: str, found: 
 
 
 def describe(header: Mapping[str, Any]) -> str:
-    """A short human description of an artifact header (its own fields and inputs)."""
-    fields = header.get("fields") or header.get("config") or {}
-    shown = ", ".join(f"{k}={v}" for k, v in list(fields.items())[:6] if not isinstance(v, (dict, list)))
+    """A short human description of an artifact header: its ``summary`` and the keys it was made from."""
     inputs = ", ".join(f"{k} {v}" for k, v in (header.get("inputs") or {}).items())
-    return shown + (f"; from {inputs}" if inputs else "")
+    return str(header.get("summary", "no summary")) + (f"; made from {inputs}" if inputs else "")
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -77,11 +75,41 @@ def forget_checks() -> None:
 
 
 def check_file(path: str | os.PathLike, sha256: str | None, fix: str) -> None:
-    """Verify ``path`` against its recorded SHA-256 the first time this process opens it.
+    """Verify ``path`` against its recorded SHA-256 the first time this process opens it (streamed, for files
+    that are not read whole). A missing record (``sha256`` None) is itself corruption: every file mmfeatures
+    writes records one."""
+    _verify(Path(path), sha256, fix, lambda: file_sha256(path))
 
-    A missing record (``sha256`` None) is itself corruption: every file mmfeatures writes records one.
-    """
+
+def matches(path: str | os.PathLike, sha256: str | None) -> bool:
+    """Whether ``path`` exists and matches ``sha256``; a match is remembered like ``check_file``'s, so a
+    later read in this process does not hash the file again."""
+    try:
+        _verify(Path(path), sha256, "", lambda: file_sha256(path))
+    except CorruptFileError:
+        return False
+    return True
+
+
+def read_checked(path: str | os.PathLike, sha256: str | None, fix: str) -> bytes:
+    """A file's bytes, read once and checked as ``check_file`` does, without reading the file twice."""
     path = Path(path)
+    data = b""
+
+    def digest() -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path} is missing; {fix}") from None
+    _verify(path, sha256, fix, digest)
+    return data
+
+
+def _verify(path: Path, sha256: str | None, fix: str, digest: Callable[[], str]) -> None:
+    """Compare ``digest()`` with ``sha256`` unless this process already verified the same file (path, size,
+    mtime); remember a match, raise CorruptFileError naming the file and ``fix`` on a mismatch."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -89,32 +117,12 @@ def check_file(path: str | os.PathLike, sha256: str | None, fix: str) -> None:
     ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if sha256 is not None and _VERIFIED.get(ident) == sha256:
         return
-    actual = file_sha256(path)
+    actual = digest()
     if actual != sha256:
         recorded = f"recorded {sha256[:12]}…" if sha256 else "no checksum recorded"
         raise CorruptFileError(f"{path} fails its checksum (SHA-256 {actual[:12]}…, {recorded}): it changed after "
                                f"it was written; {fix}")
     _VERIFIED[ident] = actual
-
-
-def read_checked(path: str | os.PathLike, sha256: str | None, fix: str) -> bytes:
-    """A file's bytes, read once and checked against its recorded SHA-256 unless this process already did
-    (the same check as ``check_file``, without reading the file twice)."""
-    path = Path(path)
-    try:
-        st = path.stat()
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorruptFileError(f"{path} is missing; {fix}") from None
-    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if sha256 is None or _VERIFIED.get(ident) != sha256:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            recorded = f"recorded {sha256[:12]}…" if sha256 else "no checksum recorded"
-            raise CorruptFileError(f"{path} fails its checksum (SHA-256 {actual[:12]}…, {recorded}): it changed "
-                                   f"after it was written; {fix}")
-        _VERIFIED[ident] = actual
-    return data
 
 
 def read_json(path: str | os.PathLike, fix: str) -> Any:

@@ -302,7 +302,7 @@ def test_an_sae_is_reused_by_key_and_a_folder_of_another_sae_is_refused(tmp_path
     with pytest.raises(ArtifactConflictError, match=r"already holds another SAE.*width 64.*asks for.*width 96"):
         train(store, dataclasses.replace(cfg, width=96), tmp_path / "out", progress=False)
     other, _ = planted_store(tmp_path / "other", seed=1)
-    with pytest.raises(ArtifactConflictError, match=f"trained on store {store.key}"):
+    with pytest.raises(ArtifactConflictError, match=f"made from store {store.key}"):
         train(other, cfg, tmp_path / "out", progress=False)
 
 

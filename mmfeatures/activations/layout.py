@@ -13,7 +13,7 @@ import torch
 
 from mmfeatures.disk import (
     artifact_key,
-    file_sha256,
+    matches,
 )
 from mmfeatures.errors import CorruptFileError
 
@@ -58,6 +58,11 @@ class StoreConfig:
                              "(fp16 overflows on activation outliers)")
         if self.shard_examples < 1:
             raise ValueError(f"shard_examples must be >= 1, got {self.shard_examples}")
+
+    @property
+    def summary(self) -> str:
+        """A short human description, for messages and headers."""
+        return f"{self.model} {self.site}, pooling {self.pooling}, role {self.role}, {self.n_examples} examples"
 
     @property
     def key(self) -> str:
@@ -147,10 +152,10 @@ def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
         return None                                    # no (or a torn) completion marker: recompute the shard
     if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
         return None
-    if verify and file_sha256(data_path) != info.get("sha256"):
+    if verify and not matches(data_path, info.get("sha256")):
         return None
     tokens = info.get("tokens_sha256")
-    if verify and tokens and (not tok_path.is_file() or file_sha256(tok_path) != tokens):
+    if verify and tokens and not matches(tok_path, tokens):
         return None
     return info
 

@@ -35,14 +35,14 @@ class StoreWriter:
         for folder in (self.root, self.root / "shards"):
             remove_stale_temporaries(folder)
         header = read_header(self.root, METADATA, fix=f"delete {self.root} and {RERUN}")
-        check_key(self.root, "activation store", self.config.key, f"{self.config.model} {self.config.site}", header)
+        check_key(self.root, "activation store", self.config.key, self.config.summary, header)
         lines = "".join(json.dumps({"index": i, **ex}, ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
         path = self.root / "examples.jsonl"
         if not path.is_file() or path.read_text(encoding="utf-8") != lines:
             write_text_atomic(path, lines)
         if header is None:
             write_header(self.root, "activation-store", filename=METADATA, status="partial", key=self.config.key,
-                         config=asdict(self.config))
+                         config=asdict(self.config), summary=self.config.summary)
 
     def complete_shards(self, verify: bool = True, indices: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
         """Sidecars of the shards (all, or ``indices``) that are complete, with matching checksums if verify."""
@@ -86,6 +86,7 @@ class StoreWriter:
         manifest = [done[i] for i in range(self.config.n_shards)]
         return write_header(
             self.root, "activation-store", filename=METADATA, status="complete", key=self.config.key,
+            summary=self.config.summary,
             config=asdict(self.config), examples_sha256=file_sha256(self.root / "examples.jsonl"),
             d=max((s["d"] for s in manifest), default=0), n_rows=sum(s["rows"] for s in manifest),
             truncated=sum(s.get("truncated", 0) for s in manifest),

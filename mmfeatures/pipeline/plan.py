@@ -68,15 +68,24 @@ class StepOutcome:
     record: Record
 
 
-def resolve(config: Any, done: dict[str, Record]) -> Any:
-    """``config`` with every handle (alone or in a tuple) replaced by the path it names."""
-    changes = {}
+def handles(config: Any) -> dict[str, list[Handle]]:
+    """The handles a config holds, by field (a field may hold one, or a tuple of paths and handles)."""
+    out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if isinstance(value, Handle):
-            changes[f.name] = value.resolve(done)
-        elif isinstance(value, tuple) and any(isinstance(v, Handle) for v in value):
-            changes[f.name] = tuple(v.resolve(done) if isinstance(v, Handle) else v for v in value)
+        found = [v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, Handle)]
+        if found:
+            out[f.name] = found
+    return out
+
+
+def resolve(config: Any, done: dict[str, Record]) -> Any:
+    """``config`` with every handle replaced by the path it names."""
+    def one(v):
+        return v.resolve(done) if isinstance(v, Handle) else v
+
+    changes = {name: tuple(map(one, value)) if isinstance(value := getattr(config, name), tuple) else one(value)
+               for name in handles(config)}
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -86,10 +95,9 @@ def check_plan(plan: Sequence[PlanStep]) -> None:
     for step in plan:
         if step.name in seen:
             raise InputError(f"plan step name {step.name!r} is used twice; names are folders, so they must differ")
-        for f in dataclasses.fields(step.config):
-            value = getattr(step.config, f.name)
-            for v in value if isinstance(value, tuple) else (value,):
-                if isinstance(v, Handle) and v.step not in seen:
+        for found in handles(step.config).values():
+            for v in found:
+                if v.step not in seen:
                     raise InputError(f"plan step {step.name!r} reads {v} before that step runs")
         seen.add(step.name)
 

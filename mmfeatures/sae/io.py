@@ -46,11 +46,12 @@ def sae_config(sae: SAE, metadata: dict[str, Any]) -> dict[str, Any]:
 def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, input_scale: float = 1.0,
              metadata: dict[str, Any] | None = None, log_density: torch.Tensor | None = None,
              files: dict[str, str] | None = None, key: str | None = None, inputs: dict[str, str] | None = None,
-             fields: dict[str, Any] | None = None) -> Path:
+             fields: dict[str, Any] | None = None, summary: str = "") -> Path:
     """Write ``sae`` in the SAELens v6 layout (atomically). ``input_scale`` is the factor the
     training inputs were multiplied by; it is folded into the weights. ``files`` are more text files written
     into the same atomic folder (e.g. ``metrics.json``); ``key``, ``inputs`` (the keys it was computed from)
-    and ``fields`` (what determined it) go into ``mmfeatures.json`` with every file's SHA-256."""
+    and ``fields`` (what determined it) go into ``mmfeatures.json`` with every file's SHA-256 and a human
+    ``summary`` (e.g. 'TopK width 1536')."""
     from safetensors.torch import save_file
 
     s = float(input_scale)
@@ -71,7 +72,8 @@ def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, i
         for name, text in (files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         checksums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_header(tmp, "sae", key=key, inputs=inputs or {}, fields=fields or {}, files=checksums)
+        write_header(tmp, "sae", key=key, inputs=inputs or {}, fields=fields or {}, files=checksums,
+                     summary=summary or f"{type(sae.arch).__name__} width {sae.d_sae}")
         if folder.exists():  # replace an older save of the same SAE
             import shutil
 

@@ -28,6 +28,7 @@ from mmfeatures.disk import (
     artifact_key,
     cache_dir,
     check_file,
+    check_key,
     file_sha256,
     read_header,
     write_text_atomic,
@@ -120,8 +121,7 @@ class TrainConfig:
 
     def fields(self) -> dict[str, Any]:
         """The fields that determine the trained SAE (JSON-able), i.e. all but ``NOT_IN_KEY``."""
-        out = {k: v for k, v in _jsonable(self).items() if k not in NOT_IN_KEY}
-        return out
+        return {k: v for k, v in _jsonable(self).items() if k not in NOT_IN_KEY}
 
     def key(self, store_key: str) -> str:
         """The SAE's identity: its store's key plus every training field."""
@@ -274,8 +274,8 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     folders = [out_dir / c.folder_name(store.key) for c in cfgs]
     if len(set(folders)) < len(folders):
         raise InputError(f"two configs would share a folder ({[f.name for f in folders]}); give them distinct names")
-    done = {i: _reusable(folder, key, c) for i, (folder, key, c) in enumerate(zip(folders, keys, cfgs, strict=True))}
-    todo = [i for i, hit in done.items() if hit is None]
+    todo = [i for i, (folder, key, c) in enumerate(zip(folders, keys, cfgs, strict=True))
+            if not _holds(folder, key, c)]
     if todo:
         _fit(store, [cfgs[i] for i in todo], [keys[i] for i in todo], [folders[i] for i in todo], out_dir,
              progress, on_log)
@@ -287,22 +287,18 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     return TrainResult(tuple(out))
 
 
-def _reusable(folder: Path, key: str, cfg: TrainConfig) -> bool | None:
-    """True when ``folder`` holds the SAE ``key``; None when there is nothing there yet; an error otherwise."""
+def _holds(folder: Path, key: str, cfg: TrainConfig) -> bool:
+    """True when ``folder`` holds the SAE ``key``, False when there is nothing there yet; a folder holding
+    anything else is an error naming both."""
     if not folder.exists():
-        return None
+        return False
+    what = f"{type(cfg.arch).__name__} width {cfg.width}"
     header = read_header(folder, HEADER, fix=f"delete {folder} to train it again")
     if header is None or header.get("key") is None:
         raise ArtifactConflictError(f"{folder} exists but holds no mmfeatures SAE header (written by another tool "
-                                    "or an older mmfeatures?); choose another folder, or delete it to train "
-                                    f"{type(cfg.arch).__name__} width {cfg.width} there")
-    if header["key"] != key:
-        had = header.get("fields", {})
-        raise ArtifactConflictError(
-            f"{folder} already holds another SAE (key {header['key']}: {had.get('arch', {}).get('type')} width "
-            f"{had.get('width')}, trained on store {header.get('inputs', {}).get('store')}) but this run asks for "
-            f"key {key} ({type(cfg.arch).__name__} width {cfg.width}); choose another folder, or delete it to "
-            "replace it")
+                                    f"or an older mmfeatures?); choose another folder, or delete it to train {what} "
+                                    "there")
+    check_key(folder, "SAE", key, what, header)
     return True
 
 
