@@ -34,14 +34,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from consistency_report import load_results, save_results  # noqa: E402
+from study_steps import sae, store  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crosslingual, interpretability  # noqa: E402
 from mmfeatures.analysis.labels import pool_by_example, unit_activations  # noqa: E402
-from mmfeatures.encoders import random_init  # noqa: E402
 
 MODELS = {"offline:e5-small": [3, 7, 11], "offline:minilm-l6": [1, 3, 5]}
-RANDOM_INIT = ("offline:e5-small", [3, 11])
+RANDOM_INIT = ("offline:e5-small+random-init-0", [3, 11])
 WIDTHS = [1536, 3072, 6144]
 K = 16
 TRAIN_EPOCHS = 6
@@ -55,25 +55,17 @@ def site(layer: int) -> str:
     return f"text.layer.{layer}.resid"
 
 
-def extract_all(encoder, dataset, layers):
-    """(token stores, mean-pooled stores) by layer; reused from the cache (by key) when already complete."""
-    sites = [site(layer) for layer in layers]
-    tokens = mmf.extract(encoder, dataset, sites, pooling="none", batch_size=64, progress=False)
-    pooled = mmf.extract(encoder, dataset, sites, pooling="mean", batch_size=64, progress=False)
-    return ({layer: tokens.stores[site(layer)] for layer in layers},
-            {layer: pooled.stores[site(layer)] for layer in layers})
+def extract_all(model: str, layers):
+    """(token stores, mean-pooled stores) by layer, through the extract step (reused by key when complete)."""
+    return ({layer: store(model, site(layer)) for layer in layers},
+            {layer: store(model, site(layer), pooling="mean") for layer in layers})
 
 
-def sae_configs() -> list:
-    """The study's SAEs: TopK (k = K) at each of WIDTHS, TRAIN_EPOCHS passes (matching_study.py reuses them)."""
-    return [mmf.TrainConfig(mmf.TopK(k=K), width, seed=0, batch_size=2048, epochs=TRAIN_EPOCHS, device="cpu",
-                            log_every=25) for width in WIDTHS]
-
-
-def train_saes(store):
-    """The SAEs of ``sae_configs()`` on ``store``: trained in one pass, or loaded by key when already trained."""
-    log(f"SAEs on {store.n_rows} token rows x {TRAIN_EPOCHS} epochs ({store.config.model} {store.config.site})")
-    return mmf.train(store, sae_configs(), progress=False)
+def train_saes(tokens):
+    """[(SAE, final metrics)] for TopK (k = K) at each of WIDTHS, TRAIN_EPOCHS passes, through the train step
+    (loaded by key when already trained; matching_study.py reuses them)."""
+    log(f"SAEs on {tokens.n_rows} token rows x {TRAIN_EPOCHS} epochs ({tokens.config.model} {tokens.config.site})")
+    return [sae(tokens, width, K, TRAIN_EPOCHS) for width in WIDTHS]
 
 
 def random_directions(store, width: int, seed: int = 0):
@@ -119,21 +111,18 @@ def run(args) -> None:
             f"median AUROC {value['interpret']['median_auroc']:.3f}, purity {value['interpret']['median_purity']:.3f} "
             f"(null {value['interpret']['null_median_purity']:.3f})")
 
-    jobs = [(name, layers, False) for name, layers in MODELS.items()] + [(RANDOM_INIT[0], RANDOM_INIT[1], True)]
-    for name, layers, randomised in jobs:
-        encoder = mmf.load_encoder(name)
-        if randomised:
-            encoder = random_init(encoder, seed=0)
-        keys = [f"{encoder.name}|{layer}|{u}" for layer in layers
+    jobs = [*MODELS.items(), RANDOM_INIT]
+    for name, layers in jobs:
+        keys = [f"{name}|{layer}|{u}" for layer in layers
                 for u in ["neurons", "random-directions", *[f"sae-{w}" for w in WIDTHS]]]
-        if all(k in results for k in keys) and not (name == "offline:e5-small" and not randomised
+        if all(k in results for k in keys) and not (name == "offline:e5-small"
                                                      and f"{name}|11|pretrained-16384" not in results):
-            log(f"{encoder.name}: all results present")
+            log(f"{name}: all results present")
             continue
-        log(f"{encoder.name}: extracting layers {layers}")
-        tokens, pooled = extract_all(encoder, dataset, layers)
+        log(f"{name}: extracting layers {layers}")
+        tokens, pooled = extract_all(name, layers)
         for layer in layers:
-            prefix = f"{encoder.name}|{layer}"
+            prefix = f"{name}|{layer}"
             if f"{prefix}|neurons" not in results:
                 z, labels = unit_activations(pooled[layer])
                 save(f"{prefix}|neurons", score(z, labels, signed=True, n_perm=args.n_perm))
@@ -141,12 +130,12 @@ def run(args) -> None:
                 z, labels = random_directions(tokens[layer], WIDTHS[1])
                 save(f"{prefix}|random-directions", score(z, labels, signed=False, n_perm=args.n_perm))
             if any(f"{prefix}|sae-{w}" not in results for w in WIDTHS):
-                for width, trained in zip(WIDTHS, train_saes(tokens[layer]), strict=True):
-                    z, labels = unit_activations(tokens[layer], trained.sae)
+                for width, (trained, final) in zip(WIDTHS, train_saes(tokens[layer]), strict=True):
+                    z, labels = unit_activations(tokens[layer], trained)
                     entry = score(z, labels, signed=False, n_perm=args.n_perm)
-                    entry["train_final"] = trained.metrics.get("final", {})
+                    entry["train_final"] = final
                     save(f"{prefix}|sae-{width}", entry)
-            if name == "offline:e5-small" and not randomised and layer == 11 and \
+            if name == "offline:e5-small" and layer == 11 and \
                     f"{prefix}|pretrained-16384" not in results:
                 z, labels = unit_activations(tokens[layer], mmf.load_sae("offline:e5-small/latent-terms"))
                 save(f"{prefix}|pretrained-16384", score(z, labels, signed=False, n_perm=args.n_perm))

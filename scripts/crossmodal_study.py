@@ -36,26 +36,18 @@ from mmfeatures.analysis import Labels, crossmodal  # noqa: E402
 from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.disk import write_text_atomic  # noqa: E402
 from mmfeatures.emojiclip.train import load_data  # noqa: E402
-from mmfeatures.encoders.base import Encoder, ModelInfo  # noqa: E402
-from mmfeatures.encoders.emojiclip import EmojiImageTower, ImageTower  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from study_steps import sae, store  # noqa: E402
 
 MODEL = "offline:e5-emoji-clip"
+DATA = "emoji,photos"
+NULL = f"{MODEL}+random-image-0"   # the image tower re-initialised (seeded); the frozen text tower is kept
 WIDTH, K = 1536, 16
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def untrained(encoder: Encoder, seed: int = 0) -> Encoder:
-    """The same Encoder with the image tower re-initialised (seeded); the frozen text tower is kept."""
-    import torch
-
-    torch.manual_seed(seed)
-    module = ImageTower(encoder.tower("image").module.config)
-    info = ModelInfo(f"{MODEL}+untrained-image-tower-{seed}", ("image", "text"), "untrained image tower null",
-                     real=False)
-    return Encoder(info, {mmf.Modality.TEXT: encoder.tower("text"), mmf.Modality.IMAGE: EmojiImageTower(module)})
 
 
 def signed_neurons(x: np.ndarray) -> np.ndarray:
@@ -82,28 +74,21 @@ def subsets(labels: Labels, heldout_ids: set[str]) -> dict[str, np.ndarray]:
 
 
 def run(args) -> dict:
-    encoder = mmf.load_encoder(MODEL)
-    data = mmf.ConceptDataset.builtin(["emoji", "photos"], linked_only=False)
-    log(f"{len(data)} emoji and photo rows (pictures, names, captions): embedding")
-    stores = mmf.extract(encoder, data, ["image.embed", "text.embed"], progress=True)
-    x_img, lab_img = unit_activations(stores.stores["image.embed"])
-    x_txt, lab_txt = unit_activations(stores.stores["text.embed"])
-    heldout = {str(i) for i in np.flatnonzero(load_data(encoder.tower("image").module.config.image_size).heldout)}
-    # the SAE sees texts only: the emoji names and photo captions
-    text_store = stores.stores["text.embed"]
-    cfg = mmf.TrainConfig(mmf.TopK(k=K), WIDTH, seed=0, batch_size=1024, epochs=30, dead_tokens=50_000,
-                          device="cpu", log_every=50)
-    sae = mmf.train(text_store, cfg, progress=False).sae           # trained once, then loaded by key
+    log("embedding every emoji and photo row (pictures, names, captions)")
+    x_img, lab_img = unit_activations(store(MODEL, "image.embed", pooling="mean", data=DATA))
+    text_store = store(MODEL, "text.embed", pooling="mean", data=DATA)
+    x_txt, lab_txt = unit_activations(text_store)
+    heldout = {str(i) for i in np.flatnonzero(load_data(mmf.load_encoder(MODEL).tower("image").module.config.image_size).heldout)}
+    # the SAE sees texts only: the emoji names and photo captions (trained once, then loaded by key)
+    text_sae, _ = sae(text_store, WIDTH, K, 30, batch_size=1024, dead_tokens=50_000)
     results: dict = {"_meta": {"model": MODEL, "width": WIDTH, "k": K, "n_perm": args.n_perm,
                                "sae_rows": text_store.n_rows, "heldout_emoji": len(heldout)}}
-    null_encoder = untrained(encoder)
-    null_img = mmf.extract(null_encoder, data, ["image.embed"], progress=True)
-    x_null, lab_null = unit_activations(null_img.stores["image.embed"])
+    x_null, lab_null = unit_activations(store(NULL, "image.embed", pooling="mean", data=DATA))
     assert list(lab_null.example_id) == list(lab_img.example_id)
     for tower, images in (("trained", x_img), ("untrained image tower", x_null)):
         x = np.concatenate([images, x_txt])
         labels = Labels.concat(lab_img, lab_txt)
-        units = {"SAE features": encode_rows(sae, x), "signed neurons": signed_neurons(x)}
+        units = {"SAE features": encode_rows(text_sae, x), "signed neurons": signed_neurons(x)}
         for subset, mask in subsets(labels, heldout).items():
             for unit_name, z in units.items():
                 key = f"{tower}|{subset}|{unit_name}"

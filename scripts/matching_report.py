@@ -10,7 +10,7 @@ import numpy as np
 
 N_SHUFFLE = 100
 NAMES = {"offline:e5-small-enpt": "e5-small-enpt (related)", "offline:minilm-l6": "MiniLM-L6 (unrelated)",
-         "e5-random-init": "random-init e5 (null)"}
+         "offline:e5-small+random-init-0": "random-init e5 (null)"}
 
 
 def _cell(s: dict) -> str:

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from study_steps import sae, store  # noqa: E402
+
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Score  # noqa: E402
 from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
@@ -49,9 +51,9 @@ from mmfeatures.analysis.matching import (  # noqa: E402
     svcca,
 )
 from mmfeatures.disk import write_text_atomic  # noqa: E402
-from mmfeatures.encoders import random_init  # noqa: E402
 
-PAIRS = {"offline:e5-small-enpt": [3, 7, 11], "offline:minilm-l6": [1, 3, 5], "e5-random-init": [3, 7, 11]}
+E5 = "offline:e5-small"
+PAIRS = {"offline:e5-small-enpt": [3, 7, 11], "offline:minilm-l6": [1, 3, 5], f"{E5}+random-init-0": [3, 7, 11]}
 E5_LAYERS = [3, 7, 11]
 N_PERM = 100
 
@@ -60,10 +62,12 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pooled(encoder, layers, dataset):
-    sites = [f"text.layer.{layer}.resid" for layer in layers]
-    result = mmf.extract(encoder, dataset, sites, pooling="mean", batch_size=64, progress=False)
-    return {layer: result.stores[f"text.layer.{layer}.resid"] for layer in layers}
+def pooled(model: str, layers):
+    return {layer: store(model, f"text.layer.{layer}.resid", pooling="mean") for layer in layers}
+
+
+def token_store(model: str, layer: int):
+    return store(model, f"text.layer.{layer}.resid")
 
 
 def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0) -> dict:
@@ -76,21 +80,17 @@ def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: i
 def seeds(dataset, results: dict, save) -> None:
     if "seeds" in results:
         return
-    e5 = mmf.load_encoder("offline:e5-small")
-    store = token_stores(e5, 11, dataset)
-    configs = [mmf.TrainConfig(mmf.TopK(k=16), 3072, seed=s, batch_size=2048, epochs=6, device="cpu")
-               for s in (0, 1)]
+    tokens = token_store(E5, 11)
     log("two SAEs that differ only in seed (trained, or loaded by key)")
-    saes = mmf.train(store, configs, progress=False).saes
-    x = store.array()
+    saes = [sae(tokens, 3072, 16, 6, seed=s)[0] for s in (0, 1)]
+    x = tokens.array()
     z = [encode_rows(sae, x) for sae in saes]
     acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
     acc.update(z[0], z[1])
     best = acc.topm(1)[0][acc.alive_a, 0].numpy()
     null = permuted_rows_null(z[0], z[1], n_perm=5)
-    neurons_e5, _ = unit_activations(pooled(e5, [11], dataset)[11])
-    enpt = mmf.load_encoder("offline:e5-small-enpt")
-    neurons_enpt, _ = unit_activations(pooled(enpt, [11], dataset)[11])
+    neurons_e5, _ = unit_activations(pooled(E5, [11])[11])
+    neurons_enpt, _ = unit_activations(pooled("offline:e5-small-enpt", [11])[11])
     neuron_best = max_correlation(neurons_e5, neurons_enpt)
     r = acc.correlation().numpy()
     matched = hungarian(r)
@@ -102,18 +102,16 @@ def seeds(dataset, results: dict, save) -> None:
                    "sparse_match_mean_r": approx.mean_r, "sparse_match_pairs": int(len(approx.a)),
                    "objective_gap": float(matched.r.sum() - approx.r.sum()),
                    "objective_exact": float(matched.r.sum()),
-                   "rows": int(store.n_rows), "features_max_r": np.round(best, 4).tolist(),
+                   "rows": int(tokens.n_rows), "features_max_r": np.round(best, 4).tolist(),
                    "neurons_max_r": np.round(neuron_best, 4).tolist()})
 
 
 def across(dataset, results: dict, save) -> None:
-    e5 = mmf.load_encoder("offline:e5-small")
-    e5_stores = pooled(e5, E5_LAYERS, dataset)
+    e5_stores = pooled(E5, E5_LAYERS)
     for other, layers in PAIRS.items():
         if all(f"{other}|{a}|{b}" in results for a, b in zip(E5_LAYERS, layers, strict=True)):
             continue
-        encoder = random_init(e5, seed=0) if other == "e5-random-init" else mmf.load_encoder(other)
-        stores = pooled(encoder, layers, dataset)
+        stores = pooled(other, layers)
         for a_layer, b_layer in zip(E5_LAYERS, layers, strict=True):
             key = f"{other}|{a_layer}|{b_layer}"
             if key in results:
@@ -127,24 +125,18 @@ def across(dataset, results: dict, save) -> None:
                      "cka": null_score("linear CKA", linear_cka, za, zb, N_PERM),
                      "svcca": null_score("SVCCA", svcca, za, zb, 20),
                      "rsa": null_score("RSA", rsa, za, zb, 20)}
-            entry.update(features(token_stores(e5, a_layer, dataset), token_stores(encoder, b_layer, dataset)))
+            entry.update(features(token_store(E5, a_layer), token_store(other, b_layer)))
             save(key, entry)
-
-
-def token_stores(encoder, layer, dataset):
-    return mmf.extract(encoder, dataset, [f"text.layer.{layer}.resid"], pooling="none", batch_size=64,
-                       progress=False).stores[f"text.layer.{layer}.resid"]
 
 
 def features(store_a, store_b) -> dict:
     """SAE features (3,072 latents, consistency_study.py's configs, reused by key) of both sides, max-pooled per
     sentence: median max r, and linear CKA of the max-matched features against random subsets (100 shuffles)."""
-    from consistency_study import WIDTHS, sae_configs
+    from consistency_study import TRAIN_EPOCHS, K
 
     from mmfeatures.analysis.matching import Matching, aligned_units
 
-    config = sae_configs()[WIDTHS.index(3072)]
-    sae_a, sae_b = (mmf.train(s, config, progress=False).sae for s in (store_a, store_b))
+    sae_a, sae_b = (sae(s, 3072, K, TRAIN_EPOCHS)[0] for s in (store_a, store_b))
     za, zb = aligned_units(store_a, store_b, sae_a, sae_b, per_token=False)
     za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]     # alive units only
     acc = StreamingCorrelation(za.shape[1], zb.shape[1])

@@ -38,6 +38,30 @@ def test_tiny_models_are_seeded_and_embed(name):
         assert a.embed_image(images).shape[0] == 3
 
 
+def params(enc, tower):
+    return torch.cat([p.detach().flatten() for p in enc.tower(tower).module.parameters()])
+
+
+def test_random_init_names_load_the_null_by_name():
+    """'+random-init-<seed>' re-initialises every tower, '+random-<tower>-<seed>' one (where it has its own
+    module, as e5-emoji-clip's image tower does); a step can name either."""
+    base, full = mmf.load_encoder("tiny:clip"), mmf.load_encoder("tiny:clip+random-init-3")
+    assert full.name == "tiny:clip+random-init-3" and not full.info.real
+    assert not torch.equal(params(full, "text"), params(base, "text"))
+    assert torch.equal(params(full, "text"), params(mmf.load_encoder("tiny:clip+random-init-3"), "text"))
+    with pytest.raises(mmf.InputError, match=r"share one module.*tiny:clip\+random-init-0"):
+        mmf.load_encoder("tiny:clip+random-image-0")
+    with pytest.raises(mmf.InputError, match="no image tower"):
+        mmf.load_encoder("tiny:bert+random-image-0")
+
+
+def test_one_tower_of_the_emoji_clip_is_re_initialised_and_the_other_kept():
+    base, null = mmf.load_encoder("offline:e5-emoji-clip"), mmf.load_encoder("offline:e5-emoji-clip+random-image-0")
+    assert null.name == "offline:e5-emoji-clip+random-image-0" and not null.info.real
+    assert torch.equal(params(null, "text"), params(base, "text"))
+    assert not torch.equal(params(null, "image"), params(base, "image"))
+
+
 @pytest.mark.parametrize("name", ["tiny:bert", "tiny:clip"])
 def test_hf_loader_reads_save_pretrained_folders(tmp_path, name):
     folder = save_tiny(name, tmp_path / "model")

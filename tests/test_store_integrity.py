@@ -54,8 +54,8 @@ def test_stats_are_checked_and_recomputed_when_a_shard_is(store, tmp_path):
     make(tmp_path)
     fresh = ActivationStore(store.path)
     fresh.stats()
-    shas = [s["sha256"] for s in fresh.shards]
-    assert json.loads((store.path / "stats.json").read_text())["shards"] == shas   # stats follow the shards
+    sums = [s["checksum"] for s in fresh.shards]
+    assert json.loads((store.path / "stats.json").read_text())["shards"] == sums   # stats follow the shards
 
 
 def edit_header(store, change):
@@ -109,13 +109,32 @@ def test_a_damaged_safetensors_header_is_a_corrupt_file_not_a_raw_error(store):
     shard.write_bytes(b"\xff" * 8 + shard.read_bytes()[8:])
     side = store.path / "shards" / "00003.json"
     info = json.loads(side.read_text())
-    from mmfeatures.disk import file_sha256
+    from mmfeatures.disk import FAST, file_checksum
 
     # the bytes changed but so did the record (as a careless copy tool might): the parser still fails cleanly
-    info["sha256"] = file_sha256(shard)
+    info["checksum"] = file_checksum(shard, FAST)
     side.write_text(json.dumps(info))
-    edit_header(store, lambda h: h["shards"][3].update(sha256=info["sha256"]))
+    edit_header(store, lambda h: h["shards"][3].update(checksum=info["checksum"]))
     with pytest.raises(CorruptFileError, match=r"00003.safetensors cannot be read"):
+        ActivationStore(store.path).array()
+
+
+def test_shards_are_checked_with_xxh3_and_stores_recorded_with_sha256_still_verify(store):
+    from mmfeatures.disk import file_sha256, forget_checks
+
+    assert all(s["checksum"].startswith("xxh3-128:") for s in store.shards)
+    want = store.array()
+
+    def legacy(h):                                   # the manifest a store written before the switch holds
+        for i, s in enumerate(h["shards"]):
+            del s["checksum"], s["tokens_checksum"]
+            s["sha256"] = file_sha256(store.path / "shards" / f"{i:05d}.safetensors")
+    edit_header(store, legacy)
+    forget_checks()
+    np.testing.assert_array_equal(ActivationStore(store.path).array(), want)
+    flip(store.path / "shards" / "00001.safetensors", offset=-3)
+    forget_checks()
+    with pytest.raises(CorruptFileError, match=r"00001.safetensors fails its checksum \(sha256"):
         ActivationStore(store.path).array()
 
 

@@ -143,6 +143,13 @@ def shard_paths(root: Path, index: int) -> tuple[Path, Path, Path]:
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), Path(f"{stem}.tokens.json")
 
 
+def shard_checksum(info: dict[str, Any], file: str = "data") -> str | None:
+    """The recorded checksum of a shard's ``data`` or ``tokens`` file (XXH3-128, see ``disk.FAST``); stores
+    written before 0.x's switch record SHA-256 under ``sha256``/``tokens_sha256``, which still verify."""
+    prefix = "" if file == "data" else "tokens_"
+    return info.get(f"{prefix}checksum") or info.get(f"{prefix}sha256")
+
+
 def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
     """A shard's sidecar if the shard is complete and intact, else None."""
     data_path, side_path, tok_path = shard_paths(root, index)
@@ -152,9 +159,9 @@ def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
         return None                                    # no (or a torn) completion marker: recompute the shard
     if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
         return None
-    if verify and not matches(data_path, info.get("sha256")):
+    if verify and not matches(data_path, shard_checksum(info)):
         return None
-    tokens = info.get("tokens_sha256")
+    tokens = shard_checksum(info, "tokens")
     if verify and tokens and not matches(tok_path, tokens):
         return None
     return info

@@ -39,6 +39,7 @@ from mmfeatures.activations.layout import (  # noqa: F401 - the store's public v
     Provenance,
     Stats,
     StoreConfig,
+    shard_checksum,
     shard_info,
     shard_paths,
 )
@@ -146,14 +147,14 @@ class ActivationStore:
         return tensors
 
     def _read(self, index: int) -> dict[str, torch.Tensor]:
-        """Read, verify (SHA-256, once per process) and parse one shard; touches no shared state, so it may
+        """Read, verify (XXH3-128, once per process) and parse one shard; touches no shared state, so it may
         run in a helper thread."""
         from safetensors import SafetensorError
         from safetensors.torch import load
 
         data_path = shard_paths(self.path, index)[0]
         info = self.shards[index]
-        data = read_checked(data_path, info.get("sha256"), RERUN)
+        data = read_checked(data_path, shard_checksum(info), RERUN)
         try:
             tensors = load(data)
         except (SafetensorError, ValueError, RuntimeError) as e:
@@ -218,10 +219,10 @@ class ActivationStore:
 
     def _tokens(self, index: int, n_rows: int) -> list[str]:
         path = shard_paths(self.path, index)[2]
-        sha = self.shards[index].get("tokens_sha256")
-        if not sha:
+        recorded = shard_checksum(self.shards[index], "tokens")
+        if not recorded:
             return [""] * n_rows
-        check_file(path, sha, RERUN)
+        check_file(path, recorded, RERUN)
         tokens = read_json(path, RERUN)
         if not isinstance(tokens, list) or len(tokens) != n_rows:
             raise CorruptFileError(f"{path} holds {len(tokens) if isinstance(tokens, list) else tokens!r} tokens "
@@ -250,7 +251,7 @@ class ActivationStore:
             if i in self._cache:
                 parts.append(self._cache[i]["example"].numpy())
                 continue
-            check_file(data_path, self.shards[i].get("sha256"), RERUN)
+            check_file(data_path, shard_checksum(self.shards[i]), RERUN)
             with safe_open(str(data_path), framework="np") as f:
                 parts.append(f.get_tensor("example"))
         return _cat(parts, np.int64)
@@ -270,7 +271,7 @@ class ActivationStore:
         from safetensors.torch import load_file, save_file
 
         path, record = self.path / "stats.safetensors", self.path / "stats.json"
-        shards = [s.get("sha256") for s in self.shards]
+        shards = [shard_checksum(s) for s in self.shards]
         saved = read_json(record, f"delete {record}; statistics are recomputed on next use") \
             if record.is_file() and path.is_file() else None
         if saved is not None and saved.get("shards") == shards:

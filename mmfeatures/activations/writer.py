@@ -13,7 +13,9 @@ import torch
 
 from mmfeatures.activations.layout import METADATA, RERUN, STORE_DTYPES, StoreConfig, shard_info, shard_paths
 from mmfeatures.disk import (
+    FAST,
     check_key,
+    file_checksum,
     file_sha256,
     read_header,
     remove_stale_temporaries,
@@ -67,14 +69,14 @@ class StoreWriter:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, data_path)
-        tokens_sha = None
+        tokens_sum = None
         if tokens is not None:
             write_text_atomic(tok_path, json.dumps(tokens, ensure_ascii=False))
-            tokens_sha = file_sha256(tok_path)
+            tokens_sum = file_checksum(tok_path, FAST)
         start, stop = self.config.shard_range(index)
         info = {"index": index, "examples": [start, stop], "rows": int(acts_nd.shape[0]),
                 "d": int(acts_nd.shape[1]), "nbytes": data_path.stat().st_size,
-                "sha256": file_sha256(data_path), "tokens_sha256": tokens_sha, **extra}
+                "checksum": file_checksum(data_path, FAST), "tokens_checksum": tokens_sum, **extra}
         write_text_atomic(side_path, json.dumps(info, ensure_ascii=False))  # the completion marker
         return info
 

@@ -7,11 +7,16 @@
 - ``hf:<repo-or-path>``: transformers text encoders, CLIPModel, SiglipModel, vision AutoModels.
 - ``openclip:<arch>/<tag>``, ``openclip:<arch>//path/to/weights``, ``openclip:<arch>/random``.
 - ``tiny:bert``, ``tiny:clip``, ``tiny:openclip``: random-init plumbing models for tests.
+
+Any name may end in ``+random-init-<seed>`` (every tower re-initialised) or ``+random-<tower>-<seed>`` (one
+tower, e.g. ``offline:e5-emoji-clip+random-image-0``): the same architecture and tokenizer with fresh
+weights, the random-init null (see ``random_init``).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 
 from mmfeatures.encoders.base import Batch, Encoder, ModelInfo, Tower, random_init, resolve_device
 from mmfeatures.encoders.emojiclip import INFO as EMOJI_CLIP
@@ -35,6 +40,9 @@ SCHEMES = {
 __all__ = ["Batch", "Encoder", "ModelInfo", "Tower", "list_models", "load_encoder", "random_init", "resolve_device"]
 
 
+_RANDOM = re.compile(r"(.+)\+random-(init|text|image)-(\d+)")
+
+
 def list_models() -> list[ModelInfo]:
     """Every concrete registered model, then the two hub schemes (as name patterns)."""
     return [*OFFLINE_MODELS.values(), EMOJI_CLIP, *TINY_MODELS.values(), *SCHEMES.values()]
@@ -51,6 +59,10 @@ def load_encoder(name: str, device: str = "cpu", dtype: str = "fp32") -> Encoder
     """
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string like 'offline:e5-small', got {type(name).__name__}")
+    if null := _RANDOM.fullmatch(name):
+        base, what, seed = null.groups()
+        towers = None if what == "init" else (what,)
+        return random_init(load_encoder(base), int(seed), towers).to(device, dtype)
     scheme, sep, rest = name.partition(":")
     if name == EMOJI_CLIP.name:  # registered here: it builds on offline:e5-small, so offline.py cannot know it
         from mmfeatures.encoders.emojiclip import load_emoji_clip

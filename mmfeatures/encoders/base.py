@@ -313,25 +313,39 @@ class Encoder:
         return {str(s): captured[str(s)] for s in parsed}
 
 
-def random_init(encoder: Encoder, seed: int = 0) -> Encoder:
+def random_init(encoder: Encoder, seed: int = 0, towers: tuple[str, ...] | None = None) -> Encoder:
     """A copy of ``encoder`` with the same architecture and tokenizer but freshly initialised weights:
-    the "random-init model" null for analyses. Its name gains '+random-init-<seed>' (so activation
-    stores never mix it up with the trained model) and ``info.real`` is False."""
+    the "random-init model" null for analyses. ``towers`` ('text', 'image') limits the re-initialisation
+    to those towers (default: all). Its name gains '+random-init-<seed>' (or '+random-<tower>-<seed>' for
+    one tower), the suffix ``load_encoder`` understands, so activation stores never mix it up with the
+    trained model; ``info.real`` is False."""
     import copy
     import dataclasses
 
+    chosen = tuple(encoder.towers) if towers is None else tuple(Modality(t) for t in towers)
+    missing = [t.value for t in chosen if t not in encoder.towers]
+    if missing:
+        raise InputError(f"{encoder.name} has no {', '.join(missing)} tower to re-initialise; it has "
+                         f"{', '.join(t.value for t in encoder.towers)}")
+    def params(modalities):
+        return {id(p) for m in modalities for p in getattr(encoder.towers[m], "module", nn.Module()).parameters()}
+
+    if params(chosen) & params(set(encoder.towers) - set(chosen)):
+        raise InputError(f"{encoder.name}'s towers share one module, so {', '.join(t.value for t in chosen)} alone "
+                         f"cannot be re-initialised; use '{encoder.name}+random-init-{seed}' (every tower)")
     clone = copy.deepcopy(encoder)
     torch.manual_seed(seed)
-    for tower in clone.towers.values():
-        module = getattr(tower, "module", None)
+    for modality in chosen:
+        module = getattr(clone.towers[modality], "module", None)
         if module is None:
-            raise TypeError(f"{encoder.name}: a tower has no .module to re-initialise")
+            raise TypeError(f"{encoder.name}: the {modality.value} tower has no .module to re-initialise")
         if hasattr(module, "_init_weights"):  # transformers models: their own initialiser, every submodule
             module.apply(module._init_weights)
         else:
             for sub in module.modules():
                 if hasattr(sub, "reset_parameters"):
                     sub.reset_parameters()
-    clone.info = dataclasses.replace(encoder.info, name=f"{encoder.name}+random-init-{seed}", real=False,
-                                     description=f"{encoder.info.description} (random init, seed {seed})")
+    what = "init" if set(chosen) == set(encoder.towers) else "-".join(t.value for t in chosen)
+    clone.info = dataclasses.replace(encoder.info, name=f"{encoder.name}+random-{what}-{seed}", real=False,
+                                     description=f"{encoder.info.description} (random {what}, seed {seed})")
     return clone

@@ -30,6 +30,8 @@ class TrainStep:
     lr: float = opt(_default("lr"), "Adam learning rate")
     warmup_steps: int | None = opt(_default("warmup_steps"), "linear learning-rate warm-up in steps (default: 5% of the run)")
     batch_size: int = opt(2048, "rows per step")
+    dead_tokens: int = opt(_default("dead_tokens"), "a latent that has not fired for this many rows counts as dead "
+                                                    "(and AuxK, for topk, trains it)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N", volatile=True)
     sae_dir: str | None = opt(None, "folder for the SAE (default: the user cache, by the store's key)", volatile=True)
     out: str | None = opt(None, "folder for this step's result.json and training curve (default: none written)",
@@ -52,6 +54,7 @@ class TrainStep:
 
         return TrainConfig(make_arch(self.arch, k=self.k, l1=self.l1), self.width, seed=self.seed, lr=self.lr,
                            warmup_steps=self.warmup_steps, batch_size=self.batch_size, epochs=self.epochs,
+                           dead_tokens=self.dead_tokens,
                            device=self.device)
 
 
