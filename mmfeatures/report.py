@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mmfeatures.analysis.stats import p_text
 from mmfeatures.disk import write_text_atomic
 from mmfeatures.errors import CorruptFileError, InputError
 from mmfeatures.pipeline.record import RECORD, Record, fmt, opt
@@ -66,7 +67,8 @@ def _badge(supported: bool | None) -> str:
 
 
 def _scores(scores: tuple[dict[str, Any], ...]) -> str:
-    rows = [[s["metric"], s["value"], f"{fmt(s['null_mean'])} ± {fmt(s['null_sd'])}", s["p_value"], s["n_perm"]]
+    rows = [[s["metric"], s["value"], f"{fmt(s['null_mean'])} ± {fmt(s['null_sd'])}",
+             p_text(s["p_value"], s["n_perm"]), s["n_perm"]]
             for s in scores]
     return _table(["statistic", "value", "null (mean ± sd)", "p", "K"], rows)
 
@@ -132,7 +134,7 @@ def render_report(job: ReportJob) -> Path:
     claims = [(f"s{i}", r) for i, r in enumerate(records) if r.claim]
     summary = _table(["claim", "headline statistic", "null", "p", "verdict"],
                      [[r.claim, f"{r.scores[0]['metric']} = {fmt(r.scores[0]['value'])}" if r.scores else "",
-                       fmt(r.scores[0]["null_mean"]) if r.scores else "", r.scores[0]["p_value"] if r.scores else "",
+                       fmt(r.scores[0]["null_mean"]) if r.scores else "", p_text(r.scores[0]["p_value"], r.scores[0]["n_perm"]) if r.scores else "",
                        f'<a href="#{anchor}">{_badge(r.supported)}</a>'] for anchor, r in claims], raw=4)
     env = run.get("environment") or records[-1].environment
     versions = _table(["package", "version"], [[k, v] for k, v in env.get("versions", {}).items()])

@@ -14,10 +14,9 @@ NAMES = {"offline:e5-small-enpt": "e5-small-enpt (related)", "offline:minilm-l6"
 
 
 def _cell(s: dict) -> str:
-    p = s["p_value"]
-    floor = 1 / (s["n_perm"] + 1)
-    return (f"{s['value']:.3f} ({s['null_mean']:.3f} ± {s['null_sd']:.3f}; "
-            f"p {'< ' + format(floor, '.3f') if p <= floor + 1e-9 else '= ' + format(p, '.2f')})")
+    from mmfeatures.analysis.stats import p_text
+
+    return f"{s['value']:.3f} ({s['null_mean']:.3f} ± {s['null_sd']:.3f}; {p_text(s['p_value'], s['n_perm'])})"
 
 
 def write_report(out: Path) -> Path:

@@ -167,3 +167,26 @@ def test_store_and_sae_must_match(tmp_path, e5):
         unit_activations(store, small)
     with pytest.raises(InputError, match="Labels.language has 1 entries"):
         Labels(np.array(["a", "b"]), np.array(["en"]), np.array(["text", "text"]))
+
+
+def test_purity_is_not_made_by_tied_zero_rows():
+    """A sparse unit that fires on 3 random rows has its other top rows tied at 0; with rows ordered by
+    concept, arbitrary tie-breaking took them from one concept block and called the unit pure (0.5 and
+    more). Ties are broken at random now; a unit that really fires on one concept still scores 1."""
+    from mmfeatures.analysis.interpret import top_purity
+
+    n_concepts, per = 10, 40
+    onehot = np.repeat(np.eye(n_concepts), per, axis=0)               # rows ordered by concept
+    rng = np.random.default_rng(1)
+    z = np.zeros((n_concepts * per, 2), np.float32)
+    z[rng.choice(len(z), 3, replace=False), 0] = 1.0                   # sparse, concept-blind
+    z[per * 4:per * 5, 1] = rng.random(per) + 1                       # fires on concept 4 only
+    purity = top_purity(z, onehot, per)
+    assert purity[0] < 0.3 and purity[1] == 1.0
+
+
+def test_a_p_value_at_the_permutation_floor_is_printed_as_a_bound():
+    from mmfeatures.analysis.stats import Score, p_text
+
+    assert p_text(0.01, 99) == "p ≤ 0.01" and p_text(0.03, 99) == "p = 0.03"
+    assert "p ≤ 0.0476" in str(Score("x", 5.0, np.zeros(20)))

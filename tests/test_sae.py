@@ -133,6 +133,83 @@ def test_trained_topk_recovers_a_planted_dictionary(tmp_path):
     assert metrics["nmse"] < 0.1 and metrics["l0"] == pytest.approx(3.0)
 
 
+def test_batchtopk_runs_at_l0_k_at_inference_and_reports_what_it_measures(tmp_path):
+    """The threshold is set at the end of training so that inference L0 is k; the metrics report the L0 that
+    ``encode`` gives on rows the SAE never trained on."""
+    store, _ = planted_store(tmp_path / "store")
+    result = train(store, TrainConfig(BatchTopK(k=4), 128, batch_size=500, total_rows=30_000, log_every=20),
+                   tmp_path / "out", progress=False)
+    final = result[0].metrics["final"]
+    assert final["l0_inference"] == pytest.approx(4.0, rel=0.02)
+    fresh = planted_rows(8000)[6000:]                      # the same dictionary, rows the SAE never saw
+    with torch.no_grad():
+        l0 = float((result.sae.encode(fresh) > 0).sum(1).float().mean())
+    assert l0 == pytest.approx(4.0, rel=0.25), f"inference L0 {l0:.2f} on unseen rows for k = 4"
+
+
+def test_the_dead_threshold_scales_with_the_run():
+    from mmfeatures.sae.train import dead_rows
+
+    short = TrainConfig(TopK(k=4), 64, batch_size=100)
+    assert dead_rows(short, 10_000) == 1000                         # a tenth of the run
+    assert dead_rows(dataclasses.replace(short, warmup_steps=30), 10_000) == 3000     # never inside the warm-up
+    assert dead_rows(short, 10**9) == 10_000_000                    # at most Gao et al.'s 10 M
+    assert dead_rows(dataclasses.replace(short, dead_tokens=777), 10_000) == 777
+
+
+def test_auxk_loss_is_scaled_by_the_share_of_dead_latents():
+    sae = SAE(16, 64, TopK(k=2, aux_k=8), seed=0)
+    x = torch.randn(32, 16)
+    few, many = torch.zeros(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool)
+    few[:2], many[:8] = True, True
+    # with 2 dead of aux_k 8 the loss is a quarter of what the same residual fit would weigh with 8 dead
+    with torch.no_grad():
+        pre_dead = (x - sae.b_dec) @ sae.W_enc[:, :2] + sae.b_enc[:2]
+        aux_recon = pre_dead.relu() @ sae.W_dec[:2]
+        residual = x - sae(x).recon
+        unscaled = (aux_recon - residual).pow(2).sum(-1).mean() / (residual - residual.mean(0)).pow(2).sum(-1).mean()
+        assert float(sae(x, dead_mask=few).aux) == pytest.approx(float(unscaled) / 32 * 2 / 8, rel=1e-4)
+        assert float(sae(x, dead_mask=many).aux) > 0
+
+
+@pytest.mark.parametrize("aux_coefficient", [0.0, 1 / 32])
+def test_auxk_revives_planted_dead_latents(aux_coefficient):
+    """The data hold 128 features; half of 128 latents start dead (encoder columns shrunk 50x, so they never
+    reach the top k) while the residual holds the features the live half cannot explain. Without AuxK they stay
+    dead; with it they learn to fire. This is the check that AuxK does what it is for."""
+    store_x = planted_rows(n_feat=128)
+    sae = SAE(32, 128, TopK(k=3, aux_coefficient=aux_coefficient), seed=0)
+    with torch.no_grad():
+        sae.W_enc[:, 64:] *= 0.02
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-3)
+    dead = torch.zeros(128, dtype=torch.bool)
+    dead[64:] = True
+    for step in range(300):
+        x = store_x[(step * 200) % 6000:(step * 200) % 6000 + 200]
+        out = sae(x, dead_mask=dead)
+        opt.zero_grad()
+        (out.mse + out.aux).backward()
+        sae.project_decoder_grad()
+        opt.step()
+        sae.normalise_decoder()
+    with torch.no_grad():
+        density = (sae.encode(store_x) > 0).float().mean(0)[64:]
+    revived = float((density > 1e-3).float().mean())
+    if aux_coefficient:
+        assert revived >= 0.5, f"AuxK revived only {revived:.0%} of the planted dead latents"
+    else:
+        assert float(density.max()) == 0
+
+
+def planted_rows(n_rows=6000, d=32, n_feat=64, active=3, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.nn.functional.normalize(torch.randn(n_feat, d, generator=g), dim=1)
+    idx = torch.stack([torch.randperm(n_feat, generator=g)[:active] for _ in range(n_rows)])
+    coef = torch.rand(n_rows, active, generator=g) + 0.5
+    return torch.zeros(n_rows, d).index_add_(0, torch.arange(n_rows).repeat_interleave(active),
+                                             coef.flatten()[:, None] * dictionary[idx.flatten()])
+
+
 def test_several_saes_share_one_pass_and_log_metrics(tmp_path):
     store, _ = planted_store(tmp_path / "store")
     cfgs = [TrainConfig(a, 96, batch_size=500, total_rows=3000, log_every=2, seed=i) for i, a in enumerate(ARCHS)]

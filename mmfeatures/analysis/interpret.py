@@ -84,10 +84,15 @@ def interpretability(z: np.ndarray, labels: Labels, *, signed: bool = False, n_p
                             null, concepts, purity.astype(np.float32), null_purity.astype(np.float32), null_corr)
 
 
-def top_purity(z: np.ndarray, onehot: np.ndarray, n_top: int, signed: bool = False) -> np.ndarray:
+def top_purity(z: np.ndarray, onehot: np.ndarray, n_top: int, signed: bool = False, seed: int = 0) -> np.ndarray:
     """Share of each unit's ``n_top`` highest rows that belong to its most common concept among them
-    (for ``signed`` units the better of z and -z)."""
-    codes = onehot.argmax(1)
+    (for ``signed`` units the better of z and -z).
+
+    Ties are broken at random (rows are visited in a seeded random order): a sparse unit's top rows are
+    mostly tied zeros, and with rows ordered by concept, arbitrary tie-breaking would fill them from one
+    concept block and report a pure unit where there is none."""
+    order = np.random.default_rng(seed).permutation(len(z))
+    z, codes = z[order], onehot[order].argmax(1)
 
     def one_sign(values):
         top = np.argpartition(-values, n_top - 1, axis=0)[:n_top]          # n_top x units row indices

@@ -31,6 +31,15 @@ def check_n_perm(n_perm: int, alpha: float = ALPHA) -> int:
     return int(n_perm)
 
 
+def p_text(p: float, n_perm: int) -> str:
+    """'p = 0.03', or 'p ≤ 0.01' when p is at the floor 1/(n_perm + 1): no permutation came as close, and a
+    larger K could only make p smaller, so the value is a bound, not an estimate."""
+    if not np.isfinite(p):
+        return "p = n/a"
+    floor = 1 / (n_perm + 1) if n_perm else 0.0
+    return f"p ≤ {floor:.3g}" if n_perm and p <= floor * (1 + 1e-9) else f"p = {p:.3g}"
+
+
 @dataclass(frozen=True)
 class Score:
     """A summary statistic next to its null: the same statistic on ``null`` (permuted labels, random
@@ -58,7 +67,7 @@ class Score:
 
     def __str__(self) -> str:
         return (f"{self.name} = {self.value:.3f} (null {self.null_mean:.3f} ± {self.null_sd:.3f}, "
-                f"p = {self.p_value:.3g}, K = {len(self.null)})")
+                f"{p_text(self.p_value, len(self.null))}, K = {len(self.null)})")
 
     def row(self) -> dict[str, float | str | int]:
         return {"metric": self.name, "value": self.value, "null_mean": self.null_mean, "null_sd": self.null_sd,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -184,10 +184,10 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict
                f"multilingual: they pick out one concept (AUROC >= 0.9) and spread over languages (normalised "
                f"entropy >= 0.8). With concepts shuffled within each language the fraction is "
                f"{100 * multi['null_mean']:.1f}% ± {100 * multi['null_sd']:.1f}% (K = {multi['n_perm']} permutations, "
-               f"p = {fmt(multi['p_value'])}).")
+               f"{p_text(multi['p_value'], multi['n_perm'])}).")
     if overlap is not None:
         verdict += (f" A sentence and its translation share {fmt(overlap['value'])} of their active units (mean "
-                    f"Jaccard), against {fmt(overlap['null_mean'])} for random sentence pairs (p = {fmt(overlap['p_value'])}).")
+                    f"Jaccard), against {fmt(overlap['null_mean'])} for random sentence pairs ({p_text(overlap['p_value'], overlap['n_perm'])}).")
     return {"title": "Across languages: {what}", "claim": "The same features fire for a concept in every language",
             "verdict": verdict, "supported": ok, "scores": tuple(s.row() for s in cl.scores.values()),
             "figures": saved,
@@ -235,10 +235,10 @@ def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
     verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * mm['value']:.1f}% of the {int(cm.alive.sum())} live "
                f"units are multimodal: they fire on both modalities (ModalityScore 0.2–0.8) and pick out the same "
                f"concept in pictures and in texts (AUROC >= 0.9 in each). With the pictures' concepts shuffled the "
-               f"fraction is {100 * mm['null_mean']:.1f}% ± {100 * mm['null_sd']:.1f}% (K = {mm['n_perm']}, p = "
-               f"{fmt(mm['p_value'])}). {100 * bridge['value']:.1f}% are bridge units, firing on most pictures and most "
+               f"fraction is {100 * mm['null_mean']:.1f}% ± {100 * mm['null_sd']:.1f}% (K = {mm['n_perm']}, "
+               f"{p_text(mm['p_value'], mm['n_perm'])}). {100 * bridge['value']:.1f}% are bridge units, firing on most pictures and most "
                f"names of one concept, against {100 * bridge['null_mean']:.1f}% under the null "
-               f"(p = {fmt(bridge['p_value'])}).")
+               f"({p_text(bridge['p_value'], bridge['n_perm'])}).")
     return {"title": "Across modalities: {what}", "claim": "Features fire for a concept's picture and for its names",
             "verdict": verdict, "supported": ok, "scores": tuple(s.row() for s in cm.scores.values()),
             "figures": saved,

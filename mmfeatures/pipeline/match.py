@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -83,10 +83,10 @@ def _match(job: MatchStep, out) -> Record:
     ok = beats_null(median.row()) and beats_null(cka.row())
     verdict = (f"{'Supported' if ok else 'Not supported'}. Over {len(za)} inputs, each of A's {za.shape[1]} live units "
                f"finds a B unit with median correlation {fmt(median.value)}; with B's rows shuffled the median is "
-               f"{fmt(median.null_mean)} ± {fmt(median.null_sd)} (K = {job.n_perm}, p = {fmt(median.p_value)}). "
+               f"{fmt(median.null_mean)} ± {fmt(median.null_sd)} (K = {job.n_perm}, {p_text(median.p_value, job.n_perm)}). "
                f"{100 * matched:.1f}% of A's units have a match with r >= {job.threshold} (shuffled: "
                f"{100 * float((null_best >= job.threshold).mean()):.1f}%). Linear CKA is {fmt(cka.value)} against "
-               f"{fmt(cka.null_mean)} shuffled (p = {fmt(cka.p_value)}).")
+               f"{fmt(cka.null_mean)} shuffled ({p_text(cka.p_value, len(cka.null))}).")
     return Record(
         "match", f"Across models: {names[0]} against {names[1]}", {},
         claim=f"Units of {names[0]} have counterparts in {names[1]}", verdict=verdict, supported=ok,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -108,7 +108,7 @@ def _steer(job: SteerStep, out) -> Record:
                f"embedding {len(queries)} sentences about other concepts, it lifts the best '{job.concept}' sentence "
                f"from median rank {fmt(unsteered)} (no steering) to {fmt(score.value)} among {len(pool)} "
                f"{job.language!r} sentences. Clamping {len(null)} random live features just as hard leaves it at median "
-               f"rank {fmt(float(np.median(null)))} (p = {fmt(score.p_value)}, the share of random features that do "
+               f"rank {fmt(float(np.median(null)))} ({p_text(score.p_value, len(null))}, the share of random features that do "
                f"as well).")
     rows = [[fmt(c), fmt(float(r))] for c, r in zip(job.strengths, curve, strict=True)]
     return Record(

@@ -77,7 +77,7 @@ def run_train(step: TrainStep) -> Record:
         store = open_store(step.store)
         trained = train(store, step.train_config(), step.sae_dir, progress=step.progress)[0]
         history, final = trained.metrics.get("history", []), trained.metrics.get("final", {})
-        keys = ("nmse", "explained_variance", "l0", "dead_fraction", "dense_fraction")
+        keys = ("nmse", "explained_variance", "l0", "l0_inference", "dead_fraction", "dense_fraction")
         figures = ()
         if out and len(history) >= 5:                              # a curve needs a few logged steps
             fig = plotting.curves({"NMSE": {h["step"]: h["nmse"] for h in history},

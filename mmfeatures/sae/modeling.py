@@ -354,8 +354,8 @@ class SAE(nn.Module):
         return latents, recon, aux
 
     def _aux_loss(self, x, pre, recon, dead_mask) -> torch.Tensor:
-        """AuxK (Gao et al. §A.2): reconstruct the residual with the top aux_k dead latents,
-        normalised by the residual's variance; sparse like the main path."""
+        """AuxK (Gao et al. §A.2): reconstruct the residual with the top aux_k dead latents, normalised by the
+        residual's variance and scaled by min(n_dead / aux_k, 1); sparse like the main path."""
         arch = self.arch
         if dead_mask is None or arch.aux_coefficient == 0 or not bool(dead_mask.any()):
             return x.new_zeros(())
@@ -375,8 +375,10 @@ class SAE(nn.Module):
                 pre_val = pre[rows, cols]
             aux_recon = _PairDecode.apply(x, self.b_dec, self.W_enc, self.b_enc, self.W_dec, rows, cols, pre_val)
         residual = (x - recon).detach()
-        scale = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-        return arch.aux_coefficient * (aux_recon - residual).pow(2).sum(-1).mean() / scale
+        variance = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+        # with few dead latents the loss is scaled down (as sparsify does): min(n_dead / aux_k, 1)
+        weight = arch.aux_coefficient * min(len(dead) / self.aux_k, 1.0)
+        return weight * (aux_recon - residual).pow(2).sum(-1).mean() / variance
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

@@ -36,7 +36,17 @@ from mmfeatures.disk import (
 from mmfeatures.encoders.base import resolve_device
 from mmfeatures.errors import ArtifactConflictError, CorruptFileError, InputError, MMFeaturesError
 from mmfeatures.sae.io import read_sae_folder, save_sae
-from mmfeatures.sae.modeling import SAE, Arch, ReLU, TopK, arch_name, fire_counts, geometric_median, mean_l0
+from mmfeatures.sae.modeling import (
+    SAE,
+    Arch,
+    BatchTopK,
+    ReLU,
+    TopK,
+    arch_name,
+    fire_counts,
+    geometric_median,
+    mean_l0,
+)
 
 SHARED = ("batch_size", "total_rows", "epochs", "data_seed", "normalize", "device", "checkpoint_every")
 NOT_IN_KEY = ("device", "checkpoint_every", "log_every", "name")
@@ -74,8 +84,10 @@ class TrainConfig:
     """Fraction of the run after which the LR decays linearly to 0."""
     sparsity_warmup_steps: int = 0
     """Linear ramp of the L1/L0 coefficient (ReLU-L1, JumpReLU)."""
-    dead_tokens: int = 1_000_000
-    """A latent is dead after this many rows without firing (AuxK trains the dead ones)."""
+    dead_tokens: int | None = None
+    """A latent is dead after this many rows without firing (AuxK trains the dead ones). None scales it to
+    the run (``dead_rows``): a tenth of the rows trained on, never less than the warm-up's rows, at most Gao et
+    al.'s 10 M. A fixed threshold inside the warm-up counted latents dead before they could learn."""
     resample_every: int = 0
     """ReLU-L1: resample dead latents every N steps in the first half (Bricken et al.); 0 = off."""
     batch_size: int = 4096
@@ -97,7 +109,7 @@ class TrainConfig:
         for name in ("width", "batch_size", "epochs", "seed", "data_seed", "warmup_steps", "sparsity_warmup_steps",
                      "dead_tokens", "resample_every", "checkpoint_every", "log_every"):
             value = getattr(self, name)
-            if name == "warmup_steps" and value is None:
+            if name in ("warmup_steps", "dead_tokens") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"TrainConfig.{name} = {value!r} ({type(value).__name__}); give a whole number")
@@ -187,6 +199,7 @@ class _State:
     since_fired: torch.Tensor  # (d_sae,) rows since each latent last fired
     window_fires: torch.Tensor  # (d_sae,) fires since the last log / resample
     window_rows: int = 0
+    dead_rows: int = 1_000_000  # the run's dead threshold in rows (``dead_rows``)
     history: list = dataclasses.field(default_factory=list)
     last_density: torch.Tensor | None = None  # (d_sae,) feature density over the last log window
 
@@ -198,6 +211,17 @@ WARMUP_FRACTION = 0.05
 def warmup_steps(cfg: TrainConfig, total: int) -> int:
     """The warm-up length in steps for a run of ``total`` steps."""
     return cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(WARMUP_FRACTION * total))
+
+
+DEAD_FRACTION, DEAD_MAX = 0.1, 10_000_000
+
+
+def dead_rows(cfg: TrainConfig, total_rows: int) -> int:
+    """Rows without firing after which a latent counts as dead, for a run of ``total_rows`` rows."""
+    if cfg.dead_tokens is not None:
+        return cfg.dead_tokens
+    warm = warmup_steps(cfg, max(total_rows // cfg.batch_size, 1)) * cfg.batch_size
+    return min(DEAD_MAX, max(round(DEAD_FRACTION * total_rows), warm, cfg.batch_size))
 
 
 def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -216,7 +240,7 @@ def _metrics(x: torch.Tensor, out, st: _State, step: int, rows_seen: int) -> dic
     hist, edges = np.histogram(np.log10(density.numpy() + 1e-10), bins=20, range=(-10, 0))
     return {"step": step, "rows": rows_seen, "nmse": nmse, "explained_variance": 1 - nmse,
             "l0": mean_l0(out.latents),
-            "dead_fraction": float((st.since_fired >= st.cfg.dead_tokens).float().mean()),
+            "dead_fraction": float((st.since_fired >= st.dead_rows).float().mean()),
             "dense_fraction": float((density > 0.1).float().mean()),
             "mse": float(out.mse), "sparsity_loss": float(out.sparsity), "aux_loss": float(out.aux),
             "density_hist": {"log10_edges": edges.tolist(), "counts": hist.tolist()}}
@@ -321,7 +345,8 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
         sae = SAE(store.d, c.width, c.arch, seed=c.seed, tied_init=c.tied_init).to(device).train()
         opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=c.lr, betas=(0.9, 0.999))
         states.append(_State(c, sae, opt, torch.zeros(c.width, dtype=torch.long, device=device),
-                             torch.zeros(c.width, dtype=torch.long, device=device)))
+                             torch.zeros(c.width, dtype=torch.long, device=device),
+                             dead_rows=dead_rows(c, steps * base.batch_size)))
     gen = torch.Generator().manual_seed(base.data_seed)
     start = 0
     if ckpt_path.is_file():
@@ -351,11 +376,14 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
                 on_log(step + 1, logs)
         if (step + 1) % base.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(ckpt_path, states, step + 1, gen)
+    sample = next(_stream(store, base, scale, device, 0))
     for st, key, folder in zip(states, keys, folders, strict=True):
         st.sae.eval()
+        final = {**(st.history[-1] if st.history else {}), **_inference(st, sample),
+                 "dead_rows": st.dead_rows}
         log_density = (st.last_density + 1e-10).log10() if st.last_density is not None else None
         metrics = {"config": _jsonable(st.cfg), "input_scale": scale, "steps": steps, "history": st.history,
-                   "final": st.history[-1] if st.history else {}}
+                   "final": final}
         save_sae(st.sae, folder, model_name=store.config.model, hook_name=store.config.site, input_scale=scale,
                  metadata={"modality": store.config.site.split(".")[0], "store": str(store.path),
                            "store_key": store.key, "store_dataset": store.config.dataset,
@@ -364,6 +392,22 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
                  key=key, inputs={"store": store.key}, fields=st.cfg.fields())
     ckpt_path.unlink(missing_ok=True)
     Path(f"{ckpt_path}.sha256").unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def _inference(st: _State, x: torch.Tensor) -> dict[str, float]:
+    """The final SAE as ``encode`` runs it, on one batch of training rows. BatchTopK's inference threshold is set
+    here so that the mean L0 there is k (the running estimate during training trails the weights), and
+    ``l0_inference`` reports what inference measures, for every architecture."""
+    sae = st.sae
+    if isinstance(st.cfg.arch, BatchTopK):
+        flat = sae.pre_acts(x).relu().flatten()
+        n = min(st.cfg.arch.k * len(x), flat.numel() - 1)
+        top = flat.topk(n + 1).values                      # between the n-th and (n+1)-th largest: L0 = k
+        sae.threshold_ema.fill_(float(top[n - 1] + top[n]) / 2)
+    z = sae.encode(x)
+    err = (sae.decode(z) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    return {"l0_inference": float((z > 0).sum(1).float().mean()), "nmse_inference": float(err)}
 
 
 def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device, start_step: int):
@@ -385,7 +429,7 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
             sae.b_dec.copy_(geometric_median(x))
     for group in st.opt.param_groups:
         group["lr"] = cfg.lr * _lr_factor(cfg, step, steps)
-    dead = st.since_fired >= cfg.dead_tokens
+    dead = st.since_fired >= st.dead_rows
     out = sae(x, dead_mask=dead)
     warm = min(1.0, (step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
     loss = out.mse + warm * out.sparsity + out.aux
