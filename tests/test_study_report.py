@@ -61,7 +61,7 @@ def test_matching_report_is_computed_from_results(tmp_path):
                          "neurons_median_max_r": 0.44, "hungarian_mean_r": 0.5, "decoder_cosine_median": 0.4,
                          "rows": 1000, "features_max_r": [0.6, 0.7, 0.2], "neurons_max_r": [0.4, 0.5]},
                "_meta": {"rows": 3936, "dataset": "abc", "n_perm": 100}}
-    for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4), ("e5-random-init", 0.1)):
+    for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4), ("offline:e5-small+random-init-0", 0.1)):
         for a, b in ((3, 3), (11, 11)):
             results[f"{other}|{a}|{b}"] = {"neurons_median_max_r": cka, "neurons_null": [0.05],
                                            "cka": cell(cka, 0.02), "svcca": cell(0.5, 0.1), "rsa": cell(0.3, 0.0)}

@@ -75,6 +75,10 @@ def build_double_array(keys: dict[bytes, int]) -> np.ndarray:
             else:
                 units[slot] = lab
                 queue.append((slot, child))
+    # a lookup reads unit ``base ^ c`` for whatever byte c comes next in the text, matched or not: every
+    # base's whole 256-unit block must exist (a text with a byte no key continues with read past the end,
+    # and the tokenizer panicked, e.g. on "°")
+    ensure(max((b | 0xFF) + 1 for b in bases) if bases else 256)
     return np.asarray(units, dtype=np.uint32)
 
 

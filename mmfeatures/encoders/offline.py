@@ -26,7 +26,7 @@ E5_SOURCES = {
     "e5-small": "intfloat/multilingual-e5-small",
     "e5-small-enpt": "cnmoro/portuguese-multilingual-e5-small",
 }
-CONVERSION_VERSION = 1  # bump when the conversion itself changes, to invalidate caches
+CONVERSION_VERSION = 2  # bump when the conversion itself changes, to invalidate caches
 
 OFFLINE_MODELS = {
     "offline:e5-small": ModelInfo(
