@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup browser demo test test-slow test-compat notebooks bench studies train-embedded lint clean
+.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -18,13 +18,20 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job on the offline default; ends in reports/demo/index.html (`make demo DEMO_ARGS=--quick`).
-demo: setup
+demo: setup data
 	MPLBACKEND=Agg $(PY) -m mmfeatures demo $(DEMO_ARGS)
 
 # The whole suite, notebooks included (nbval), offline and on CPU. Under 25 min on 2 cores.
-test: setup browser
+test: setup browser data
 	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --nbval-lax \
 		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# The corpora from Debian's archive into the user cache (docs/data.md): LibreOffice's help in the built-in languages
+# it has (all but ar, fa, sw) and Tux Paint's stamps; about 200 MB, 3 minutes the first time, a no-op after.
+# apt-get's package lists are refreshed once if the fetch cannot find a package (needs root).
+data: setup
+	@$(PY) -m mmfeatures data fetch || { echo "refreshing apt's package lists (apt-get update) and retrying"; \
+		apt-get update -qq && $(PY) -m mmfeatures data fetch; }
 
 # Debian's chromium (the browser tests drive it with Playwright; no browser download) and the emoji font.
 browser:

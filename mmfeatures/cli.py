@@ -182,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--work", default=None, help="checkpoint folder (default: user cache, keyed by the config)")
     t.add_argument("--steps", type=int, default=None, help="training steps (default 1700)")
     t.add_argument("--seed", type=int, default=None, help="seed for the split, init and augmentation (default 0)")
+    d = sub.add_parser("data", help="fetch the corpora from Debian's archive into the user cache; show their cards",
+                       description="LibreOffice's help (a parallel corpus) and Tux Paint's stamps (pictures with "
+                                   "captions), fetched with apt-get; see docs/data.md",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  mmfeatures data fetch\n  mmfeatures data fetch --languages en,de "
+                              "--only libreoffice\n  mmfeatures data card")
+    actions = d.add_subparsers(dest="action", required=True, metavar="action", parser_class=_Parser)
+    for action, text in (("fetch", "download and unpack what the cache lacks (resumable)"),
+                         ("card", "print the data cards (source package, version, licence, counts)")):
+        a = actions.add_parser(action, help=text, description=text)
+        a.add_argument("--languages", default=None, help="LibreOffice help languages, comma-separated (default: "
+                       "the built-in languages it has: all but ar, fa and sw)")
+        a.add_argument("--only", choices=("libreoffice", "tuxpaint"), default=None, help="one corpus (default: both)")
     return p
 
 
@@ -204,7 +217,9 @@ def make_config(command: str, args: argparse.Namespace) -> Any:
 
 def _usage_hint(message: str, argv: list[str]) -> str:
     """Add 'did you mean' to argparse's messages for unknown commands and flags."""
-    names = ["models", "train-embedded", *COMMANDS]
+    names = ["models", "train-embedded", "data", *COMMANDS]
+    if "invalid choice" in message and not message.startswith("argument command"):
+        return f"{message}; see `mmfeatures {' '.join(argv[:1])} --help`"      # `data`'s action or --only
     if "invalid choice" in message:
         bad = message.split("'")[1] if "'" in message else ""
         close = difflib.get_close_matches(bad, names, 1)
@@ -282,6 +297,34 @@ def _cmd_train_embedded(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from mmfeatures.datasets import data_card, data_cards, fetch_libreoffice, fetch_tuxpaint
+    from mmfeatures.datasets.libreoffice import DEFAULT_LANGUAGES, package
+    from mmfeatures.datasets.tuxpaint import PACKAGE
+
+    languages = tuple(c.strip() for c in (args.languages or "").split(",") if c.strip()) or DEFAULT_LANGUAGES
+    names = [package(c) for c in ("en", *languages)] if args.only != "tuxpaint" else []
+    names += [PACKAGE] if args.only != "libreoffice" else []
+    if args.action == "fetch":
+        if args.only != "tuxpaint":
+            fetch_libreoffice(languages)
+        if args.only != "libreoffice":
+            fetch_tuxpaint()
+    cards = data_cards() if args.action == "card" and not args.languages and not args.only else \
+        [data_card(name) for name in dict.fromkeys(names)]
+    for card in cards:
+        n = card["counts"]
+        counts = (f"{n['stamps']} stamps ({n['png']} PNG, {n['svg_only']} SVG only), {n['captions']} captions in "
+                  f"{n['languages']} languages") if "stamps" in n else \
+            f"{n['paragraphs']} paragraphs" + (f", {n['translated']} translated ({n['train']} train, "
+                                               f"{n['heldout']} held out)" if "translated" in n else "") \
+            if "paragraphs" in n else f"counts {n}"
+        print(f"{card['package']} {card['version']} ({card['licence']}): {counts}")
+    if args.action == "fetch" and args.only != "tuxpaint" and not args.languages:
+        print("(LibreOffice's help has no ar, fa or sw in Debian: those built-in languages are not in the corpus)")
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -300,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_models()
         if args.command == "train-embedded":
             return _cmd_train_embedded(args)
+        if args.command == "data":
+            return _cmd_data(args)
         _summary(args.command, _load(COMMANDS[args.command][1])(config))
         return 0
     except KeyboardInterrupt:

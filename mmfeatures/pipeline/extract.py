@@ -8,6 +8,7 @@ from pathlib import Path
 from mmfeatures.pipeline.record import Artifact, Record, opt, run_step, table, writable
 
 BUILTIN = ("concepts", "emoji", "photos")
+DEBIAN = ("libreoffice", "libreoffice-heldout", "tuxpaint")   # fetched from Debian's archive (docs/data.md)
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,9 @@ class ExtractStep:
 
     model: str = opt("offline:e5-small", "registry name (see `mmfeatures models`)")
     sites: tuple[str, ...] = opt(("text.layer.8.resid",), "sites, comma-separated (e.g. text.layer.8.resid,text.embed)")
-    data: str = opt("concepts", "built-in sources (concepts, emoji, photos; comma-separated), "
-                                "or a CSV/TSV/JSONL file, or an image folder with one subfolder per concept")
+    data: str = opt("concepts", "built-in sources (concepts, emoji, photos) and Debian corpora (libreoffice, "
+                                "libreoffice-heldout, tuxpaint), comma-separated, or a CSV/TSV/JSONL file, or an "
+                                "image folder with one subfolder per concept")
     languages: tuple[str, ...] = opt((), "keep texts in these languages only (default: all); images stay")
     pooling: str = opt("none", "none (a row per token), mean, cls or eos")
     role: str | None = opt(None, "text role: query, passage or raw (sets the prompt prefix; default: the model's)")
@@ -45,7 +47,7 @@ class ExtractStep:
 
 
 def load_data(spec: str, languages: tuple[str, ...] = ()):
-    """A ConceptDataset from built-in source names, a table file or an image folder."""
+    """A ConceptDataset from built-in source and Debian corpus names, a table file or an image folder."""
     from mmfeatures.datasets import ConceptDataset, load_image_folder, load_table
     from mmfeatures.errors import InputError
 
@@ -56,17 +58,33 @@ def load_data(spec: str, languages: tuple[str, ...] = ()):
         ds = load_table(path)
     else:
         sources = [s.strip() for s in spec.split(",") if s.strip()]
-        unknown = [s for s in sources if s not in BUILTIN]
+        unknown = [s for s in sources if s not in BUILTIN + DEBIAN]
         if unknown or not sources:
             raise InputError(f"data {spec!r} is neither a file, a folder nor built-in sources; use a path or "
-                             f"some of {', '.join(BUILTIN)} (comma-separated)")
-        linked = "concepts" in sources and len(sources) > 1
-        return ConceptDataset.builtin(sources, languages=languages or None, linked_only=linked)
+                             f"some of {', '.join(BUILTIN + DEBIAN)} (comma-separated)")
+        builtin = [s for s in sources if s in BUILTIN]
+        linked = "concepts" in builtin and len(builtin) > 1
+        parts = [ConceptDataset.builtin(builtin, languages=languages or None, linked_only=linked)] if builtin else []
+        parts += [_debian(s, languages) for s in sources if s in DEBIAN]
+        for i, part in enumerate(parts[1:], 1):     # a shared concept ('lion') keeps the category it had first
+            seen = {c for p in parts[:i] for c in p.categories}
+            parts[i] = ConceptDataset(part.examples, {c: k for c, k in part.categories.items() if c not in seen},
+                                      part.name)
+        return parts[0].merge(*parts[1:], name=spec) if len(parts) > 1 else parts[0]
     if languages:
         keep = set(languages)
         ds = ConceptDataset.from_examples([e for e in ds if e.language is None or e.language in keep],
                                           ds.categories, name=ds.name)
     return ds
+
+
+def _debian(name: str, languages: tuple[str, ...]):
+    from mmfeatures.datasets import libreoffice_corpus, tuxpaint_stamps
+
+    if name == "tuxpaint":
+        return tuxpaint_stamps(languages or None)
+    split = "heldout" if name == "libreoffice-heldout" else "train"
+    return libreoffice_corpus(languages, split) if languages else libreoffice_corpus(split=split)
 
 
 def run_extract(step: ExtractStep) -> Record:
