@@ -5,8 +5,9 @@ It extracts activations, trains SAEs and tests four claims, each against a null:
 1. across languages: e5-small's SAE features fire for a concept in every language;
 2. across modalities: on ``offline:e5-emoji-clip``, features learnt from names alone fire for pictures, also
    for the emoji its image tower never saw;
-3. across models: e5-small's features have counterparts in a related model (e5-small-enpt) and, less so, in
-   an unrelated one (MiniLM-L6);
+3. across models: e5-small's features have counterparts in an independently trained model (MiniLM-L6), more
+   than in MiniLM's random-init copy; e5-small-enpt, which has e5-small's own transformer weights with a pruned
+   vocabulary, is the positive control;
 4. steering: clamping the 'dog' feature drags retrieval toward dog sentences, unlike random features.
 
 The demo is a plan (``demo_plan``): pipeline steps held as data, each writing into its own folder under ``out``,
@@ -97,16 +98,16 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
         return AnalyzeStep(stores=tuple(StoreOf("04-extract-emoji", s) for s in emoji_sites), sae=SAEOf("05-train-emoji"),
                            kind="crossmodal", subset=subset, label=label, n_perm=n, seed=seed)
 
-    def match(other_store, other_sae):
+    def match(other_store, other_sae, **kw):
         return MatchStep(store_a=StoreOf("01-extract-e5", e5_site), store_b=other_store, sae_a=SAEOf("02-train-e5"),
-                         sae_b=other_sae, n_perm=n, seed=seed)
+                         sae_b=other_sae, n_perm=n, seed=seed, **kw)
 
     return (
         PlanStep("00-alignment", AlignmentStep(model=E5, store_dir=cfg.store_dir, device=cfg.device)),
         PlanStep("01-extract-e5", extract(E5, (e5_site,))),
         PlanStep("02-train-e5", TrainStep(store=StoreOf("01-extract-e5", e5_site), seed=seed, **run)),
         PlanStep("03-crosslingual", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=SAEOf("02-train-e5"),
-                                                n_perm=n, seed=seed)),
+                                                n_perm=n, n_baseline=min(n, 39), seed=seed)),
         PlanStep("04-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
         PlanStep("05-train-emoji", TrainStep(store=StoreOf("04-extract-emoji", "text.embed"), width=1024, k=8,
                                              epochs=30, batch_size=1024, seed=seed, **run)),
@@ -114,11 +115,18 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
         PlanStep("07-crossmodal-heldout", crossmodal("heldout-emoji", "emoji the image tower never saw")),
         PlanStep("08-extract-e5-enpt", extract(E5_RELATED, (e5_site,))),
         PlanStep("09-train-e5-enpt", TrainStep(store=StoreOf("08-extract-e5-enpt", e5_site), seed=seed + 1, **run)),
-        PlanStep("10-match-related", match(StoreOf("08-extract-e5-enpt", e5_site), SAEOf("09-train-e5-enpt"))),
+        PlanStep("10-match-related", match(StoreOf("08-extract-e5-enpt", e5_site), SAEOf("09-train-e5-enpt"),
+                                           label="positive control: e5-small's own transformer weights")),
         PlanStep("11-extract-minilm", extract(UNRELATED, (minilm_site,))),
         PlanStep("12-train-minilm", TrainStep(store=StoreOf("11-extract-minilm", minilm_site), seed=seed + 1, **run)),
-        PlanStep("13-match-unrelated", match(StoreOf("11-extract-minilm", minilm_site), SAEOf("12-train-minilm"))),
-        PlanStep("14-steer", SteerStep(sae=SAEOf("02-train-e5"), n_perm=n, seed=seed)),
+        PlanStep("13-extract-minilm-random", extract(f"{UNRELATED}+random-init-0", (minilm_site,))),
+        PlanStep("14-train-minilm-random", TrainStep(store=StoreOf("13-extract-minilm-random", minilm_site),
+                                                     seed=seed + 1, **run)),
+        PlanStep("15-match-unrelated", match(StoreOf("11-extract-minilm", minilm_site), SAEOf("12-train-minilm"),
+                                             store_null=StoreOf("13-extract-minilm-random", minilm_site),
+                                             sae_null=SAEOf("14-train-minilm-random"),
+                                             label="independently trained; null: its random-init copy")),
+        PlanStep("16-steer", SteerStep(sae=SAEOf("02-train-e5"), n_perm=n, seed=seed)),
     )
 
 

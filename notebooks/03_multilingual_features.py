@@ -3,10 +3,13 @@
 #
 # A TopK SAE on e5-small's layer 8 (the built-in sentences: 123 concepts, 16 languages). Pick a concept and
 # languages: the heatmap shows the concept's strongest features in each language. A multilingual feature lights
-# up its whole column. Below, the pipeline's cross-lingual analysis: the multilingual fraction against a null
-# that shuffles concepts within each language, each feature's language entropy against a shuffled-language null,
+# up its whole column. Below, the pipeline's cross-lingual analysis: the multilingual fraction against random
+# directions of the same width and sparsity (a baseline that can win), the overlap of two *different* sentences of
+# a concept in two languages against other concepts (translations share their sentence content, so their overlap
+# is reported but not used for the verdict), each feature's language entropy against a shuffled-language null,
 # and the most concept-selective multilingual features with their top sentences; then a language-specific
-# feature for contrast. About a minute on CPU.
+# feature for contrast. The SAE is scored on the sentences it was trained on (an in-sample figure; issue 19 moves
+# training to held-out text). About two minutes on CPU.
 
 # %%
 import tempfile
@@ -54,9 +57,8 @@ pd.DataFrame(analyzed.scores).set_index('metric').round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-s = next(row for row in analyzed.scores if row['metric'] == 'multilingual fraction')
-print(f"multilingual fraction {s['value']:.1f} above its null {s['null_mean']:.1f}: "
-      f"{s['value'] > s['null_mean'] + 3 * s['null_sd']}")
+s = next(row for row in analyzed.scores if row['metric'] == 'multilingual fraction against random directions')
+print(f"more multilingual units than random directions of the same width and sparsity: {s['value'] > s['null_mean']}")
 row = panel.state['matrix'][:, 0]
 print(f"'{concept}' top feature fires in >= 12 of {len(row)} languages: {bool((row > 0).sum() >= 12)}")
 

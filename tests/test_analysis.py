@@ -190,3 +190,31 @@ def test_a_p_value_at_the_permutation_floor_is_printed_as_a_bound():
 
     assert p_text(0.01, 99) == "p ≤ 0.01" and p_text(0.03, 99) == "p = 0.03"
     assert "p ≤ 0.0476" in str(Score("x", 5.0, np.zeros(20)))
+
+
+def _units_by(labels, *fields):
+    """One unit per distinct value of ``fields`` (plus noise): it fires on the text rows holding that value."""
+    keys = [tuple(getattr(labels, f)[i] for f in fields) for i in range(len(labels))]
+    index = {k: j for j, k in enumerate(dict.fromkeys(keys))}
+    z = np.random.default_rng(0).random((len(labels), len(index))).astype(np.float32) * 0.1
+    z[np.arange(len(labels)), [index[k] for k in keys]] += 1.0
+    return np.where(z > 0.5, z, 0)
+
+
+def test_overlap_controls_separate_concepts_from_shared_sentences():
+    """Units tied to a concept pass the concept-level control; units tied to one sentence (its translations share
+    them, the concept's other sentence does not) pass the old translation-overlap test but must fail the concept
+    control; with concepts shuffled both fail."""
+    from mmfeatures.analysis.consistency import overlap_controls
+    from mmfeatures.analysis.stats import permuted
+
+    labels = planted(seed=1).labels
+    concept_units = overlap_controls(_units_by(labels, "concept"), labels, n_perm=19)
+    sentence_units = _units_by(labels, "concept", "group")
+    sentence = overlap_controls(sentence_units, labels, n_perm=19)
+    assert concept_units["concept_overlap"].p_value <= 0.05 and concept_units["overlap_vs_language"].p_value <= 0.05
+    assert translation_overlap(sentence_units, labels, n_perm=19).score.p_value <= 0.05      # the old test passes
+    assert sentence["concept_overlap"].p_value > 0.05 and sentence["overlap_vs_language"].p_value <= 0.05
+    shuffled = permuted(labels, "concept", np.random.default_rng(0), within="language")
+    null = overlap_controls(_units_by(labels, "concept"), shuffled, n_perm=19)
+    assert null["concept_overlap"].p_value > 0.05

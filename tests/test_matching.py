@@ -182,3 +182,14 @@ def test_aligned_units_per_token_pooled_and_mismatch(tmp_path):
         aligned_units(pooled, reordered)
     with pytest.raises(InputError, match="per_token=True needs two token stores"):
         aligned_units(tokens[sites[0]], pooled, per_token=True)
+
+
+def test_neurons_match_on_absolute_correlation():
+    """A neuron of B that is A's neuron with its sign flipped is a perfect match on |r|, and none on r."""
+    from mmfeatures.analysis.matching import max_correlation, permuted_rows_null
+
+    a = np.random.default_rng(0).standard_normal((500, 4)).astype(np.float32)
+    b = -a[:, ::-1].copy()
+    assert max_correlation(a, b, absolute=True) == pytest.approx(1.0, abs=1e-5)
+    assert max_correlation(a, b).max() < 0.2
+    assert permuted_rows_null(a, b, n_perm=3, absolute=True).max() < 0.3

@@ -13,6 +13,12 @@ Definitions (text rows only; A = max(Z, 0) is a unit's activation mass):
 
 Nulls: concept labels permuted within each language (multilingual fraction), language labels permuted
 within each concept (language-specific fraction, entropy, monolinguality), random pairs (overlap).
+
+Translation overlap mostly measures shared sentence content, so ``crosslingual`` decomposes it with pairs that
+keep one thing and change another (``PAIRS``): a sentence and its translation; the *other* sentence of the same
+concept in another language (``concept_overlap``: the concept without the sentence); another concept in the same
+language (what sharing a language alone gives). Each is compared with pairs of other concepts in other
+languages, and the translation overlap also with the same-language pairs (``overlap_vs_language``).
 """
 
 from __future__ import annotations
@@ -95,6 +101,62 @@ def random_pairs(labels: Labels, n: int, rng: np.random.Generator) -> tuple[np.n
     return left[ok][:n], right[ok][:n]
 
 
+PAIRS = {
+    "translation": "a sentence and its translation (same concept and sentence, other language)",
+    "concept": "the other sentence of the same concept, in another language",
+    "language": "another concept in the same language",
+    "random": "another concept in another language",
+}
+
+
+def sample_pairs(labels: Labels, kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` text-row pairs of a ``PAIRS`` kind other than 'translation' (which ``translation_pairs`` lists)."""
+    if kind == "random":
+        return random_pairs(labels, n, rng)
+    if kind not in ("concept", "language"):
+        raise InputError(f"pair kind {kind!r}; use one of {', '.join(PAIRS)}")
+    rows = np.flatnonzero(labels.mask(modality="text") & (labels.language != ""))
+    # the partner shares the concept (or the language): draw it among the rows with the same code
+    _, code = np.unique(getattr(labels, kind)[rows].astype(str), return_inverse=True)
+    order = np.argsort(code, kind="stable")
+    counts = np.bincount(code)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = rng.integers(0, len(rows), 4 * n)
+    left = rows[pick]
+    right = rows[order[starts[code[pick]] + (rng.random(4 * n) * counts[code[pick]]).astype(np.int64)]]
+    if kind == "language":
+        ok = labels.concept[left] != labels.concept[right]
+    else:
+        ok = (labels.group[left] != labels.group[right]) & (labels.language[left] != labels.language[right]) \
+            & (labels.group[left] != "")
+    if ok.sum() < n:
+        raise InputError(f"too few row pairs of kind {kind!r} ({PAIRS[kind]}): {int(ok.sum())} of {n} drawn; "
+                         "the rows need >= 2 sentence groups per concept in >= 2 languages")
+    return left[ok][:n], right[ok][:n]
+
+
+def overlap_controls(z: np.ndarray, labels: Labels, *, k: int | None = None, threshold: float = 0.0,
+                     n_perm: int = 20, seed: int = 0) -> dict[str, Score]:
+    """The translation-overlap decomposition as Scores (see the module docstring): ``concept_overlap`` (same
+    concept, other sentence, other language) against other-concept, other-language pairs, and
+    ``overlap_vs_language`` (translations) against same-language, other-concept pairs. Each null draw holds as many
+    pairs as the value."""
+    left, right = translation_pairs(labels)
+    if len(left) == 0:
+        raise InputError("no translation pairs: rows need the same concept and group in >= 2 languages")
+    active = active_sets(z, k, threshold)
+    rng = np.random.default_rng(seed + 1)
+    n = len(left)
+    concept = float(np.nanmean(jaccard(active, *sample_pairs(labels, "concept", n, rng))))
+    random_ = [float(np.nanmean(jaccard(active, *sample_pairs(labels, "random", n, rng)))) for _ in range(n_perm)]
+    language = [float(np.nanmean(jaccard(active, *sample_pairs(labels, "language", n, rng)))) for _ in range(n_perm)]
+    translation = float(np.nanmean(jaccard(active, left, right)))
+    return {"concept_overlap": Score("concept overlap across languages, other sentence (Jaccard)", concept,
+                                     np.array(random_)),
+            "overlap_vs_language": Score("translation overlap against same-language pairs (Jaccard)", translation,
+                                         np.array(language))}
+
+
 def active_sets(z: np.ndarray, k: int | None = None, threshold: float = 0.0):
     """Sparse boolean (rows, units): a row's top-``k`` units, or those above ``threshold``."""
     from scipy import sparse
@@ -163,6 +225,18 @@ def translation_overlap(z: np.ndarray, labels: Labels, *, k: int | None = None, 
                    {k_: float(np.nanmean(v)) for k_, v in by_language.items()})
 
 
+def multilingual_fraction(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_min: float = 0.9,
+                          h_multi: float = 0.8, min_active: int = 3) -> float:
+    """The share of live units that are multilingual (as ``crosslingual`` defines it), and nothing else: the
+    statistic a baseline dictionary is scored on."""
+    z, labels = _text(np.asarray(z, np.float32), labels)
+    alive = (z > 0).sum(0) >= min_active if not signed else (z != 0).sum(0) >= min_active
+    c_auc = best_auroc(ranks(z), labels.onehot("concept")[0], signed)[0]
+    with np.errstate(invalid="ignore"):
+        multi = alive & (c_auc >= auroc_min) & (language_entropy(z, labels) >= h_multi)
+    return float(multi.sum() / max(int(alive.sum()), 1))
+
+
 @dataclass(frozen=True)
 class CrossLingual:
     """Per-unit cross-lingual metrics and fractions, each fraction with its permutation null."""
@@ -200,11 +274,11 @@ class CrossLingual:
 
 def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_min: float = 0.9,
                  h_multi: float = 0.8, h_mono: float = 0.5, min_active: int = 3, n_perm: int = 20,
-                 overlap_k: int | None = None, seed: int = 0) -> CrossLingual:
+                 overlap_k: int | None = None, seed: int = 0, pairs: bool = True) -> CrossLingual:
     """All cross-lingual metrics for ``z`` (rows x units) with permutation nulls.
 
     ``signed=True`` for neurons: AUROC also scores -z. ``overlap_k``: active set = top-k units
-    (use it for dense neurons), else units > 0."""
+    (use it for dense neurons), else units > 0. ``pairs=False`` skips the pair-overlap scores."""
     z, labels = _text(np.asarray(z, np.float32), labels)
     require_rows({c: int(n) for c, n in zip(*np.unique(labels.concept.astype(str), return_counts=True), strict=True)}, 2,
                  "concept AUROC (rows per concept)")
@@ -248,7 +322,9 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
         "monolinguality": Score("mean max monolinguality (nu)", max_nu(labels), np.array(null_nu)),
     }
     overlap = None
-    if len(translation_pairs(labels)[0]):
+    if pairs and len(translation_pairs(labels)[0]):
         overlap = translation_overlap(z, labels, k=overlap_k, n_perm=n_perm, seed=seed)
         scores["overlap"] = overlap.score
+        if len(set(labels.group[labels.group != ""])) >= 2:
+            scores.update(overlap_controls(z, labels, k=overlap_k, n_perm=n_perm, seed=seed))
     return CrossLingual(entropy, c_auc, c_best, l_auc, l_best, alive, multi, mono, scores, concepts, langs, overlap)

@@ -146,13 +146,15 @@ class StreamingCorrelation:
         sb = torch.where(self.alive_b, self.m2_b.sqrt(), torch.inf).float()
         return (self.comoment / sa[:, None]) / sb[None, :]
 
-    def topm(self, m: int = 1, tile: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values, indices) of each A unit's ``m`` best-correlated B units, computed in row tiles."""
+    def topm(self, m: int = 1, tile: int = 4096, absolute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, indices) of each A unit's ``m`` best-correlated B units, computed in row tiles. ``absolute``
+        ranks by |r| and returns |r| (neurons: a unit and its sign flip are the same direction)."""
         r_values, r_index = [], []
         sa = torch.where(self.alive_a, self.m2_a.sqrt(), torch.inf).float()
         sb = torch.where(self.alive_b, self.m2_b.sqrt(), torch.inf).float()
         for start in range(0, self.comoment.shape[0], tile):
             r = self.comoment[start:start + tile] / sa[start:start + tile, None] / sb[None, :]
+            r = r.abs() if absolute else r
             values, index = r.topk(min(m, r.shape[1]), dim=1)
             r_values.append(values)
             r_index.append(index)
@@ -341,7 +343,8 @@ def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndar
     return Score(getattr(measure, "__name__", "similarity"), float(value), null)
 
 
-def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median) -> np.ndarray:
+def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median,
+                       absolute: bool = False) -> np.ndarray:
     """``statistic`` (default: the median) of the alive A units' max-correlations with B's rows shuffled
     against A's, once per permutation: what unrelated units reach. ``statistic=lambda r: r`` keeps every
     unit's value (an array of n_perm x alive units)."""
@@ -351,20 +354,20 @@ def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.med
     for _ in range(n_perm):
         acc = StreamingCorrelation(a.shape[1], b.shape[1])
         acc.update(a, b[rng.permutation(len(b))])
-        values, _ = acc.topm(1)
+        values, _ = acc.topm(1, absolute=absolute)
         out.append(statistic(values[acc.alive_a, 0].numpy()))
     return np.array(out, dtype=np.float64)
 
 
-def max_correlation(a, b, *, chunk: int = 65536, sparse: bool = False) -> np.ndarray:
-    """Each A unit's best correlation with any B unit (alive A units only)."""
+def max_correlation(a, b, *, chunk: int = 65536, sparse: bool = False, absolute: bool = False) -> np.ndarray:
+    """Each A unit's best correlation (``absolute``: best |r|) with any B unit (alive A units only)."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if len(a) != len(b):
         raise InputError(f"A has {len(a)} rows but B has {len(b)}; compare the same inputs")
     acc = StreamingCorrelation(a.shape[1], b.shape[1], sparse=sparse)
     for start in range(0, len(a), chunk):
         acc.update(a[start:start + chunk], b[start:start + chunk])
-    values, _ = acc.topm(1)
+    values, _ = acc.topm(1, absolute=absolute)
     return values[acc.alive_a, 0].numpy()
 
 

@@ -14,6 +14,7 @@ from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, s
 from mmfeatures.pipeline.train import open_store
 
 KINDS = ("crosslingual", "crossmodal")
+CONTROLS = ("none", "shuffled-concepts")
 SUBSETS = ("all", "seen-emoji", "heldout-emoji")
 
 
@@ -34,6 +35,11 @@ class AnalyzeStep:
     label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
     concept: str = opt("dog", "the concept the figures single out")
     seed: int = opt(0, "seed of the permutations")
+    control: str = opt("none", "none, or shuffled-concepts: the same analysis with every concept label shuffled "
+                               "within its language and modality, where the verdict must come out 'not supported' "
+                               "(a falsification check)")
+    n_baseline: int = opt(19, "crosslingual: random-direction dictionaries (same width and sparsity as the units) "
+                              "whose multilingual fraction the units must beat; the smallest p is 1/(n_baseline+1)")
     out: str | None = opt("runs/analyze", "folder for result.json and the figures (none: nothing written)",
                           volatile=True)
 
@@ -42,9 +48,13 @@ class AnalyzeStep:
 
         if self.kind not in KINDS:
             raise InputError(f"kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if self.control not in CONTROLS:
+            raise InputError(f"control {self.control!r}; use one of {', '.join(CONTROLS)}")
         if self.subset not in SUBSETS:
             raise InputError(f"subset {self.subset!r}; use one of {', '.join(SUBSETS)}")
         check_n_perm(self.n_perm)
+        if self.kind == "crosslingual":
+            check_n_perm(self.n_baseline)
         if self.ids is not None:
             try:
                 re.compile(self.ids)
@@ -72,6 +82,20 @@ def units(stores, sae) -> tuple[np.ndarray, object]:
         zs.append(z)
         labels.append(lab)
     return np.concatenate(zs), Labels.concat(*labels)
+
+
+def shuffled_concepts(labels, seed: int):
+    """``labels`` with concepts shuffled within each (language, modality) cell: rows keep their language and
+    modality, sentence groups keep their structure, and nothing ties a unit to a concept any more."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed + 7919)
+    concept = labels.concept.copy()
+    cells = np.char.add(labels.language.astype(str), np.char.add("|", labels.modality.astype(str)))
+    for cell in np.unique(cells):
+        rows = np.flatnonzero(cells == cell)
+        concept[rows] = concept[rng.permutation(rows)]
+    return dataclasses.replace(labels, concept=concept)
 
 
 def heldout_emoji() -> frozenset[int]:
@@ -126,11 +150,24 @@ def run_analyze(step: AnalyzeStep) -> Record:
             raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
                              f"examples (ids look like {labels.example_id[0]!r})")
         z, labels = z[keep], labels.take(np.flatnonzero(keep))
+        if step.control == "shuffled-concepts":
+            labels = shuffled_concepts(labels, step.seed)
         neurons = sae is None
         if step.kind == "crossmodal" and neurons:
             z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
-        body = (_crosslingual if step.kind == "crosslingual" else _crossmodal)(step, z, labels, neurons, out)
+        if step.kind == "crosslingual":
+            rows, kept = np.flatnonzero(keep), labels
+
+            def baseline() -> np.ndarray:
+                return baseline_fractions(step, stores, rows, kept, sae)
+
+            body = _crosslingual(step, z, labels, neurons, out, baseline)
+        else:
+            body = _crossmodal(step, z, labels, neurons, out)
         what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
+        if step.control != "none":
+            what += f", control: {step.control}"
+            body["claim"] += f" (control: {step.control}; must not be supported)"
         if step.label:
             what += f", {step.label}"
             body["claim"] += f" ({step.label})"
@@ -139,15 +176,39 @@ def run_analyze(step: AnalyzeStep) -> Record:
     return run_step("analyze", step, compute)
 
 
-def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
+def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) -> np.ndarray:
+    """The multilingual fraction of ``job.n_baseline`` random-direction dictionaries with the units' width and
+    sparsity (signed and dense for neurons), on the analysed rows (``rows`` of ``units(stores, ...)``)."""
+    from tqdm.auto import tqdm
+
+    from mmfeatures.analysis.baselines import RandomDirections
+    from mmfeatures.analysis.consistency import multilingual_fraction
+    from mmfeatures.analysis.labels import encode_rows, pool_by_example
+
+    neurons = sae is None
+    width = stores[0].d if neurons else sae.d_sae
+    k = None if neurons else getattr(getattr(sae, "arch", None), "k", None) or 32
+    inputs = [(s.array(), np.asarray(s.provenance().example_index), s.config.pooling) for s in stores]
+    mean = stores[0].stats().mean_d.numpy()
+    fractions = []
+    for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False):
+        directions = RandomDirections(mean, width, k, seed=job.seed * 1000 + seed)
+        parts = []
+        for x, index, pooling in inputs:
+            zb = encode_rows(directions, x)
+            parts.append(pool_by_example(zb, index)[0] if pooling == "none" else zb)
+        fractions.append(multilingual_fraction(np.concatenate(parts)[rows], labels, signed=neurons))
+    return np.array(fractions)
+
+
+def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baseline) -> dict:
     from mmfeatures import plotting
-    from mmfeatures.analysis import concept_features, crosslingual, language_entropy
+    from mmfeatures.analysis import Score, concept_features, crosslingual, language_entropy
     from mmfeatures.analysis.stats import permuted
 
     cl = crosslingual(z, labels, signed=neurons, n_perm=job.n_perm, overlap_k=16 if neurons else None,
                       seed=job.seed)
-    multi, overlap = cl.scores["multilingual"].row(), cl.scores["overlap"].row() if cl.overlap else None
-    n_alive = int(cl.alive.sum())
+    versus = Score("multilingual fraction against random directions", cl.scores["multilingual"].value, baseline())
     null_h = language_entropy(z, permuted(labels, "language", np.random.default_rng(job.seed)))
     figures = [
         (plotting.distributions({"units": cl.entropy[cl.alive], "languages shuffled (null)": null_h[cl.alive]},
@@ -179,18 +240,31 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict
                      round(float(cl.entropy[f]), 3),
                      " · ".join(f"{labels.language[i]}: {texts.get(labels.example_id[i], labels.example_id[i])}"
                                 for i in top)])
-    ok = beats_null(multi) and (overlap is None or beats_null(overlap))
-    verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * multi['value']:.1f}% of the {n_alive} live units are "
+    n_alive = int(cl.alive.sum())
+    concept, translation, same_language = (cl.scores.get(n) for n in ("concept_overlap", "overlap",
+                                                                       "overlap_vs_language"))
+    ok = beats_null(versus.row()) and concept is not None and beats_null(concept.row())
+    verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * versus.value:.1f}% of the {n_alive} live units are "
                f"multilingual: they pick out one concept (AUROC >= 0.9) and spread over languages (normalised "
-               f"entropy >= 0.8). With concepts shuffled within each language the fraction is "
-               f"{100 * multi['null_mean']:.1f}% ± {100 * multi['null_sd']:.1f}% (K = {multi['n_perm']} permutations, "
-               f"{p_text(multi['p_value'], multi['n_perm'])}).")
-    if overlap is not None:
-        verdict += (f" A sentence and its translation share {fmt(overlap['value'])} of their active units (mean "
-                    f"Jaccard), against {fmt(overlap['null_mean'])} for random sentence pairs ({p_text(overlap['p_value'], overlap['n_perm'])}).")
+               f"entropy >= 0.8). Random directions of the same width and sparsity reach {100 * versus.null_mean:.1f}% "
+               f"± {100 * versus.null_sd:.1f}% (K = {len(versus.null)} dictionaries, "
+               f"{p_text(versus.p_value, len(versus.null))}).")
+    if concept is not None:
+        verdict += (f" Two different sentences about the same concept, in different languages, share "
+                    f"{fmt(concept.value)} of their active units (mean Jaccard), against {fmt(concept.null_mean)} for "
+                    f"other concepts in other languages ({p_text(concept.p_value, len(concept.null))}).")
+    else:
+        verdict += " The rows have no second sentence per concept, so the concept-level overlap cannot be tested."
+    if translation is not None and same_language is not None:
+        verdict += (f" A sentence and its translation share {fmt(translation.value)}, another concept in the same "
+                    f"language {fmt(same_language.null_mean)} ({p_text(same_language.p_value, len(same_language.null))}"
+                    f"); translation overlap also counts shared sentence content, so it is reported, not used for "
+                    f"the verdict.")
+    order = ["concept_overlap", "overlap", "overlap_vs_language", "multilingual", "language_specific", "entropy",
+             "monolinguality"]
+    scores = (versus.row(), *(cl.scores[n].row() for n in order if n in cl.scores))
     return {"title": "Across languages: {what}", "claim": "The same features fire for a concept in every language",
-            "verdict": verdict, "supported": ok, "scores": tuple(s.row() for s in cl.scores.values()),
-            "figures": saved,
+            "verdict": verdict, "supported": ok, "scores": scores, "figures": saved,
             "tables": (table("The most concept-selective multilingual units and their top sentences",
                              ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),)}
 

@@ -20,8 +20,12 @@ class MatchStep:
     store_b: str | None = opt(None, "store folder of model B (the same inputs as A)", required=True, artifact=True)
     sae_a: str | None = opt(None, "SAE for A (default: A's own dimensions)", artifact=True)
     sae_b: str | None = opt(None, "SAE for B (default: B's own dimensions)", artifact=True)
+    store_null: str | None = opt(None, "store of B's random-init copy (model name + '+random-init-<seed>') over the "
+                                       "same inputs: A must match B better than it matches this", artifact=True)
+    sae_null: str | None = opt(None, "SAE trained on store_null (default: its own dimensions)", artifact=True)
     n_perm: int = opt(19, "row permutations per null (the smallest p-value is 1/(n_perm+1))")
     threshold: float = opt(0.5, "a unit counts as matched when its best correlation is at least this")
+    label: str = opt("", "what B is, added to the claim (e.g. 'positive control: the same weights')")
     seed: int = opt(0, "seed of the permutations")
     out: str | None = opt("runs/match", "folder for result.json and the figures (none: nothing written)",
                           volatile=True)
@@ -36,6 +40,27 @@ def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
     rng = np.random.default_rng(seed)
     return Score("linear CKA", linear_cka(za, zb),
                  np.array([linear_cka(za, zb[rng.permutation(len(zb))]) for _ in range(n)]))
+
+
+def _versus_null_model(job: MatchStep, za: np.ndarray, la, best: np.ndarray):
+    """(Score, each A unit's best r in the null model): the median over A's units of (best r in B) - (best r in the
+    null model), against random sign flips of those differences. A real match must beat it, and a
+    same-architecture random model can win."""
+    from mmfeatures.analysis import Score, StreamingCorrelation, check_aligned, unit_activations
+    from mmfeatures.sae import load_sae
+
+    store = open_store(job.store_null, "store_null")
+    zn, ln = unit_activations(store, load_sae(job.sae_null) if job.sae_null else None)
+    check_aligned(la.example_id, ln.example_id, "examples (store_a and store_null)")
+    zn = zn[:, zn.std(0) > 0]
+    acc = StreamingCorrelation(za.shape[1], zn.shape[1])
+    acc.update(za, zn)
+    neurons = job.sae_a is None and job.sae_null is None
+    null_best = acc.topm(1, absolute=neurons)[0][:, 0].numpy()
+    diff = best - null_best
+    rng = np.random.default_rng(job.seed)
+    flips = [float(np.median(diff * rng.choice([-1.0, 1.0], len(diff)))) for _ in range(job.n_perm)]
+    return Score("median best-match r beyond B's random-init copy", float(np.median(diff)), np.array(flips)), null_best
 
 
 def run_match(step: MatchStep) -> Record:
@@ -63,9 +88,11 @@ def _match(job: MatchStep, out) -> Record:
     za, zb = za[:, alive_a], zb[:, alive_b]
     acc = StreamingCorrelation(za.shape[1], zb.shape[1])
     acc.update(za, zb)
-    values, index = acc.topm(1)
+    neurons = job.sae_a is None and job.sae_b is None        # a neuron and its sign flip are the same direction
+    values, index = acc.topm(1, absolute=neurons)
     best, match = values[:, 0].numpy(), index[:, 0].numpy()
-    permuted = permuted_rows_null(za, zb, n_perm=job.n_perm, seed=job.seed, statistic=lambda r: r)
+    permuted = permuted_rows_null(za, zb, n_perm=job.n_perm, seed=job.seed, statistic=lambda r: r,
+                                  absolute=neurons)
     null, null_best = np.median(permuted, axis=1), permuted[0]      # the figure shows one permutation
     median = Score("median best-match correlation", float(np.median(best)), null)
     cka = _null_cka(za, zb, job.n_perm, job.seed)
@@ -80,17 +107,24 @@ def _match(job: MatchStep, out) -> Record:
     profile = np.stack([za[mean_by == i].mean(0) for i in range(len(concepts))])     # concepts x units
     rows = [[f"a{alive_a[i]}", f"b{alive_b[match[i]]}", round(float(best[i]), 3), str(concepts[profile[:, i].argmax()])]
             for i in np.argsort(-best)[:10]]
-    ok = beats_null(median.row()) and beats_null(cka.row())
+    versus, null_model_best = _versus_null_model(job, za, la, best) if job.store_null else (None, None)
+    ok = beats_null(median.row()) and beats_null(cka.row()) and (versus is None or beats_null(versus.row()))
     verdict = (f"{'Supported' if ok else 'Not supported'}. Over {len(za)} inputs, each of A's {za.shape[1]} live units "
                f"finds a B unit with median correlation {fmt(median.value)}; with B's rows shuffled the median is "
                f"{fmt(median.null_mean)} ± {fmt(median.null_sd)} (K = {job.n_perm}, {p_text(median.p_value, job.n_perm)}). "
                f"{100 * matched:.1f}% of A's units have a match with r >= {job.threshold} (shuffled: "
                f"{100 * float((null_best >= job.threshold).mean()):.1f}%). Linear CKA is {fmt(cka.value)} against "
                f"{fmt(cka.null_mean)} shuffled ({p_text(cka.p_value, len(cka.null))}).")
+    if versus is not None:
+        verdict += (f" Against B's random-init copy (same architecture and tokenizer, no training), A's units find "
+                    f"matches with median r {fmt(float(np.median(null_model_best)))}: A matches B better "
+                    f"by a median {fmt(versus.value)} per unit (sign-flip null {fmt(versus.null_mean)} ± "
+                    f"{fmt(versus.null_sd)}, {p_text(versus.p_value, len(versus.null))}).")
     return Record(
         "match", f"Across models: {names[0]} against {names[1]}", {},
-        claim=f"Units of {names[0]} have counterparts in {names[1]}", verdict=verdict, supported=ok,
-        scores=(median.row(), cka.row()),
+        claim=f"Units of {names[0]} have counterparts in {names[1]}" + (f" ({job.label})" if job.label else ""),
+        verdict=verdict, supported=ok,
+        scores=(median.row(), cka.row(), *((versus.row(),) if versus is not None else ())),
         tables=(table("The best-matched pairs (A unit, its best B unit, r, A's strongest concept)",
                       ["A unit", "B unit", "r", "concept"], rows),),
         figures=({"file": "best_match.png", "caption": "Each A unit's best correlation with any B unit, and the "
