@@ -100,6 +100,8 @@ def run(args) -> None:
     out = Path(args.out)
     results_path = out / "results.json.gz"
     results = load_results(out) if results_path.is_file() else {}
+    if results.get("_meta", {}).get("purity") != "random ties":
+        results = {}                    # computed before purity broke ties at random: nothing can be reused
     dataset = mmf.ConceptDataset.builtin(["concepts"])
 
     def save(key: str, value: dict) -> None:
@@ -139,7 +141,7 @@ def run(args) -> None:
                     f"{prefix}|pretrained-16384" not in results:
                 z, labels = unit_activations(tokens[layer], mmf.load_sae("offline:e5-small/latent-terms"))
                 save(f"{prefix}|pretrained-16384", score(z, labels, signed=False, n_perm=args.n_perm))
-    results["_meta"] = {"n_perm": args.n_perm, "k": K, "widths": WIDTHS, "epochs": TRAIN_EPOCHS,
+    results["_meta"] = {"n_perm": args.n_perm, "k": K, "widths": WIDTHS, "epochs": TRAIN_EPOCHS, "purity": "random ties",
                         "dataset": dataset.fingerprint()[:16], "rows": len(dataset),
                         "device": "cpu", "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))}
     save_results(out, results)
