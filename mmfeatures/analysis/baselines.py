@@ -1,9 +1,9 @@
 """Baselines a learned dictionary must beat: the same width and sparsity with nothing learnt.
 
 ``RandomDirections`` stands where an SAE stands (``encode_rows``, ``unit_activations``): ``width`` random unit
-directions through the rows' mean, each row keeping its ``k`` largest projections (ReLU'd); with ``k`` None, all of them, signed (the baseline
-for neurons: a random basis of the same space). If SAE features are
-no more multilingual, concept-selective or shared than these, the SAE has not found anything the geometry of the
+directions through the rows' mean, each row keeping its ``k`` largest projections (ReLU'd); with ``k`` None, all
+of them, signed (the baseline for neurons: a random basis of the same space). If SAE features are no more
+multilingual, concept-selective or shared than these, the SAE has not found anything the geometry of the
 activations did not already give.
 """
 

@@ -274,11 +274,11 @@ class CrossLingual:
 
 def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_min: float = 0.9,
                  h_multi: float = 0.8, h_mono: float = 0.5, min_active: int = 3, n_perm: int = 20,
-                 overlap_k: int | None = None, seed: int = 0, pairs: bool = True) -> CrossLingual:
+                 overlap_k: int | None = None, seed: int = 0) -> CrossLingual:
     """All cross-lingual metrics for ``z`` (rows x units) with permutation nulls.
 
     ``signed=True`` for neurons: AUROC also scores -z. ``overlap_k``: active set = top-k units
-    (use it for dense neurons), else units > 0. ``pairs=False`` skips the pair-overlap scores."""
+    (use it for dense neurons), else units > 0."""
     z, labels = _text(np.asarray(z, np.float32), labels)
     require_rows({c: int(n) for c, n in zip(*np.unique(labels.concept.astype(str), return_counts=True), strict=True)}, 2,
                  "concept AUROC (rows per concept)")
@@ -322,7 +322,7 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
         "monolinguality": Score("mean max monolinguality (nu)", max_nu(labels), np.array(null_nu)),
     }
     overlap = None
-    if pairs and len(translation_pairs(labels)[0]):
+    if len(translation_pairs(labels)[0]):
         overlap = translation_overlap(z, labels, k=overlap_k, n_perm=n_perm, seed=seed)
         scores["overlap"] = overlap.score
         if len(set(labels.group[labels.group != ""])) >= 2:

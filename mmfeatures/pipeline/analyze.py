@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfeatures.analysis.stats import check_n_perm, p_text
+from mmfeatures.analysis.stats import check_n_perm, p_text, permuted
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -84,20 +84,6 @@ def units(stores, sae) -> tuple[np.ndarray, object]:
     return np.concatenate(zs), Labels.concat(*labels)
 
 
-def shuffled_concepts(labels, seed: int):
-    """``labels`` with concepts shuffled within each (language, modality) cell: rows keep their language and
-    modality, sentence groups keep their structure, and nothing ties a unit to a concept any more."""
-    import dataclasses
-
-    rng = np.random.default_rng(seed + 7919)
-    concept = labels.concept.copy()
-    cells = np.char.add(labels.language.astype(str), np.char.add("|", labels.modality.astype(str)))
-    for cell in np.unique(cells):
-        rows = np.flatnonzero(cells == cell)
-        concept[rows] = concept[rng.permutation(rows)]
-    return dataclasses.replace(labels, concept=concept)
-
-
 def heldout_emoji() -> frozenset[int]:
     """The emoji held out of offline:e5-emoji-clip's image-tower training (from its card)."""
     import json
@@ -150,8 +136,8 @@ def run_analyze(step: AnalyzeStep) -> Record:
             raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
                              f"examples (ids look like {labels.example_id[0]!r})")
         z, labels = z[keep], labels.take(np.flatnonzero(keep))
-        if step.control == "shuffled-concepts":
-            labels = shuffled_concepts(labels, step.seed)
+        if step.control == "shuffled-concepts":   # within language: texts per language, images (no language) apart
+            labels = permuted(labels, "concept", np.random.default_rng(step.seed + 7919), within="language")
         neurons = sae is None
         if step.kind == "crossmodal" and neurons:
             z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
@@ -204,7 +190,6 @@ def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) 
 def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baseline) -> dict:
     from mmfeatures import plotting
     from mmfeatures.analysis import Score, concept_features, crosslingual, language_entropy
-    from mmfeatures.analysis.stats import permuted
 
     cl = crosslingual(z, labels, signed=neurons, n_perm=job.n_perm, overlap_k=16 if neurons else None,
                       seed=job.seed)
