@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies train-embedded lint clean
+.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies saes train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,10 @@ bench: setup $(SAELENS)/.installed-stamp
 studies: setup
 	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
 	MPLBACKEND=Agg $(PY) scripts/matching_study.py
+
+# Retrain the SAEs shipped in data/saes on LibreOffice's help (about 70 minutes on 2 CPU cores; resumable).
+saes: setup data
+	MPLBACKEND=Agg $(PY) scripts/build_saes.py
 
 # Retrain offline:e5-emoji-clip's image tower into data/models/ (about 25 minutes on 2 CPU cores; resumable).
 train-embedded: setup

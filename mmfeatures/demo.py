@@ -1,14 +1,17 @@
 """``mmfeatures demo``: the main job on the offline defaults, ending in ``reports/demo/index.html``.
 
-It extracts activations, trains SAEs and tests four claims, each against a null:
+It extracts activations, trains the cross-modal SAEs and tests four claims, each against a null and a baseline,
+with SAEs scored on data they were not trained on (the text SAEs ship in data/saes, trained on LibreOffice's
+help) and effects given with intervals over three SAE seeds:
 
-1. across languages: e5-small's SAE features fire for a concept in every language;
-2. across modalities: on ``offline:e5-emoji-clip``, features learnt from names alone fire for pictures, also
-   for the emoji its image tower never saw;
+1. across languages: e5-small's SAE features fire for a concept in every language, more often than random
+   directions of the same width and sparsity;
+2. across modalities: on ``offline:e5-emoji-clip``, features learnt from emoji names alone fire for Tux Paint's
+   pictures and captions (which neither the SAE nor the image tower saw) and for held-out emoji; the emoji the
+   image tower was trained on are a fit check only;
 3. across models: e5-small's features have counterparts in an independently trained model (MiniLM-L6), more
-   than in MiniLM's random-init copy; e5-small-enpt, which has e5-small's own transformer weights with a pruned
-   vocabulary, is the positive control;
-4. steering: clamping the 'dog' feature drags retrieval toward dog sentences, unlike random features.
+   than in MiniLM's random-init copy; two SAEs of e5-small that differ only in seed are the seed baseline;
+4. steering: clamping the 'dog' feature drags retrieval toward dog sentences, unlike other features.
 
 The demo is a plan (``demo_plan``): pipeline steps held as data, each writing into its own folder under ``out``,
 whose stores and SAEs reach later steps as typed handles. A rerun reuses every step whose key is unchanged,
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.datasets.builtin import BUILTIN_LANGUAGES
 from mmfeatures.disk import write_text_atomic
 from mmfeatures.encoders import resolve_device
 from mmfeatures.pipeline.alignment import AlignmentStep
@@ -35,7 +39,9 @@ from mmfeatures.pipeline.train import TrainStep
 from mmfeatures.report import RUN, ReportJob, render_report
 
 QUICK_LANGUAGES = ("en", "es", "de", "ru", "ja", "zh")
-E5, E5_RELATED, UNRELATED = "offline:e5-small", "offline:e5-small-enpt", "offline:minilm-l6"
+E5, UNRELATED = "offline:e5-small", "offline:minilm-l6"
+E5_SAES = tuple(f"data:e5-small-layer8-seed{s}" for s in range(3))     # shipped: data/saes/README.md
+MINILM_SAE, MINILM_RANDOM_SAE = "data:minilm-l6-layer4-seed1", "data:minilm-l6-random-init-0-layer4-seed1"
 EMOJI_MODEL = "offline:e5-emoji-clip"
 INTRO = ("Are the concepts a model learns shared units? This report tests four claims on real models that ship "
          "offline: multilingual-e5-small (text), all-MiniLM-L6-v2 (text) and offline:e5-emoji-clip (e5-small's "
@@ -85,48 +91,56 @@ class DemoResult:
 
 
 def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
-    """The demo's steps, in order, as data. B's SAEs use another seed than A's, so that no match can come
-    from a shared initialisation."""
+    """The demo's steps, in order, as data. Every SAE is scored on data it was not trained on: e5-small's and
+    MiniLM's are the shipped ones (``data:<name>``, trained on LibreOffice's help; data/saes/README.md), the
+    cross-modal one is trained on emoji names and scored on Tux Paint's pictures and captions, which neither it
+    nor the image tower saw. B's SAEs use another seed than A's, so that no match can come from a shared
+    initialisation."""
     langs, n, seed = cfg.languages, cfg.permutations, cfg.seed
     run = dict(device=cfg.device, progress=cfg.progress)
     e5_site, minilm_site, emoji_sites = "text.layer.8.resid", "text.layer.4.resid", ("image.embed", "text.embed")
+    english = ("en",)
 
-    def extract(model, sites, **kw):
-        return ExtractStep(model=model, sites=sites, languages=langs, store_dir=cfg.store_dir, **run, **kw)
+    def extract(model, sites, languages=langs, **kw):
+        return ExtractStep(model=model, sites=sites, languages=languages, store_dir=cfg.store_dir, **run, **kw)
 
-    def crossmodal(subset, label):
-        return AnalyzeStep(stores=tuple(StoreOf("04-extract-emoji", s) for s in emoji_sites), sae=SAEOf("05-train-emoji"),
-                           kind="crossmodal", subset=subset, label=label, n_perm=n, seed=seed)
+    def crossmodal(stores_step, subset, label):
+        return AnalyzeStep(stores=tuple(StoreOf(stores_step, s) for s in emoji_sites), sae=SAEOf("04-train-emoji-0"),
+                           seeds=(SAEOf("04-train-emoji-1"), SAEOf("04-train-emoji-2")), kind="crossmodal",
+                           subset=subset, label=label, n_perm=n, seed=seed)
 
     def match(other_store, other_sae, **kw):
-        return MatchStep(store_a=StoreOf("01-extract-e5", e5_site), store_b=other_store, sae_a=SAEOf("02-train-e5"),
+        return MatchStep(store_a=StoreOf("09-extract-e5-en", e5_site), store_b=other_store, sae_a=E5_SAES[0],
                          sae_b=other_sae, n_perm=n, seed=seed, **kw)
 
     return (
         PlanStep("00-alignment", AlignmentStep(model=E5, store_dir=cfg.store_dir, device=cfg.device)),
         PlanStep("01-extract-e5", extract(E5, (e5_site,))),
-        PlanStep("02-train-e5", TrainStep(store=StoreOf("01-extract-e5", e5_site), seed=seed, **run)),
-        PlanStep("03-crosslingual", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=SAEOf("02-train-e5"),
-                                                n_perm=n, n_baseline=min(n, 39), seed=seed)),
-        PlanStep("04-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
-        PlanStep("05-train-emoji", TrainStep(store=StoreOf("04-extract-emoji", "text.embed"), width=1024, k=8,
-                                             epochs=30, batch_size=1024, seed=seed, **run)),
-        PlanStep("06-crossmodal", crossmodal("all", "")),
-        PlanStep("07-crossmodal-heldout", crossmodal("heldout-emoji", "emoji the image tower never saw")),
-        PlanStep("08-extract-e5-enpt", extract(E5_RELATED, (e5_site,))),
-        PlanStep("09-train-e5-enpt", TrainStep(store=StoreOf("08-extract-e5-enpt", e5_site), seed=seed + 1, **run)),
-        PlanStep("10-match-related", match(StoreOf("08-extract-e5-enpt", e5_site), SAEOf("09-train-e5-enpt"),
-                                           label="positive control: e5-small's own transformer weights")),
-        PlanStep("11-extract-minilm", extract(UNRELATED, (minilm_site,))),
-        PlanStep("12-train-minilm", TrainStep(store=StoreOf("11-extract-minilm", minilm_site), seed=seed + 1, **run)),
-        PlanStep("13-extract-minilm-random", extract(f"{UNRELATED}+random-init-0", (minilm_site,))),
-        PlanStep("14-train-minilm-random", TrainStep(store=StoreOf("13-extract-minilm-random", minilm_site),
-                                                     seed=seed + 1, **run)),
-        PlanStep("15-match-unrelated", match(StoreOf("11-extract-minilm", minilm_site), SAEOf("12-train-minilm"),
-                                             store_null=StoreOf("13-extract-minilm-random", minilm_site),
-                                             sae_null=SAEOf("14-train-minilm-random"),
+        PlanStep("02-crosslingual", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
+                                                seeds=E5_SAES[1:], n_perm=n, n_baseline=min(n, 39), seed=seed,
+                                                label="SAEs trained on LibreOffice's help")),
+        PlanStep("03-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
+        *(PlanStep(f"04-train-emoji-{s}", TrainStep(store=StoreOf("03-extract-emoji", "text.embed"), width=1024, k=8,
+                                                    epochs=30, batch_size=1024, seed=seed + s, **run))
+          for s in range(3)),
+        PlanStep("05-extract-tuxpaint", extract(EMOJI_MODEL, emoji_sites, langs or BUILTIN_LANGUAGES, data="tuxpaint",
+                                                pooling="mean")),
+        PlanStep("06-crossmodal-tuxpaint", crossmodal("05-extract-tuxpaint", "all", "Tux Paint stamps: pictures and "
+                                                      "captions that neither the SAE nor the image tower saw")),
+        PlanStep("07-crossmodal-heldout", crossmodal("03-extract-emoji", "heldout-emoji", "emoji the image tower "
+                                                     "never saw (their names trained the SAE)")),
+        PlanStep("08-crossmodal-seen", crossmodal("03-extract-emoji", "seen-emoji", "fit check only: emoji the image "
+                                                  "tower was trained on")),
+        PlanStep("09-extract-e5-en", extract(E5, (e5_site,), english)),
+        PlanStep("10-match-seed", match(StoreOf("09-extract-e5-en", e5_site), E5_SAES[1],
+                                        label="seed baseline: the same model and data, another SAE seed")),
+        PlanStep("11-extract-minilm-en", extract(UNRELATED, (minilm_site,), english)),
+        PlanStep("12-extract-minilm-random-en", extract(f"{UNRELATED}+random-init-0", (minilm_site,), english)),
+        PlanStep("13-match-unrelated", match(StoreOf("11-extract-minilm-en", minilm_site), MINILM_SAE,
+                                             store_null=StoreOf("12-extract-minilm-random-en", minilm_site),
+                                             sae_null=MINILM_RANDOM_SAE,
                                              label="independently trained; null: its random-init copy")),
-        PlanStep("16-steer", SteerStep(sae=SAEOf("02-train-e5"), n_perm=n, seed=seed)),
+        PlanStep("14-steer", SteerStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), n_perm=n, seed=seed)),
     )
 
 

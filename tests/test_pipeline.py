@@ -77,3 +77,11 @@ def test_a_plan_wires_steps_by_handles_and_reruns_from_its_records(tmp_path):
     assert all(o.reused for o in again) and [o.record.key for o in again] == [o.record.key for o in done]
     with pytest.raises(InputError, match="reads SAEOf\\(step='2-train'\\) before that step runs"):
         run_plan(plan[:1] + plan[2:], tmp_path / "other", run, progress=False)
+
+
+@pytest.mark.parametrize("spec", ["tuxpaint:5", "libreoffice:0", "libreoffice:many", "libreoffice-heldout:-3"])
+def test_a_bad_corpus_slice_is_named_before_any_fetch(spec):
+    from mmfeatures.pipeline.extract import load_data
+
+    with pytest.raises(InputError, match=r"a slice is 'libreoffice:N'"):
+        load_data(spec)

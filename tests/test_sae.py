@@ -318,6 +318,30 @@ def test_store_and_sae_mismatch_names_both(tmp_path):
     with pytest.raises(mmf.SiteError, match=r"trained on site 'text.layer.5.resid'.*holds another site"):
         check_compatible(sae, store)
 
+    sae.metadata = {"model_name": "planted+random-image-0", "hook_name": "text.layer.0.resid"}
+    with pytest.raises(mmf.SiteError, match="another model"):      # the store is not the SAE's random-tower copy
+        check_compatible(sae, store)
+
+
+def test_a_one_tower_random_copy_reads_the_sae_at_its_other_tower_and_the_shared_space():
+    from mmfeatures.sae.compat import _one_tower_null
+
+    assert _one_tower_null("m", "m+random-image-0", "image.embed")      # the falsification check's pictures
+    assert _one_tower_null("m", "m+random-image-0", "text.layer.3.resid")  # the untouched tower
+    assert not _one_tower_null("m", "m+random-image-0", "image.layer.3.resid")
+    assert not _one_tower_null("m", "m+random-init-0", "text.embed")    # every tower re-initialised
+    assert not _one_tower_null("m", "mm+random-image-0", "text.embed")
+
+
+def test_seed_intervals_and_shipped_names(tmp_path):
+    from mmfeatures.analysis.stats import seed_interval
+
+    mean, low, high = seed_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / 3 ** 0.5) and low == pytest.approx(2 * mean - high)
+    assert np.isnan(seed_interval([0.5])[1])
+    with pytest.raises(FileNotFoundError, match=r"no shipped SAE 'data:nope'.*make saes"):
+        mmf.load_sae("data:nope")
+
 
 TEXTS_20 = ["The dog is sleeping in the garden.", "El perro duerme en el jardín.", "Der Hund schläft im Garten.",
             "犬が庭で寝ています。", "狗在花园里睡觉。", "الكلب نائم في الحديقة.", "Собака спит в саду.",

@@ -103,3 +103,33 @@ def test_fidelity_sweep_rows_on_tiny_bert(bert, sae):
                            mean=torch.zeros(32))
     assert list(table["sae"]) == ["a", "b"] and {"cosine", "recovered_cosine_vs_zero"} <= set(table.columns)
     assert table["cosine"].between(-1, 1).all()
+
+
+def test_splice_at_no_position_changes_nothing_and_a_wrong_mask_is_named(bert, sae):
+    from mmfeatures.analysis.steering import splice
+
+    tower = bert.tower("text")
+    batch = tower.prepare(TEXTS)
+    clean = tower.embed(batch)
+    with splice(bert, SITE, "zero", torch.zeros_like(batch.mask_bt)):
+        assert torch.allclose(tower.embed(batch), clean)
+    with splice(bert, SITE, "zero", batch.mask_bt & ~batch.special_bt):
+        content = tower.embed(batch)
+    with splice(bert, SITE, "zero"):
+        everywhere = tower.embed(batch)
+    assert not torch.allclose(content, clean) and not torch.allclose(content, everywhere)
+    with pytest.raises(SiteError, match="positions_bt has shape"), splice(bert, SITE, "zero", torch.ones(1, 2, dtype=bool)):
+        tower.embed(batch)
+
+
+def test_shift_adds_a_vector_inside_only(bert):
+    from mmfeatures.analysis.steering import shift
+
+    clean = bert.embed_text(TEXTS)
+    with shift(bert, SITE, torch.zeros(32)):
+        assert torch.allclose(bert.embed_text(TEXTS), clean, atol=1e-6)
+    with shift(bert, SITE, torch.full((32,), 3.0)):
+        assert not torch.allclose(bert.embed_text(TEXTS), clean)
+    assert torch.allclose(bert.embed_text(TEXTS), clean) and module_hooks(bert) == 0
+    with pytest.raises(SiteError, match="steering vector has shape"), shift(bert, SITE, torch.zeros(5)):
+        bert.embed_text(TEXTS)

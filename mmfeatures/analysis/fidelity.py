@@ -1,7 +1,8 @@
 """What splicing an SAE into the model costs downstream (OpenAI's "10x less compute" limitation).
 
-The site's output is replaced by the SAE's reconstruction (``steering.splice``), and the rest of the
-model runs as usual. Scores compare against the clean model:
+The site's output is replaced by the SAE's reconstruction (``steering.splice``) at content tokens only (the
+special tokens, BOS/CLS and EOS/SEP, which no SAE here is meant to model, keep their activations; padding is left
+alone), and the rest of the model runs as usual. Scores compare against the clean model:
 
 - embedding cosine to the clean embedding;
 - retrieval accuracy: each sentence 1 retrieves, among the sentences 2 of the same language, the one
@@ -76,13 +77,25 @@ def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = No
     mean-ablation baseline is left out."""
     texts = [e.content for e in dataset]
     clean = embed_normalized(encoder, texts, batch_size)
+    tower = encoder.tower("text")
+
+    def spliced(replacement) -> np.ndarray:
+        """Unit-norm embeddings with ``replacement`` at the content tokens of every batch."""
+        outs = []
+        for start in range(0, len(texts), batch_size):
+            batch = tower.prepare(texts[start:start + batch_size]).to(encoder.device)
+            with splice(encoder, site, replacement, batch.mask_bt & ~batch.special_bt), encoder.autocast(), \
+                    torch.no_grad():
+                outs.append(tower.embed(batch).float().cpu())
+        emb = torch.cat(outs)
+        return (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+
     conditions: dict[str, object] = {"sae": sae, "zero": "zero"}
     if mean is not None:
         conditions["mean"] = torch.as_tensor(mean, dtype=torch.float32)
     result = {"clean": scores(clean, clean, dataset)}
     for name, replacement in conditions.items():
-        with splice(encoder, site, replacement):
-            result[name] = scores(embed_normalized(encoder, texts, batch_size), clean, dataset)
+        result[name] = scores(spliced(replacement), clean, dataset)
     recovered = {}
     for baseline in (b for b in ("zero", "mean") if b in result):
         recovered[baseline] = {}

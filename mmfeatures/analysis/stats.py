@@ -40,6 +40,21 @@ def p_text(p: float, n_perm: int) -> str:
     return f"p ≤ {floor:.3g}" if n_perm and p <= floor * (1 + 1e-9) else f"p = {p:.3g}"
 
 
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+"""Student's t 97.5% quantiles for 1..10 degrees of freedom (a 95% interval over a few SAE seeds)."""
+
+
+def seed_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): a 95% t-interval of the mean over independent SAE seeds (NaN bounds for one seed)."""
+    v = np.asarray(values, float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    t = T_975[len(v) - 2] if len(v) - 1 <= len(T_975) else 1.96
+    half = t * float(v.std(ddof=1)) / np.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
 @dataclass(frozen=True)
 class Score:
     """A summary statistic next to its null: the same statistic on ``null`` (permuted labels, random

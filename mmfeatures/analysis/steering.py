@@ -89,9 +89,30 @@ def _rewritten(module, rewrite) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def splice(encoder, site: str, replacement) -> Iterator[None]:
+def shift(encoder, site: str, vector: torch.Tensor) -> Iterator[None]:
+    """Add ``vector`` to ``site``'s output at every position while the block runs (e.g. a mean-difference
+    steering vector, the baseline an SAE feature must beat)."""
+    parsed = encoder.check_site(site)
+    if parsed.layer is None:
+        raise SiteError(f"steering needs a layer site, not {site!r}; e.g. 'text.layer.6.resid'")
+    module = encoder.tower(parsed.modality).layer_module(parsed.layer, parsed.kind)
+
+    def rewrite(x: torch.Tensor) -> torch.Tensor:
+        if vector.shape != (x.shape[-1],):
+            raise SiteError(f"the steering vector has shape {tuple(vector.shape)} but site {site!r} has width "
+                            f"{x.shape[-1]}")
+        return x + vector.to(x.device, x.dtype)
+
+    with _rewritten(module, rewrite):
+        yield
+
+
+@contextlib.contextmanager
+def splice(encoder, site: str, replacement, positions_bt: torch.Tensor | None = None) -> Iterator[None]:
     """Run ``encoder`` with ``site``'s output replaced: by an SAE's reconstruction (pass the SAE), by zeros
-    (``"zero"``), or by a fixed vector such as the dataset mean (a tensor of the site's width)."""
+    (``"zero"``), or by a fixed vector such as the dataset mean (a tensor of the site's width). ``positions_bt``
+    (batch, tokens) bool limits the replacement to those positions of the one batch run inside the block (e.g.
+    content tokens: ``batch.mask_bt & ~batch.special_bt``)."""
     parsed = encoder.check_site(site)
     if parsed.layer is None:
         raise SiteError(f"splicing needs a layer site, not {site!r}; e.g. 'text.layer.6.resid'")
@@ -100,6 +121,15 @@ def splice(encoder, site: str, replacement) -> Iterator[None]:
         _require_decoder(replacement)
 
     def rewrite(x: torch.Tensor) -> torch.Tensor:
+        new = replaced(x)
+        if positions_bt is None:
+            return new
+        if positions_bt.shape != x.shape[:2]:
+            raise SiteError(f"positions_bt has shape {tuple(positions_bt.shape)} but site {site!r} gives "
+                            f"{tuple(x.shape[:2])} (batch, tokens); pass the mask of the batch run in the block")
+        return torch.where(positions_bt.to(x.device)[..., None], new, x)
+
+    def replaced(x: torch.Tensor) -> torch.Tensor:
         if isinstance(replacement, str):
             if replacement != "zero":
                 raise InputError(f"replacement {replacement!r}; use an SAE, 'zero' or a mean vector")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.stats import check_n_perm, p_text, permuted
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
@@ -26,6 +27,10 @@ class AnalyzeStep:
                                       "(crossmodal: an image store and a text store)", required=True, artifact=True)
     sae: str | None = opt(None, "SAE folder or name (default: the stores' own dimensions, as signed neurons)",
                           artifact=True)
+    seeds: tuple[str, ...] = opt((), "more SAEs that differ from sae only in seed, comma-separated (e.g. "
+                                     "data:e5-small-layer8-seed1): the headline effects are recomputed with each and "
+                                     "reported as a mean with a 95% interval over all the seeds; the verdict then "
+                                     "also needs the interval above 0", artifact=True)
     kind: str = opt("crosslingual", f"which analysis: {', '.join(KINDS)}")
     n_perm: int = opt(19, "permutations per null (the smallest p-value is 1/(n_perm+1))")
     subset: str = opt("all", f"which examples: {', '.join(SUBSETS)} (the emoji the image tower of "
@@ -53,6 +58,8 @@ class AnalyzeStep:
         if self.subset not in SUBSETS:
             raise InputError(f"subset {self.subset!r}; use one of {', '.join(SUBSETS)}")
         check_n_perm(self.n_perm)
+        if self.seeds and not self.sae:
+            raise InputError("seeds are further SAEs beside sae; give sae too (neurons have no seeds)")
         if self.kind == "crosslingual":
             check_n_perm(self.n_baseline)
         if self.ids is not None:
@@ -107,17 +114,27 @@ def subset_mask(ids: np.ndarray, subset: str) -> np.ndarray:
 
 
 def contents(ids) -> dict[str, object]:
-    """Texts and images of built-in examples by id (for figures and tables); other ids are left out."""
+    """Texts and images of built-in and Tux Paint examples by id (for figures and tables); other ids are left
+    out."""
     from mmfeatures.datasets import ConceptDataset
 
-    wanted = sorted({i.split("/")[0] for i in ids} & {"concepts", "emoji", "photos"})
-    if not wanted:
-        return {}
+    sources = {i.split("/")[0] for i in ids}
+    wanted = sorted(sources & {"concepts", "emoji", "photos"})
+    parts = [ConceptDataset.builtin(wanted, linked_only=False)] if wanted else []
+    if "tuxpaint" in sources:
+        import warnings
+
+        from mmfeatures.datasets import tuxpaint_stamps
+
+        with warnings.catch_warnings():                 # the SVG-only stamps were left out at extraction too
+            warnings.simplefilter("ignore")
+            parts.append(tuxpaint_stamps(fetch=False, progress=False))
     from mmfeatures.activations import load_image
     from mmfeatures.types import Modality
 
+    keep = set(ids)
     return {e.id: load_image(e.content) if e.modality == Modality.IMAGE and isinstance(e.content, str) else e.content
-            for e in ConceptDataset.builtin(wanted, linked_only=False)}
+            for part in parts for e in part if e.id in keep}
 
 
 def run_analyze(step: AnalyzeStep) -> Record:
@@ -150,6 +167,8 @@ def run_analyze(step: AnalyzeStep) -> Record:
             body = _crosslingual(step, z, labels, neurons, out, baseline)
         else:
             body = _crossmodal(step, z, labels, neurons, out)
+        if step.seeds:
+            _over_seeds(step, body, z, [units(stores, load_sae(p))[0][keep] for p in step.seeds], labels)
         what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
         if step.control != "none":
             what += f", control: {step.control}"
@@ -160,6 +179,54 @@ def run_analyze(step: AnalyzeStep) -> Record:
         return Record("analyze", body.pop("title").format(what=what), {}, **body)
 
     return run_step("analyze", step, compute)
+
+
+EFFECTS = {"crosslingual": (("multilingual fraction against random directions", "multilingual fraction beyond "
+                                                                            "random directions"),
+                            ("concept overlap across languages, other sentence (Jaccard)", "concept overlap beyond "
+                                                                                           "other concepts")),
+           "crossmodal": (("multimodal fraction", "multimodal fraction beyond shuffled pictures"),
+                          ("bridge-feature fraction", "bridge fraction beyond shuffled pictures"))}
+"""Per kind: (the score a verdict rests on, what its effect, value minus null mean, is called)."""
+
+
+def effects(kind: str, z: np.ndarray, labels, baseline: dict[str, float], seed: int) -> list[float]:
+    """The headline effects of one SAE's units: each score minus its null's mean. ``baseline`` holds null means
+    that do not depend on the SAE's weights (the random-direction dictionaries); the others are redrawn."""
+    from mmfeatures.analysis import crossmodal
+    from mmfeatures.analysis.consistency import multilingual_fraction, overlap_controls
+
+    if kind == "crosslingual":
+        concept = overlap_controls(z, labels, n_perm=5, seed=seed)["concept_overlap"]
+        multi = multilingual_fraction(z, labels) - baseline["multilingual fraction against random directions"]
+        return [multi, concept.value - concept.null_mean]
+    scores = crossmodal(z, labels, n_perm=5, seed=seed).scores
+    return [scores[n].value - scores[n].null_mean for n in ("multimodal", "bridge")]
+
+
+def _over_seeds(step: AnalyzeStep, body: dict, z: np.ndarray, others: list[np.ndarray], labels) -> None:
+    """Add the effects of every seed (``z``: the main SAE's units, ``others``: the seeds') with a 95% t-interval
+    to ``body``'s verdict and tables; the verdict needs every interval above 0."""
+    from mmfeatures.analysis.stats import seed_interval
+
+    rows = {r["metric"]: r for r in body["scores"]}
+    baseline = {name: rows[name]["null_mean"] for name, _ in EFFECTS[step.kind] if name in rows}
+    per_seed = np.array([effects(step.kind, zs, labels, baseline, step.seed) for zs in (z, *others)])
+    names = [label for _, label in EFFECTS[step.kind]]
+    summary = [seed_interval(per_seed[:, i]) for i in range(len(names))]
+    saes = [step.sae, *step.seeds]
+    table_rows = [[str(name), *(round(float(v), 4) for v in values)] for name, values in zip(saes, per_seed, strict=True)]
+    table_rows.append([f"mean, 95% interval over {len(saes)} seeds",
+                       *(f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in summary)])
+    body["tables"] = (*body["tables"], table("Effects (score minus its null's mean) for each SAE seed", ["SAE", *names],
+                                             table_rows))
+    held = all(lo > 0 for _, lo, _ in summary)
+    body["verdict"] += (f" Over {len(saes)} SAE seeds: " + "; ".join(
+        f"{name} {m:.3f} (95% interval {lo:.3f} to {hi:.3f})" for name, (m, lo, hi) in zip(names, summary, strict=True))
+        + ("." if held else "; an interval reaches 0, so the effect is not established across seeds."))
+    if body["supported"] and not held:
+        body["supported"] = False
+        body["verdict"] = "Not supported" + body["verdict"][len("Supported"):]
 
 
 def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) -> np.ndarray:
@@ -173,8 +240,10 @@ def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) 
 
     neurons = sae is None
     width = stores[0].d if neurons else sae.d_sae
-    k = None if neurons else getattr(getattr(sae, "arch", None), "k", None) or 32
     inputs = [(s.array(), np.asarray(s.provenance().example_index), s.config.pooling) for s in stores]
+    k = None if neurons else getattr(getattr(sae, "arch", None), "k", None)
+    if not neurons and k is None:                  # ReLU, JumpReLU: the L0 the SAE has on these rows
+        k = max(1, int(round(float((encode_rows(sae, inputs[0][0][:4096]) != 0).sum(1).mean()))))
     mean = stores[0].stats().mean_d.numpy()
     fractions = []
     for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False):
@@ -245,6 +314,7 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baselin
                     f"language {fmt(same_language.null_mean)} ({p_text(same_language.p_value, len(same_language.null))}"
                     f"); translation overlap also counts shared sentence content, so it is reported, not used for "
                     f"the verdict.")
+    verdict += " " + anchor("translation_jaccard")
     order = ["concept_overlap", "overlap", "overlap_vs_language", "multilingual", "language_specific", "entropy",
              "monolinguality"]
     scores = (versus.row(), *(cl.scores[n].row() for n in order if n in cl.scores))
@@ -298,6 +368,7 @@ def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
                f"{p_text(mm['p_value'], mm['n_perm'])}). {100 * bridge['value']:.1f}% are bridge units, firing on most pictures and most "
                f"names of one concept, against {100 * bridge['null_mean']:.1f}% under the null "
                f"({p_text(bridge['p_value'], bridge['n_perm'])}).")
+    verdict += " " + anchor("modality_score")
     return {"title": "Across modalities: {what}", "claim": "Features fire for a concept's picture and for its names",
             "verdict": verdict, "supported": ok, "scores": tuple(s.row() for s in cm.scores.values()),
             "figures": saved,

@@ -18,8 +18,9 @@ class ExtractStep:
     model: str = opt("offline:e5-small", "registry name (see `mmfeatures models`)")
     sites: tuple[str, ...] = opt(("text.layer.8.resid",), "sites, comma-separated (e.g. text.layer.8.resid,text.embed)")
     data: str = opt("concepts", "built-in sources (concepts, emoji, photos) and Debian corpora (libreoffice, "
-                                "libreoffice-heldout, tuxpaint), comma-separated, or a CSV/TSV/JSONL file, or an "
-                                "image folder with one subfolder per concept")
+                                "libreoffice-heldout, tuxpaint; 'libreoffice:N' keeps N paragraph keys drawn "
+                                "with seed 0), comma-separated, or a CSV/TSV/JSONL file, or an image folder with "
+                                "one subfolder per concept")
     languages: tuple[str, ...] = opt((), "keep texts in these languages only (default: all); images stay")
     pooling: str = opt("none", "none (a row per token), mean, cls or eos")
     role: str | None = opt(None, "text role: query, passage or raw (sets the prompt prefix; default: the model's)")
@@ -58,14 +59,14 @@ def load_data(spec: str, languages: tuple[str, ...] = ()):
         ds = load_table(path)
     else:
         sources = [s.strip() for s in spec.split(",") if s.strip()]
-        unknown = [s for s in sources if s not in BUILTIN + DEBIAN]
+        unknown = [s for s in sources if s not in BUILTIN and _debian_name(s) not in DEBIAN]
         if unknown or not sources:
             raise InputError(f"data {spec!r} is neither a file, a folder nor built-in sources; use a path or "
                              f"some of {', '.join(BUILTIN + DEBIAN)} (comma-separated)")
         builtin = [s for s in sources if s in BUILTIN]
         linked = "concepts" in builtin and len(builtin) > 1
         parts = [ConceptDataset.builtin(builtin, languages=languages or None, linked_only=linked)] if builtin else []
-        parts += [_debian(s, languages) for s in sources if s in DEBIAN]
+        parts += [_debian(s, languages) for s in sources if s not in BUILTIN]
         for i, part in enumerate(parts[1:], 1):     # a shared concept ('lion') keeps the category it had first
             seen = {c for p in parts[:i] for c in p.categories}
             parts[i] = ConceptDataset(part.examples, {c: k for c, k in part.categories.items() if c not in seen},
@@ -78,13 +79,25 @@ def load_data(spec: str, languages: tuple[str, ...] = ()):
     return ds
 
 
-def _debian(name: str, languages: tuple[str, ...]):
-    from mmfeatures.datasets import libreoffice_corpus, tuxpaint_stamps
+def _debian_name(source: str) -> str:
+    """'libreoffice:8000' -> 'libreoffice'."""
+    return source.split(":", 1)[0]
 
+
+def _debian(source: str, languages: tuple[str, ...]):
+    from mmfeatures.datasets import libreoffice_corpus, tuxpaint_stamps
+    from mmfeatures.errors import InputError
+
+    name, _, count = source.partition(":")
+    if count and (name == "tuxpaint" or not count.isdigit() or int(count) < 1):
+        raise InputError(f"data {source!r}: a slice is 'libreoffice:N' or 'libreoffice-heldout:N' with N >= 1 "
+                         "paragraph keys")
     if name == "tuxpaint":
         return tuxpaint_stamps(languages or None)
     split = "heldout" if name == "libreoffice-heldout" else "train"
-    return libreoffice_corpus(languages, split) if languages else libreoffice_corpus(split=split)
+    limit = int(count) if count else None
+    return (libreoffice_corpus(languages, split, limit) if languages
+            else libreoffice_corpus(split=split, max_paragraphs=limit))
 
 
 def run_extract(step: ExtractStep) -> Record:

@@ -18,8 +18,12 @@ class FidelityStep:
 
     saes: tuple[str, ...] = opt((), "SAE folders (with decoders), all trained on one store", required=True,
                                 artifact=True)
+    store: str | None = opt(None, "a store of the SAEs' model and site, whose mean is the mean-ablation baseline "
+                                  "(default: the store the SAEs were trained on)", artifact=True)
     names: tuple[str, ...] = opt((), "a label per SAE for tables and figures (default: the folder names)")
     languages: tuple[str, ...] = opt(("en", "es", "ja", "sw"), "languages of the built-in sentences scored")
+    seeds: bool = opt(False, "the SAEs differ only in seed: add a row with each column's mean and 95% interval "
+                             "over them")
     out: str | None = opt("runs/fidelity", "folder for result.json and the figure", volatile=True)
 
     def __post_init__(self):
@@ -27,6 +31,9 @@ class FidelityStep:
 
         if not self.saes:
             raise InputError("no SAEs given; pass --saes with one or more SAE folders")
+        if self.seeds and len(self.saes) < 2:
+            raise InputError(f"seeds needs >= 2 SAEs that differ only in seed (got {len(self.saes)}); 3 or more "
+                             "give a usable interval")
         if self.names and len(self.names) != len(self.saes):
             raise InputError(f"{len(self.names)} names for {len(self.saes)} SAEs; give one name per SAE or none")
 
@@ -48,7 +55,7 @@ def _fidelity(step: FidelityStep, out: Path | None) -> Record:
     if len(stores) != 1 or None in stores:
         raise InputError(f"the SAEs come from {len(stores)} stores ({sorted(map(str, stores))}); fidelity compares "
                          "SAEs of one model and site: pass SAEs trained on one store")
-    store = open_store(stores.pop(), "store (the SAE records none)")
+    store = open_store(step.store or stores.pop(), "store (the SAE records none)")
     for sae in saes:
         check_compatible(sae, store)
     names = list(step.names) or [Path(p).name for p in step.saes]
@@ -66,7 +73,14 @@ def _fidelity(step: FidelityStep, out: Path | None) -> Record:
     figures = ({"file": "fidelity.png", "caption": "Fraction of the clean model's behaviour each spliced SAE "
                                                    "keeps, between zero-ablation (0) and clean (1)."},) \
         if save_figure(fig, out, "fidelity.png") else ()
+    body = [[n, *(round(float(rows[n][c]), 4) for c in columns[1:])] for n in names]
+    if step.seeds:
+        from mmfeatures.analysis.stats import seed_interval
+
+        spans = [seed_interval([rows[n][c] for n in names]) for c in columns[1:]]
+        body.append([f"mean [95% interval] over {len(names)} seeds",
+                     *(f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in spans)])
     return Record("fidelity", f"Splice fidelity of {len(saes)} SAE(s) on {store.config.model} {store.config.site}",
                   {}, figures=figures,
-                  tables=(table(f"{len(data)} built-in sentences in {', '.join(step.languages)}", columns,
-                                [[n, *(round(float(rows[n][c]), 4) for c in columns[1:])] for n in names]),))
+                  tables=(table(f"{len(data)} built-in sentences in {', '.join(step.languages)}; the SAE replaces "
+                                "the site at content tokens only", columns, body),))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
@@ -120,6 +121,7 @@ def _match(job: MatchStep, out) -> Record:
                     f"matches with median r {fmt(float(np.median(null_model_best)))}: A matches B better "
                     f"by a median {fmt(versus.value)} per unit (sign-flip null {fmt(versus.null_mean)} ± "
                     f"{fmt(versus.null_sd)}, {p_text(versus.p_value, len(versus.null))}).")
+    verdict += " " + anchor("seed_shared")
     return Record(
         "match", f"Across models: {names[0]} against {names[1]}", {},
         claim=f"Units of {names[0]} have counterparts in {names[1]}" + (f" ({job.label})" if job.label else ""),

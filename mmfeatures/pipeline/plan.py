@@ -1,7 +1,7 @@
 """Plans: steps held as data, whose outputs reach later steps as typed handles.
 
 A plan is a tuple of ``PlanStep(name, config)``. A config field may hold a handle instead of a path:
-``StoreOf("01-extract-e5", "text.layer.8.resid")`` is the store that step wrote at that site, ``SAEOf("02-train-e5")``
+``StoreOf("01-extract-e5", "text.layer.8.resid")`` is the store that step wrote at that site, ``SAEOf("04-train-emoji-0")``
 the SAE that step trained. ``run_plan`` runs the steps in order, each into ``root/<name>``, resolving handles from
 the records of the steps before it, and every step reuses its result when its key is unchanged.
 

@@ -57,8 +57,13 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 def artifact_key_of(path: str) -> str:
     """The key a store or SAE folder records (a built-in SAE name such as 'offline:e5-small/latent-terms' is
-    its own key). A folder without one raises, naming it."""
-    if ":" in path and not Path(path).exists():
+    its own key; a shipped one, 'data:<name>', is keyed by its folder's header, so a rebuilt SAE is not mistaken
+    for the old one). A folder without one raises, naming it."""
+    if path.startswith("data:") and not Path(path).exists():
+        from mmfeatures.datasets.builtin import data_root
+
+        path = str(data_root() / "saes" / path[len("data:"):])
+    elif ":" in path and not Path(path).exists():
         return path
     folder = Path(path)
     for name in ("metadata.json", HEADER):

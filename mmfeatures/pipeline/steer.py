@@ -1,8 +1,10 @@
 """``mmfeatures steer``: clamp a concept's SAE feature and measure how far it drags retrieval toward the
-concept, against clamping random features just as hard (a Golden-Gate analog for encoders)."""
+concept, against other concepts' features clamped just as hard, and beside a mean-difference vector of the same
+norm (a Golden-Gate analog for encoders)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,21 +16,30 @@ from mmfeatures.pipeline.train import open_store
 QUERY_CONCEPTS = ("bread", "chair", "river", "school", "red", "five", "freedom", "run", "happiness", "village")
 
 
+CONTROLS = ("none", "random-direction")
+
+
 @dataclass(frozen=True)
 class SteerStep:
-    """Clamp the SAE feature most selective for ``concept`` while embedding sentences about other concepts,
-    and rank the built-in sentences of one language by cosine: where does the concept land?"""
+    """Clamp the SAE feature most selective for ``concept`` while embedding sentences about other concepts, and
+    rank held-out sentences by cosine: where does the concept land? The feature is picked on each concept's first
+    sentence (every language); queries and the ranked pool are the second sentences. Null: the most selective
+    features of other concepts, clamped to the same multiple of their own largest activation. Baseline: the
+    concept's mean-difference vector, added at the norm the clamp writes."""
 
     sae: str | None = opt(None, "SAE folder (with a decoder) trained on a layer site", required=True, artifact=True)
-    store: str | None = opt(None, "labelled store to pick the feature from (default: the SAE's training store)",
-                            artifact=True)
+    store: str | None = opt(None, "labelled store of the built-in concept sentences, to pick the feature from "
+                                  "(default: the SAE's training store)", artifact=True)
     concept: str = opt("dog", "the built-in concept to steer toward")
-    strengths: tuple[float, ...] = opt((0.0, 1.0, 2.0, 3.0, 5.0), "clamp values, as multiples of the "
-                                                                    "feature's largest activation")
+    strengths: tuple[float, ...] = opt((0.0, 0.25, 0.5, 1.0), "clamp values, as multiples of the feature's largest "
+                                                               "activation on the store (<= 1 stays in its range)")
     queries: tuple[str, ...] = opt(QUERY_CONCEPTS, "concepts whose sentences are embedded while steering")
     language: str = opt("en", "language of the queries and of the ranked pool")
-    n_perm: int = opt(19, "random live features clamped just as hard (the null; the smallest p is 1/(n_perm+1))")
-    seed: int = opt(0, "seed of the control features")
+    n_perm: int = opt(19, "features of other concepts clamped just as hard (the null; the smallest p is "
+                          "1/(n_perm+1))")
+    control: str = opt("none", "none, or random-direction: a random direction of the clamp's norm replaces the "
+                               "feature, where the verdict must come out 'not supported' (a falsification check)")
+    seed: int = opt(0, "seed of the null's concepts and of the random direction")
     out: str | None = opt("runs/steer", "folder for result.json and the figure (none: nothing written)",
                           volatile=True)
 
@@ -36,7 +47,9 @@ class SteerStep:
         from mmfeatures.errors import InputError
 
         if not self.strengths or min(self.strengths) < 0:
-            raise InputError(f"strengths {self.strengths!r}; give non-negative multiples, e.g. 0,1,3,5")
+            raise InputError(f"strengths {self.strengths!r}; give non-negative multiples, e.g. 0,0.5,1")
+        if self.control not in CONTROLS:
+            raise InputError(f"control {self.control!r}; use one of {', '.join(CONTROLS)}")
         check_n_perm(self.n_perm)
 
 
@@ -44,80 +57,116 @@ def run_steer(step: SteerStep) -> Record:
     return run_step("steer", step, lambda out: _steer(step, out))
 
 
-def _steer(job: SteerStep, out) -> Record:
-    from mmfeatures import plotting
-    from mmfeatures.analysis import Score, unit_activations
+PICK, EVAL = "1", "2"
+"""Sentence groups of the built-in concepts: the feature is picked on the first, steering is scored on the second."""
+
+
+def _selective(z: np.ndarray, labels, concepts_wanted):
+    """({concept: the unit with the highest AUROC for it on the picking sentences}, units x concepts AUROC,
+    concept names)."""
     from mmfeatures.analysis.stats import auroc_by_class, ranks
-    from mmfeatures.analysis.steering import (
-        best_target_rank,
-        embed_normalized,
-        max_activation,
-        retrieval_curve,
-    )
+
+    rows = np.flatnonzero(labels.group == PICK)
+    onehot, concepts = labels.take(rows).onehot("concept")
+    auc = auroc_by_class(ranks(z[rows]), onehot)
+    return {c: int(np.nanargmax(auc[:, concepts.index(c)])) for c in concepts_wanted}, auc, concepts
+
+
+def _steer(job: SteerStep, out) -> Record:
+    import torch
+
+    from mmfeatures import plotting
+    from mmfeatures.analysis import Labels, Score, unit_activations
+    from mmfeatures.analysis.steering import best_target_rank, embed_normalized, max_activation, shift, steer
     from mmfeatures.datasets import ConceptDataset
     from mmfeatures.encoders import load_encoder
     from mmfeatures.errors import InputError
     from mmfeatures.sae import check_compatible, load_sae
 
     sae = load_sae(job.sae)
-    meta = getattr(sae, "metadata", {})
-    store = open_store(job.store or meta.get("store"), "store (the SAE records none)")
+    store = open_store(job.store or getattr(sae, "metadata", {}).get("store"), "store (the SAE records none)")
     check_compatible(sae, store)
     model, site = store.config.model, store.config.site
     z, labels = unit_activations(store, sae)
-    onehot, concepts = labels.onehot("concept")
-    if job.concept not in concepts:
-        raise InputError(f"concept {job.concept!r} is not in {store.path}; e.g. {list(concepts[:8])}")
-    auc = auroc_by_class(ranks(z), onehot)[:, concepts.index(job.concept)]
-    feature = int(np.nanargmax(auc))
-    alive = np.flatnonzero((z > 0).sum(0) >= 20)
+    if job.concept not in set(labels.concept):
+        raise InputError(f"concept {job.concept!r} is not in {store.path}; e.g. {sorted(set(labels.concept))[:8]}")
+    if not (labels.group == PICK).any() or not (labels.group == EVAL).any():
+        raise InputError(f"{store.path} lacks the built-in concept sentences' two groups; extract --data concepts")
     rng = np.random.default_rng(job.seed)
-    controls = rng.choice(alive[alive != feature], min(job.n_perm, len(alive) - 1), replace=False)
-    sentences = list(ConceptDataset.builtin(["concepts"], languages=[job.language]))
+    others = sorted(set(labels.concept) - {job.concept} - set(job.queries))
+    drawn = list(rng.choice(others, min(job.n_perm, len(others)), replace=False))
+    picked, auc, concepts = _selective(z, labels, [job.concept, *drawn])
+    feature = picked.pop(job.concept)
+    sentences = [e for e in ConceptDataset.builtin(["concepts"], languages=[job.language]) if e.id.endswith("/" + EVAL)]
     pool, target = [e.content for e in sentences], [e.concept == job.concept for e in sentences]
     queries = [e.content for e in sentences if e.concept in job.queries]
     if not queries or not any(target):
         raise InputError(f"no {job.language!r} sentences for the queries or for {job.concept!r}")
     encoder = load_encoder(model)
     pool_emb = embed_normalized(encoder, pool)
-    x = store.rows(np.arange(store.n_rows))
+    x = store.rows(np.arange(store.n_rows)).float()
+    token_norm = float(x.norm(dim=1).median())
 
-    def median_ranks(f: int, strengths) -> np.ndarray:
-        scale = max_activation(sae, x, f)
-        _, r = retrieval_curve(encoder, site, sae, f, queries, pool, target, [c * scale for c in strengths],
-                               pool_embeddings=pool_emb)
-        return np.median(r, axis=1) + 1                                      # 1 = top
+    def rank_with(context) -> float:
+        with context:
+            q = embed_normalized(encoder, queries)
+        return float(np.median(best_target_rank(q, pool_emb, target)) + 1)          # 1 = top
 
-    q = embed_normalized(encoder, queries)
-    unsteered = float(np.median(best_target_rank(q, pool_emb, target)) + 1)
-    curve = median_ranks(feature, job.strengths)
+    def clamped(f: int, multiple: float) -> float:
+        return rank_with(steer(encoder, site, sae, f, value=multiple * max_activation(sae, x, f)))
+
     strongest = max(job.strengths)
-    null = np.array([median_ranks(int(c), [strongest])[0] for c in controls])
-    score = Score(f"median rank of the best '{job.concept}' sentence at {fmt(strongest)}x",
-                  float(curve[int(np.argmax(job.strengths))]), null, "less")
+    top = max_activation(sae, x, feature)
+    norm = strongest * top * float(sae.W_dec[feature].norm())                      # what the clamp writes, at most
+    unsteered = rank_with(contextlib.nullcontext())
+    if job.control == "random-direction":
+        direction = torch.randn(sae.d_in, generator=torch.Generator().manual_seed(job.seed))
+        curve = [rank_with(shift(encoder, site, direction / direction.norm() * c * top * float(
+            sae.W_dec[feature].norm()))) for c in job.strengths]
+    else:
+        curve = [clamped(feature, c) for c in job.strengths]
+    null = np.array([clamped(f, strongest) for f in picked.values()])
+    prov = np.asarray(store.provenance().example_index)
+    tokens = Labels.from_records(store.examples).take(prov)
+    first = torch.as_tensor(tokens.group == PICK)
+    mean_diff = x[first & torch.as_tensor(tokens.concept == job.concept)].mean(0) - x[first].mean(0)
+    baseline = rank_with(shift(encoder, site, mean_diff / mean_diff.norm() * norm))
+    score = Score(f"median rank of the best '{job.concept}' sentence at {fmt(strongest)}x", curve[int(np.argmax(job.strengths))], null, "less")
     fig = plotting.curves({f"'{job.concept}' feature f{feature}": dict(zip(job.strengths, curve, strict=True)),
-                           f"{len(controls)} random features (median)": {strongest: float(np.median(null))}},
+                           f"{len(null)} other concepts' features (median)": {strongest: float(np.median(null))},
+                           "mean-difference vector, equal norm": {strongest: baseline}},
                           xlabel="clamp value (x the feature's largest activation)",
                           ylabel=f"median rank of the best '{job.concept}' sentence", title=f"Steering {model} at {site}")
     fig.axes[0].axhline(unsteered, color="grey", ls=":", lw=1)
     fig.axes[0].set_yscale("log")
     saved = save_figure(fig, out, "steering.png")
     ok = beats_null(score.row(), "less")
-    verdict = (f"{'Supported' if ok else 'Not supported'}. Feature f{feature} is the most '{job.concept}'-selective "
-               f"(AUROC {fmt(float(auc[feature]))}). Clamped at {fmt(strongest)}x its largest activation while "
-               f"embedding {len(queries)} sentences about other concepts, it lifts the best '{job.concept}' sentence "
-               f"from median rank {fmt(unsteered)} (no steering) to {fmt(score.value)} among {len(pool)} "
-               f"{job.language!r} sentences. Clamping {len(null)} random live features just as hard leaves it at median "
-               f"rank {fmt(float(np.median(null)))} ({p_text(score.p_value, len(null))}, the share of random features that do "
-               f"as well).")
-    rows = [[fmt(c), fmt(float(r))] for c, r in zip(job.strengths, curve, strict=True)]
+    what = ("A random direction written at the clamp's norm (control: must not be supported)"
+            if job.control != "none" else f"Feature f{feature}, the most '{job.concept}'-selective on the first "
+                                          f"sentences (AUROC {fmt(float(auc[feature, concepts.index(job.concept)]))}),")
+    verdict = (f"{'Supported' if ok else 'Not supported'}. {what} clamped at {fmt(strongest)}x the feature's largest "
+               f"activation ({fmt(top)}; it writes a vector of norm up to {fmt(norm)}, {fmt(norm / token_norm)}x the "
+               f"median token norm) while embedding {len(queries)} held-out sentences about other concepts, moves the "
+               f"best '{job.concept}' sentence from median rank {fmt(unsteered)} to {fmt(score.value)} among "
+               f"{len(pool)} {job.language!r} sentences (the second sentence of each concept). The most selective "
+               f"features of {len(null)} other concepts, clamped to the same multiple of their own largest "
+               f"activation, leave it at median rank {fmt(float(np.median(null)))} "
+               f"({p_text(score.p_value, len(null))}). Baseline: the '{job.concept}' mean-difference vector added at "
+               f"the same norm reaches rank {fmt(baseline)}, so the SAE feature "
+               f"{'beats' if score.value < baseline else 'does not beat'} it.")
+    rows = [[fmt(c), fmt(c * top * float(sae.W_dec[feature].norm()) / token_norm), fmt(r)]
+            for c, r in zip(job.strengths, curve, strict=True)]
     return Record(
-        "steer", f"Steering: clamping the '{job.concept}' feature of {model}", {},
-        claim=f"Clamping one feature steers the model toward '{job.concept}'", verdict=verdict, supported=ok,
+        "steer", f"Steering: clamping the '{job.concept}' feature of {model}" + (
+            f", control: {job.control}" if job.control != "none" else ""), {},
+        claim=f"Clamping one feature steers the model toward '{job.concept}'" + (
+            f" (control: {job.control}; must not be supported)" if job.control != "none" else ""),
+        verdict=verdict, supported=ok,
         scores=(score.row(),),
-        tables=(table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}",
-                      ["clamp (x max)", "median rank"], rows),),
-        figures=({"file": "steering.png", "caption": "The target feature's curve, random features clamped at the "
-                                                     "strongest value (the null) and the unsteered rank (dotted)."},)
-        if saved else (),
+        tables=(table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}; "
+                      f"baseline {fmt(baseline)}", ["clamp (x max)", "written norm (x median token)", "median rank"],
+                      rows),),
+        figures=({"file": "steering.png", "caption": "The feature's curve, other concepts' features clamped at the "
+                                                     "strongest value (the null), the mean-difference baseline and "
+                                                     "the unsteered rank (dotted)."},) if saved else (),
     )

@@ -1,6 +1,7 @@
 """Sparse autoencoders: architectures as types, a resumable multi-SAE trainer, SAELens I/O."""
 
-from mmfeatures.sae.io import load_sae, read_sae_folder, save_sae
+from mmfeatures.sae.compat import check_compatible
+from mmfeatures.sae.io import load_sae, read_sae_folder, save_sae, shipped_saes
 from mmfeatures.sae.modeling import (
            ARCHS,
            SAE,
@@ -20,10 +21,9 @@ from mmfeatures.sae.train import (
            TrainedSAE,
            TrainingDiverged,
            TrainResult,
-           check_compatible,
            train,
 )
 
 __all__ = ["ARCHS", "SAE", "Arch", "BatchTopK", "EncoderOnlyError", "EncoderOnlySAE", "ForwardOutput", "JumpReLU",
            "ReLU", "TopK", "TrainConfig", "TrainResult", "TrainedSAE", "TrainingDiverged", "arch_name",
-           "check_compatible", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "train"]
+           "check_compatible", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "shipped_saes", "train"]

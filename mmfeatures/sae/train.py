@@ -488,26 +488,3 @@ def _load_checkpoint(path: Path, states: list[_State], gen: torch.Generator) -> 
         st.history = json.loads(saved["history"])
     gen.set_state(blob["rng"])
     return int(blob["step"])
-
-
-def check_compatible(sae, store: ActivationStore) -> None:
-    """Refuse an SAE on a store of another model, site or width; the error names both sides and the fix.
-
-    What the SAE records (``metadata``: model_name, hook_name, store_key) is compared with the store. Two sites
-    of one model that write to its shared embedding space (``text.embed`` and ``image.embed`` of a two-tower
-    model) count as the same site: that is how a text-trained SAE reads pictures."""
-    from mmfeatures.errors import SiteError
-
-    meta = getattr(sae, "metadata", None) or {}
-    model = meta.get("model_name") or getattr(sae, "model_name", None)
-    site = meta.get("hook_name") or getattr(sae, "hook_name", None)
-    here = f"store {store.path} ({store.config.model}, {store.config.site}, width {store.d})"
-    fix = "use an SAE trained on this model and site, or extract the site the SAE was trained on"
-    if model is not None and model != store.config.model:
-        raise SiteError(f"the SAE was trained on model {model!r} ({site}) but the {here} is of another model; {fix}")
-    shared_space = site is not None and site.endswith(".embed") and store.config.site.endswith(".embed")
-    if site is not None and site != store.config.site and not shared_space:
-        raise SiteError(f"the SAE was trained on site {site!r} of {model or 'its model'} but the {here} holds "
-                        f"another site; {fix}")
-    if sae.d_in != store.d:
-        raise SiteError(f"the SAE reads width {sae.d_in} but the {here} holds width {store.d}; {fix}")
