@@ -2,11 +2,16 @@
 # # 04 · Multimodal features on `offline:e5-emoji-clip`
 #
 # `offline:e5-emoji-clip` is e5-small's text tower plus a small image tower that this project trained on emoji
-# renders (a teaching model, not a CLIP; see `data/models/README.md`). A TopK SAE is trained on the shared
-# space's **text** embeddings only (emoji names), then encodes pictures too. The pipeline's cross-modal analysis
-# scores how features split between modalities (the ModalityScore histogram) and how many are bridge features,
-# firing on a concept's picture and its names, each against a null. The browser shows one feature's top images
-# and top texts. About 2 minutes on CPU.
+# renders (a teaching model, not a CLIP; see `data/models/README.md`). TopK SAEs (three seeds) are trained on the
+# shared space's **text** embeddings only (emoji names), then encode pictures too. The pipeline's cross-modal
+# analysis scores how features split between modalities (the ModalityScore histogram) and how many are bridge
+# features, firing on a concept's picture and its names, each against a null, with an interval over the seeds.
+#
+# Which pictures count: the image tower was trained to map the seen emoji onto their names, so on those a
+# bridge is the training objective restated (a fit check only). The evidence is **Tux Paint's stamps** (pictures
+# and captions that neither the SAE nor the image tower saw) and **the held-out emoji** (pictures the tower never
+# saw; their names did train the SAE). The browser shows one feature's top images and top texts. About 3 minutes
+# on CPU.
 
 # %%
 import tempfile
@@ -26,7 +31,7 @@ from mmfeatures.pipeline import AnalyzeStep, ExtractStep, TrainStep, check_sizes
 # Parameters (papermill). On a GPU with hub access, e.g.:
 #   model = 'openclip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k'   (a real multilingual CLIP)
 model = 'offline:e5-emoji-clip'
-languages = ['en', 'es', 'ru', 'ar', 'ja', 'zh']
+languages = ['en', 'es', 'de', 'ru', 'ja', 'zh']     # the quick demo's, so the stores and SAEs are shared
 width, k = 1024, 8
 epochs = 30
 n_perm = 20
@@ -40,37 +45,60 @@ sites = ('image.embed', 'text.embed')
 extracted = run(ExtractStep(model=model, sites=sites, data='emoji', languages=tuple(languages), pooling='mean',
                             progress=False))
 img_store, txt_store = (extracted.store(site) for site in sites)
-trained = run(TrainStep(store=str(txt_store.path), width=width, k=k, epochs=epochs, batch_size=1024, seed=seed,
-                        progress=False))
-analyzed = run(AnalyzeStep(stores=(str(img_store.path), str(txt_store.path)), sae=trained.artifact('sae').path,
-                           kind='crossmodal', n_perm=n_perm, seed=seed, out=tempfile.mkdtemp(prefix='mmf-04-')))
+stamps = run(ExtractStep(model=model, sites=sites, data='tuxpaint', languages=tuple(languages), pooling='mean',
+                         progress=False))
+trained = [run(TrainStep(store=str(txt_store.path), width=width, k=k, epochs=epochs, batch_size=1024, seed=seed + s,
+                         progress=False)) for s in range(3)]
+saes = [t.artifact('sae').path for t in trained]
+
+
+def analyze(stores, subset, label):
+    return run(AnalyzeStep(stores=tuple(str(st.path) for st in stores), sae=saes[0], seeds=tuple(saes[1:]),
+                           kind='crossmodal', subset=subset, label=label, n_perm=n_perm, seed=seed,
+                           out=tempfile.mkdtemp(prefix='mmf-04-')))
+
+
+analyses = {'Tux Paint (held out)': analyze([stamps.store(s) for s in sites], 'all', 'Tux Paint stamps'),
+            'held-out emoji': analyze([img_store, txt_store], 'heldout-emoji', 'held-out emoji'),
+            'seen emoji (fit check)': analyze([img_store, txt_store], 'seen-emoji', 'fit check: seen emoji')}
+analyzed = analyses['Tux Paint (held out)']
 print(f'{img_store.n_rows} emoji pictures, {txt_store.n_rows} names in {len(languages)} languages; '
-      f'SAE {width} features, k={k}')
-print(analyzed.verdict)
+      f'{stamps.store("image.embed").n_rows} Tux Paint pictures, {stamps.store("text.embed").n_rows} captions; '
+      f'SAEs of {width} features, k={k}, seeds {seed}..{seed + 2}')
+for name, a in analyses.items():
+    print(f'{name}: {a.verdict}\n')
 
 # %%
 for figure in analyzed.figures:
     display(Image(filename=str(Path(analyzed.folder) / figure['file'])))
-pd.DataFrame(analyzed.scores).set_index('metric').round(3)
+pd.DataFrame([{'pictures': name, **row} for name, a in analyses.items() for row in a.scores
+              if row['metric'] in ('multimodal fraction', 'bridge-feature fraction')]).set_index('pictures').round(4)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mm, bridge = (next(row for row in analyzed.scores if row['metric'] == name)
-              for name in ('multimodal fraction', 'bridge-feature fraction'))
-print(f"multimodal fraction {mm['value']:.1f} (null {mm['null_mean']:.1f}); above null: "
-      f"{mm['value'] > mm['null_mean'] + 3 * mm['null_sd']}")
-print('some bridge features exist:', bridge['value'] > 0)
+for name, a in analyses.items():
+    mm = next(row for row in a.scores if row['metric'] == 'multimodal fraction')
+    print(f"{name}: multimodal fraction above its null: {mm['value'] > mm['null_mean']}; supported: {a.supported}")
 
 # %% [markdown]
-# The browser encodes the pictures and the names with the same SAE (one row per emoji picture, one per name).
-# It starts on the first bridge feature of the table below.
+# **Measured: on pictures that nothing here was trained on, the cross-modal effect is small.** On Tux Paint's
+# stamps, with the 6 languages here, 0.9% of the features are multimodal against 0.5% with the pictures' concepts
+# shuffled (p = 0.095), and the interval over the three seeds reaches 0: not established. The full demo, with all
+# 16 languages and 99 permutations, finds 0.8% against 0.4% (p = 0.02; 0.5 points above the null, interval 0.5 to
+# 0.6): real, and tiny. On the 210 held-out emoji: 1.9% against 0.2% (seed interval 1.0 to 2.1 points above the
+# null). On the seen emoji, the fit check, 28.3%: the image tower's training objective restated, which earlier
+# versions of this notebook pooled into the headline.
+#
+# The browser encodes the emoji pictures and names with the seed-0 SAE (one row per picture, one per name). It
+# starts on the first bridge feature of the fit check's table below (bridges on seen emoji are the easiest to see,
+# and also the least informative).
 
 # %%
-table = analyzed.tables[0]
+table = analyses['seen emoji (fit check)'].tables[0]
 display(pd.DataFrame(table['rows'], columns=table['columns']))
 (x_img, l_img), (x_txt, l_txt) = unit_activations(img_store), unit_activations(txt_store)
 labels = Labels.concat(l_img, l_txt)
-z = encode_rows(trained.sae(), np.concatenate([x_img, x_txt]))
+z = encode_rows(trained[0].sae(), np.concatenate([x_img, x_txt]))
 emoji = mmf.ConceptDataset.builtin(['emoji'], languages=languages, linked_only=False)
 pictures = {e.id: e.content for e in emoji if e.modality == mmf.Modality.IMAGE}
 names = {e.id: e.content for e in emoji if e.modality == mmf.Modality.TEXT}

@@ -3,10 +3,14 @@
 #
 # Match units on activation correlation over the same inputs (Towards Monosemanticity; Lan et al. 2024), with the
 # pipeline's match step: each unit of A against every unit of B, one row per sentence, the median best-match
-# correlation and linear CKA each against a permuted-rows null. Three pairs: two SAEs on e5-small's layer 8 that
-# differ only in their seed; e5-small's neurons against e5-small-enpt (related); and against MiniLM (unrelated),
-# on mean-pooled sentences. The explorer shows a feature's best match per token, a scatter and both top tokens.
-# About 2 minutes on CPU.
+# correlation and linear CKA each against a permuted-rows null, on the English built-in sentences (MiniLM is an
+# English model). The SAEs are the shipped ones (`data/saes`, trained on LibreOffice's help). Four pairs:
+# - the seed baseline: two SAEs on e5-small's layer 8 that differ only in their seed;
+# - e5-small's SAE features against MiniLM's (independently trained), with MiniLM's random-init copy (its own SAE)
+#   as the null model a real match must beat;
+# - the same with neurons (mean-pooled sentences, matched on |r|);
+# - a positive control: e5-small against e5-small-enpt, which has e5-small's own transformer weights.
+# The explorer shows a feature's best match per token, a scatter and both top tokens. About 2 minutes on CPU.
 
 # %%
 import tempfile
@@ -19,7 +23,7 @@ from IPython.display import Image, display
 import mmfeatures as mmf
 from mmfeatures import widgets
 from mmfeatures.analysis import aligned_units, streaming_topm
-from mmfeatures.pipeline import ExtractStep, MatchStep, TrainStep, check_sizes, run
+from mmfeatures.pipeline import ExtractStep, MatchStep, check_sizes, run
 
 # %% tags=["parameters"]
 # Parameters (papermill). On a GPU with hub models, e.g. model_related = 'hf:intfloat/multilingual-e5-base':
@@ -29,33 +33,40 @@ model = 'offline:e5-small'
 model_related, model_unrelated = 'offline:e5-small-enpt', 'offline:minilm-l6'
 site = 'text.layer.8.resid'
 site_unrelated = 'text.layer.4.resid'
-width, k = 1536, 16
-seed_a, seed_b = 0, 1
+sae_a, sae_b = 'data:e5-small-layer8-seed0', 'data:e5-small-layer8-seed1'     # data/saes/README.md
+sae_unrelated = 'data:minilm-l6-layer4-seed1'
+sae_null = 'data:minilm-l6-random-init-0-layer4-seed1'
+languages = ('en',)
 n_perm = 19
 seed = 0
 
 # %%
-check_sizes(n_perm=(n_perm, 19), width=(width, 64))
-store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
-sae_a, sae_b = (run(TrainStep(store=str(store.path), width=width, k=k, seed=s, progress=False)).artifact('sae').path
-                for s in (seed_a, seed_b))
+check_sizes(n_perm=(n_perm, 19))
 
 
-def pooled(name, at):
-    """The store of ``name``'s mean-pooled activations at site ``at`` (its path)."""
-    return str(run(ExtractStep(model=name, sites=(at,), pooling='mean', progress=False)).store(at).path)
+def stored(name, at, pooling='none'):
+    """The store of ``name``'s activations at site ``at`` on the English sentences (its path)."""
+    return str(run(ExtractStep(model=name, sites=(at,), pooling=pooling, languages=languages,
+                               progress=False)).store(at).path)
 
 
 out = Path(tempfile.mkdtemp(prefix='mmf-05-'))
-e5 = pooled(model, site)
-pairs = {'SAE features, seed A vs B': dict(store_a=str(store.path), store_b=str(store.path), sae_a=sae_a, sae_b=sae_b),
-         'neurons, e5 vs e5-enpt': dict(store_a=e5, store_b=pooled(model_related, site)),
-         'neurons, e5 vs MiniLM': dict(store_a=e5, store_b=pooled(model_unrelated, site_unrelated))}
+e5, minilm, minilm_random = (stored(model, site), stored(model_unrelated, site_unrelated),
+                             stored(f'{model_unrelated}+random-init-0', site_unrelated))
+e5_mean = stored(model, site, 'mean')
+pairs = {'SAE features, seed 0 vs 1 (seed baseline)': dict(store_a=e5, store_b=e5, sae_a=sae_a, sae_b=sae_b),
+         'SAE features, e5 vs MiniLM': dict(store_a=e5, store_b=minilm, sae_a=sae_a, sae_b=sae_unrelated,
+                                            store_null=minilm_random, sae_null=sae_null),
+         'neurons, e5 vs MiniLM': dict(store_a=e5_mean, store_b=stored(model_unrelated, site_unrelated, 'mean'),
+                                       store_null=stored(f'{model_unrelated}+random-init-0', site_unrelated, 'mean')),
+         'neurons, e5 vs e5-enpt (same weights)': dict(store_a=e5_mean, store_b=stored(model_related, site, 'mean'))}
 matches = {name: run(MatchStep(**pair, n_perm=n_perm, seed=seed, out=str(out / f'match-{i}')))
            for i, (name, pair) in enumerate(pairs.items())}
 pd.DataFrame([{'pair': name, **row} for name, m in matches.items() for row in m.scores]).set_index('pair').round(3)
 
 # %%
+print('Published anchor (a reference, not a target): about 30% of features shared by two SAEs that differ only in '
+      'seed, at large width.')
 for name, m in matches.items():
     print(f'{name}: {m.verdict}')
     display(Image(filename=str(Path(m.folder) / m.figures[0]['file'])))
@@ -63,12 +74,14 @@ for name, m in matches.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 med = {name: m.scores[0] for name, m in matches.items()}   # median best-match correlation, with its null
-seeds = med['SAE features, seed A vs B']
+seeds = med['SAE features, seed 0 vs 1 (seed baseline)']
 print(f"median best-match correlation, features across seeds: {seeds['value']:.1f} vs permuted null "
       f"{seeds['null_mean']:.1f}")
-print('features beat the null:', seeds['value'] > seeds['null_mean'] + 0.2)
-print('related model closer than unrelated:',
-      med['neurons, e5 vs e5-enpt']['value'] > med['neurons, e5 vs MiniLM']['value'])
+print('seed baseline beats the null:', seeds['value'] > seeds['null_mean'] + 0.2)
+print('seed baseline above e5 vs MiniLM:', seeds['value'] > med['SAE features, e5 vs MiniLM']['value'])
+print('same-weights control closer than MiniLM:',
+      med['neurons, e5 vs e5-enpt (same weights)']['value'] > med['neurons, e5 vs MiniLM']['value'])
+print('SAE features, e5 vs MiniLM, supported against its random-init copy:', matches['SAE features, e5 vs MiniLM'].supported)
 
 # %% [markdown]
 # The explorer works per token (both SAEs read the same token rows): each seed-A feature's best seed-B match over
@@ -76,6 +89,7 @@ print('related model closer than unrelated:',
 # match.
 
 # %%
+store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)      # all 16 languages
 za, zb = aligned_units(store, store, mmf.load_sae(sae_a), mmf.load_sae(sae_b))
 rows = 16384
 values, index = streaming_topm(lambda: ((za[i:i + rows], zb[i:i + rows]) for i in range(0, len(za), rows)),
@@ -86,6 +100,14 @@ prov = store.provenance()
 texts = {e.id: e.content for e in mmf.ConceptDataset.builtin(['concepts'])}
 row_text = [f"{store.examples[i]['language']}: {texts[store.examples[i]['id']][:40]} [{tok}]"
             for i, tok in zip(prov.example_index, prov.token, strict=True)]
-print(f'{store.n_rows} token rows; {alive.sum()} of {width} features fire on >= 10 tokens')
+print(f'{store.n_rows} token rows; {alive.sum()} of {za.shape[1]} features fire on >= 10 tokens')
 start = int(np.flatnonzero(alive & (best > 0.8))[0]) if (alive & (best > 0.8)).any() else 0
 widgets.match_explorer(za, zb, match, best, row_text, names=('seed A', 'seed B'), feature=start)
+
+# %% [markdown]
+# **Measured.** Two SAEs that differ only in seed: median best-match r 0.71, and 85% of features have a match with
+# r ≥ 0.5 (the published figure, about 30% shared at large width, uses a stricter criterion on far larger SAEs;
+# it is a reference, not a target). e5-small against MiniLM: 0.598, but MiniLM's random-init copy already reaches
+# 0.538, so what MiniLM's training adds is a median 0.036 per feature: real (p ≤ 0.05) and small. Most of a
+# feature's best match comes from what any encoder of these sentences' tokens shares. Neurons show the same
+# pattern with a larger margin (0.416 against 0.294).

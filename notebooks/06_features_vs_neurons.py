@@ -4,7 +4,8 @@
 # Towards Monosemanticity's claim, measured without a language model as judge: for every unit, how well it
 # picks out one concept (best-concept AUROC) and how pure its top-activating sentences are (purity). Neurons
 # (signed) against TopK SAE features of three widths, on e5-small's layer 8, each with a shuffled-concept null.
-# About 2 minutes on CPU.
+# The SAEs are trained on a slice of LibreOffice's help and scored on the built-in sentences, which they never
+# saw. About 3 minutes on CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -22,6 +23,7 @@ from mmfeatures.pipeline import ExtractStep, check_sizes, run
 #   model = 'openclip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k'  (then site = 'text.layer.8.resid')
 model = 'offline:e5-small'
 site = 'text.layer.8.resid'
+train_data = 'libreoffice:300'   # the SAEs' training text (about 80,000 tokens; notebook 02 uses the same)
 widths = [768, 1536, 3072]
 k = 16
 epochs = 3
@@ -31,10 +33,10 @@ seed = 0
 check_sizes(k=(k, 1), epochs=(epochs, 1))
 store = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)
 pooled = run(ExtractStep(model=model, sites=(site,), pooling='mean', progress=False)).store(site)
-# the three widths in one pass over the store; at epochs = 3, width 1536 is the SAE of notebooks 03, 05 and 07
-# (same key, so it is trained once and reused)
-saes = mmf.train(store, [mmf.TrainConfig(mmf.TopK(k=k), w, seed=seed, batch_size=2048, epochs=epochs) for w in widths],
-                 progress=False).saes
+training = run(ExtractStep(model=model, sites=(site,), data=train_data, progress=False)).store(site)
+# the three widths in one pass over the training store
+saes = mmf.train(training, [mmf.TrainConfig(mmf.TopK(k=k), w, seed=seed, batch_size=2048, epochs=epochs)
+                            for w in widths], progress=False).saes
 results = {}
 z, labels = unit_activations(pooled)
 results['neurons'] = interpretability(z, labels, signed=True)
@@ -71,8 +73,10 @@ print('purity rises with width:', all(purity[f'SAE {a}'] <= purity[f'SAE {b}'] +
 # concept block). With that fixed, the widest SAE's median purity is below the neurons', and purity does not
 # rise with width; with the old tie-breaking this notebook printed the opposite (0.3 against 0.2). Bricken et
 # al. report 0.72 against 0.46, on another model and another measure (interpretability rated by a language
-# model); it is printed as a reference, not a target. The SAEs are also scored on the sentences they were
-# trained on, which favours them (issue 19).
+# model); it is printed as a reference, not a target. The SAEs here are trained on a slice of LibreOffice's help
+# and scored on the concept sentences, which they never saw: the median purity of their top-20 sentences is 0.156
+# (widths 768 and 1536) and 0.125 (3072) against 0.156 for neurons, and the share of units that pick out a concept
+# with AUROC ≥ 0.9 falls with width (13.8%, 6.9%, 3.9%) against 14.6% for neurons.
 
 # %% [markdown]
 # Pick a score and the unit sets to compare: neurons, each SAE width and the shuffled-concept null.

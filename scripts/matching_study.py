@@ -3,18 +3,25 @@
     .venv/bin/python scripts/matching_study.py            # compute what is missing, then write the page
     .venv/bin/python scripts/matching_study.py --report   # page only, from matching.json
 
-1. Universality across SAE seeds: two TopK SAEs (3,072 latents, k = 16) on e5-small layer 11 that differ
-   only in their seed. Each feature's best correlation with the other SAE's features is computed over
-   every token of the built-in sentences, next to a permuted-rows null and to the neuron baselines.
-2. Across models, layer by layer, on the same sentences (mean-pooled rows, since tokenizers differ):
-   - e5-small against e5-small-enpt (related: the same model with a pruned vocabulary);
-   - e5-small against MiniLM-L6 (unrelated);
-   - e5-small against a random-init e5 (the random-init-model null).
-   Measures: the median best correlation of neurons, linear CKA, SVCCA and RSA, each next to a
-   permuted-rows null.
+The rows are English paragraphs of LibreOffice's help from the held-out split (``DATA``): text that none of the
+shipped SAEs (data/saes) was trained on, and English, because MiniLM is an English model.
 
-Stores and SAEs come from the user cache by key, so the SAEs of scripts/consistency_study.py (its
-``sae_configs``) are reused, not retrained, and nothing here keeps a cache of its own.
+1. Universality across SAE seeds: the shipped e5-small layer-8 SAEs of seeds 0 and 1 (same model, same training
+   data, another initialisation and data order). Each feature's best correlation with the other SAE's features,
+   per token and per paragraph (max-pooled, the row unit of the cross-model features below), against a
+   rows-shuffled null.
+2. Across models, neurons, layer by layer (mean-pooled paragraphs, since tokenizers differ), e5-small against:
+   - e5-small-enpt: e5-small's own transformer weights with a pruned vocabulary, a *positive control*;
+   - MiniLM-L6, independently trained;
+   - MiniLM-L6's random-init copy: the null that MiniLM must beat;
+   - e5-small's random-init copy: what the architecture and tokenizer alone give.
+   Median best |r| (a neuron and its sign flip are one direction), linear CKA, SVCCA and RSA, each against a
+   rows-shuffled null.
+3. Across models, SAE features (the shipped SAEs, max-pooled per paragraph): e5-small layer 8 against MiniLM
+   layer 4 and against MiniLM's random-init copy (its own shipped SAE). Linear CKA of the 256 best-matched pairs
+   against the same selection redone on shuffled rows (``selected_null``: random subsets ignore the selection).
+
+Stores come from the user cache by key through the pipeline's extract step (study_steps.py).
 """
 
 from __future__ import annotations
@@ -31,43 +38,55 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from study_steps import sae, store  # noqa: E402
+from study_steps import stores  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Score  # noqa: E402
 from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.analysis.matching import (  # noqa: E402
     StreamingCorrelation,
+    aligned_units,
+    best_matched,
     check_aligned,
     decoder_cosine,
     hungarian,
     linear_cka,
     max_correlation,
-    max_match,
     permuted_rows_null,
     rsa,
+    selected_null,
     sparse_match,
-    subset_null,
     svcca,
 )
 from mmfeatures.disk import write_text_atomic  # noqa: E402
 
-E5 = "offline:e5-small"
-PAIRS = {"offline:e5-small-enpt": [3, 7, 11], "offline:minilm-l6": [1, 3, 5], f"{E5}+random-init-0": [3, 7, 11]}
+DATA, LANGUAGES = "libreoffice-heldout:1500", ("en",)
+E5, MINILM = "offline:e5-small", "offline:minilm-l6"
 E5_LAYERS = [3, 7, 11]
+PAIRS = {"offline:e5-small-enpt": [3, 7, 11], MINILM: [1, 3, 5], f"{MINILM}+random-init-0": [1, 3, 5],
+         f"{E5}+random-init-0": [3, 7, 11]}
+SEEDS = ("data:e5-small-layer8-seed0", "data:e5-small-layer8-seed1")
+FEATURES = {"e5": (E5, "text.layer.8.resid", SEEDS[0]),
+            "minilm": (MINILM, "text.layer.4.resid", "data:minilm-l6-layer4-seed1"),
+            "minilm-random": (f"{MINILM}+random-init-0", "text.layer.4.resid",
+                              "data:minilm-l6-random-init-0-layer4-seed1")}
 N_PERM = 100
+TOP = 256          # best-matched feature pairs for the matched-feature CKA
+VERSION = "issue 19"
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pooled(model: str, layers):
-    return {layer: store(model, f"text.layer.{layer}.resid", pooling="mean") for layer in layers}
+def pooled(model: str, layers) -> dict:
+    found = stores(model, tuple(f"text.layer.{layer}.resid" for layer in layers), pooling="mean", data=DATA,
+                   languages=LANGUAGES)
+    return {layer: found[f"text.layer.{layer}.resid"] for layer in layers}
 
 
-def token_store(model: str, layer: int):
-    return store(model, f"text.layer.{layer}.resid")
+def token_store(model: str, site: str):
+    return stores(model, (site,), data=DATA, languages=LANGUAGES)[site]
 
 
 def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0) -> dict:
@@ -77,93 +96,93 @@ def null_score(name: str, measure, a: np.ndarray, b: np.ndarray, n: int, seed: i
     return Score(name, float(value), null).row()
 
 
-def seeds(dataset, results: dict, save) -> None:
+def seeds(results: dict, save) -> None:
     if "seeds" in results:
         return
-    tokens = token_store(E5, 11)
-    log("two SAEs that differ only in seed (trained, or loaded by key)")
-    saes = [sae(tokens, 3072, 16, 6, seed=s)[0] for s in (0, 1)]
-    x = tokens.array()
-    z = [encode_rows(sae, x) for sae in saes]
+    tokens = token_store(E5, FEATURES["e5"][1])
+    log(f"two shipped SAEs that differ only in seed, on {tokens.n_rows:,} held-out tokens")
+    saes = [mmf.load_sae(name) for name in SEEDS]
+    z = [encode_rows(sae, tokens.array()) for sae in saes]
     acc = StreamingCorrelation(z[0].shape[1], z[1].shape[1], sparse=True)
     acc.update(z[0], z[1])
     best = acc.topm(1)[0][acc.alive_a, 0].numpy()
-    null = permuted_rows_null(z[0], z[1], n_perm=5)
-    neurons_e5, _ = unit_activations(pooled(E5, [11])[11])
-    neurons_enpt, _ = unit_activations(pooled("offline:e5-small-enpt", [11])[11])
-    neuron_best = max_correlation(neurons_e5, neurons_enpt)
     r = acc.correlation().numpy()
     matched = hungarian(r)
     approx = sparse_match(r, k=8)
     cos = decoder_cosine(saes[0].W_dec.detach().numpy(), saes[1].W_dec.detach().numpy(), matched)
+    za, zb = aligned_units(tokens, tokens, saes[0], saes[1], per_token=False)     # per paragraph
+    za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]
+    paragraph = max_correlation(za, zb)
     save("seeds", {"features_median_max_r": float(np.median(best)), "features_alive": int(len(best)),
-                   "features_null": null.tolist(), "neurons_median_max_r": float(np.median(neuron_best)),
+                   "features_null": permuted_rows_null(z[0], z[1], n_perm=5).tolist(),
+                   "shared_fraction_0.5": float((best >= 0.5).mean()),
+                   "paragraph_median_max_r": float(np.median(paragraph)),
+                   "paragraph_null": permuted_rows_null(za, zb, n_perm=5).tolist(),
                    "hungarian_mean_r": matched.mean_r, "decoder_cosine_median": float(np.median(cos)),
                    "sparse_match_mean_r": approx.mean_r, "sparse_match_pairs": int(len(approx.a)),
                    "objective_gap": float(matched.r.sum() - approx.r.sum()),
-                   "objective_exact": float(matched.r.sum()),
-                   "rows": int(tokens.n_rows), "features_max_r": np.round(best, 4).tolist(),
-                   "neurons_max_r": np.round(neuron_best, 4).tolist()})
+                   "objective_exact": float(matched.r.sum()), "rows": int(tokens.n_rows),
+                   "paragraphs": int(len(za)), "features_max_r": np.round(best, 4).tolist()})
 
 
-def across(dataset, results: dict, save) -> None:
-    e5_stores = pooled(E5, E5_LAYERS)
+def neurons(results: dict, save) -> None:
+    e5 = pooled(E5, E5_LAYERS)
     for other, layers in PAIRS.items():
-        if all(f"{other}|{a}|{b}" in results for a, b in zip(E5_LAYERS, layers, strict=True)):
+        todo = [(a, b) for a, b in zip(E5_LAYERS, layers, strict=True) if f"{other}|{a}|{b}" not in results]
+        if not todo:
             continue
-        stores = pooled(other, layers)
-        for a_layer, b_layer in zip(E5_LAYERS, layers, strict=True):
-            key = f"{other}|{a_layer}|{b_layer}"
-            if key in results:
-                continue
-            za, la = unit_activations(e5_stores[a_layer])
-            zb, lb = unit_activations(stores[b_layer])
+        theirs = pooled(other, layers)
+        for a_layer, b_layer in todo:
+            za, la = unit_activations(e5[a_layer])
+            zb, lb = unit_activations(theirs[b_layer])
             check_aligned(la.example_id, lb.example_id)
-            best = max_correlation(za, zb)
-            entry = {"neurons_median_max_r": float(np.median(best)),
-                     "neurons_null": permuted_rows_null(za, zb, n_perm=5).tolist(),
-                     "cka": null_score("linear CKA", linear_cka, za, zb, N_PERM),
-                     "svcca": null_score("SVCCA", svcca, za, zb, 20),
-                     "rsa": null_score("RSA", rsa, za, zb, 20)}
-            entry.update(features(token_store(E5, a_layer), token_store(other, b_layer)))
-            save(key, entry)
+            best = max_correlation(za, zb, absolute=True)
+            save(f"{other}|{a_layer}|{b_layer}", {
+                "neurons_median_max_r": float(np.median(best)),
+                "neurons_null": permuted_rows_null(za, zb, n_perm=5, absolute=True).tolist(),
+                "cka": null_score("linear CKA", linear_cka, za, zb, N_PERM),
+                "svcca": null_score("SVCCA", svcca, za, zb, 20),
+                "rsa": null_score("RSA", rsa, za, zb, 20)})
 
 
-def features(store_a, store_b) -> dict:
-    """SAE features (3,072 latents, consistency_study.py's configs, reused by key) of both sides, max-pooled per
-    sentence: median max r, and linear CKA of the max-matched features against random subsets (100 shuffles)."""
-    from consistency_study import TRAIN_EPOCHS, K
-
-    from mmfeatures.analysis.matching import Matching, aligned_units
-
-    sae_a, sae_b = (sae(s, 3072, K, TRAIN_EPOCHS)[0] for s in (store_a, store_b))
-    za, zb = aligned_units(store_a, store_b, sae_a, sae_b, per_token=False)
-    za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]     # alive units only
-    acc = StreamingCorrelation(za.shape[1], zb.shape[1])
-    acc.update(za, zb)
-    top = max_match(acc.correlation().numpy())
-    order = np.argsort(-top.r)[:256]  # the 256 best-matched features
-    best_pairs = Matching(top.a[order], top.b[order], top.r[order], "max-top256")
-    return {"features_median_max_r": float(np.median(top.r)),
-            "features_null": permuted_rows_null(za, zb, n_perm=3).tolist(),
-            "features_cka_matched": subset_null(za, zb, best_pairs, linear_cka, n_perm=N_PERM).row()}
+def features(results: dict, save) -> None:
+    model, site, name = FEATURES["e5"]
+    a_store, a_sae = token_store(model, site), mmf.load_sae(name)
+    for other in ("minilm", "minilm-random"):
+        key = f"features|{other}"
+        if key in results:
+            continue
+        model, site, name = FEATURES[other]
+        log(f"SAE features: e5 against {other}")
+        za, zb = aligned_units(a_store, token_store(model, site), a_sae, mmf.load_sae(name), per_token=False)
+        za, zb = za[:, za.std(0) > 0], zb[:, zb.std(0) > 0]       # alive units only
+        best = max_correlation(za, zb)
+        save(key, {"features_median_max_r": float(np.median(best)),
+                   "features_null": permuted_rows_null(za, zb, n_perm=5).tolist(),
+                   "features_cka_matched": selected_null(za, zb, best_matched(TOP), linear_cka,
+                                                         n_perm=N_PERM).row(),
+                   "features_max_r": np.round(best, 4).tolist(), "alive": [int(za.shape[1]), int(zb.shape[1])]})
 
 
 def run(args) -> None:
     out = Path(args.out)
     path = out / "matching.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    dataset = mmf.ConceptDataset.builtin(["concepts"])
+    if results.get("_meta", {}).get("nulls") != VERSION:
+        results = {}                                  # computed before issue 19: recompute everything
 
     def save(key, value):
         results[key] = value
         write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
         log(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float)))
 
-    seeds(dataset, results, save)
-    across(dataset, results, save)
-    results["_meta"] = {"rows": len(dataset), "dataset": dataset.fingerprint()[:16], "n_perm": N_PERM,
-                        "device": "cpu"}
+    seeds(results, save)
+    neurons(results, save)
+    features(results, save)
+    paragraphs = pooled(E5, E5_LAYERS[:1])[E5_LAYERS[0]]
+    results["_meta"] = {"rows": int(paragraphs.n_rows), "data": DATA, "languages": list(LANGUAGES),
+                        "dataset": paragraphs.config.dataset[:16], "n_perm": N_PERM,
+                        "device": "cpu", "nulls": VERSION}
     write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
 
 

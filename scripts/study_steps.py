@@ -14,8 +14,16 @@ from mmfeatures.pipeline import ExtractStep, TrainStep, run
 
 def store(model: str, site: str, *, pooling: str = "none", data: str = "concepts"):
     """The ActivationStore of ``model`` at ``site`` for ``data`` (extracted once, then reused by its key)."""
-    return run(ExtractStep(model=model, sites=(site,), data=data, pooling=pooling, device="cpu",
-                           progress=False)).store(site)
+    return stores(model, (site,), pooling=pooling, data=data)[site]
+
+
+def stores(model: str, sites: tuple[str, ...], *, pooling: str = "none", data: str = "concepts",
+           languages: tuple[str, ...] = ()) -> dict:
+    """{site: ActivationStore} of ``model`` for ``data`` in ``languages`` (all when empty), in one pass over the
+    model (extracted once, then reused by its key)."""
+    record = run(ExtractStep(model=model, sites=tuple(sites), data=data, pooling=pooling, languages=languages,
+                             device="cpu", progress=False))
+    return {site: record.store(site) for site in sites}
 
 
 def sae(store, width: int, k: int, epochs: int, **fields):

@@ -140,7 +140,7 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
     reference; what each verdict says is checked in test_falsification.py, where it must fail."""
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 18
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 17
     records = {s.name: s.record for s in quick_demo.stages}
     assert len(quick_demo.verdicts) == len(CLAIMS) and all(records[n].supported is not None for n in CLAIMS)
     for name in CLAIMS[:4]:

@@ -10,6 +10,7 @@ import torch
 import mmfeatures as mmf
 from mmfeatures.analysis.matching import (
     StreamingCorrelation,
+    best_matched,
     check_aligned,
     decoder_cosine,
     hungarian,
@@ -19,6 +20,7 @@ from mmfeatures.analysis.matching import (
     mutual_nn,
     permuted_rows_null,
     rsa,
+    selected_null,
     sparse_match,
     streaming_topm,
     subset_null,
@@ -122,6 +124,23 @@ def test_similarity_measures_known_cases():
     assert score.p_value < 0.05 and score.value > score.null_mean
     cos = decoder_cosine(np.eye(40, 8), np.eye(40, 8), matching)
     assert cos.shape == (40,)
+
+
+def test_a_matched_subset_needs_a_null_that_pays_for_the_selection():
+    """Two unrelated random sides: picking the best-matched columns makes random subsets a null they beat, while
+    redoing the selection on shuffled rows (selected_null) says, rightly, that nothing is shared; planted pairs
+    still beat it."""
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((120, 80)), rng.standard_normal((120, 80))
+    select = best_matched(20)
+    naive = subset_null(x, y, select(x, y), linear_cka, n_perm=40)
+    fair = selected_null(x, y, select, linear_cka, n_perm=40)
+    assert naive.p_value < 0.05 and naive.value == pytest.approx(fair.value)      # the selection's bias
+    assert fair.p_value > 0.05, fair.row()
+    shared = np.c_[x[:, :20] + 0.5 * rng.standard_normal((120, 20)), y[:, 20:]]
+    assert selected_null(x, shared, select, linear_cka, n_perm=40).p_value < 0.05
+    with pytest.raises(InputError, match="same rows"):
+        selected_null(x, y[:100], select, linear_cka, n_perm=2)
 
 
 def test_max_correlation_and_permuted_rows_null():

@@ -58,19 +58,32 @@ def test_matching_report_is_computed_from_results(tmp_path):
         return {"metric": "m", "value": value, "null_mean": null, "null_sd": 0.01, "p_value": 0.01, "n_perm": 100}
 
     results = {"seeds": {"features_median_max_r": 0.61, "features_alive": 3000, "features_null": [0.05, 0.06],
-                         "neurons_median_max_r": 0.44, "hungarian_mean_r": 0.5, "decoder_cosine_median": 0.4,
-                         "rows": 1000, "features_max_r": [0.6, 0.7, 0.2], "neurons_max_r": [0.4, 0.5]},
-               "_meta": {"rows": 3936, "dataset": "abc", "n_perm": 100}}
-    for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4), ("offline:e5-small+random-init-0", 0.1)):
+                         "shared_fraction_0.5": 0.4, "paragraph_median_max_r": 0.7, "paragraph_null": [0.1],
+                         "hungarian_mean_r": 0.5, "decoder_cosine_median": 0.4, "sparse_match_mean_r": 0.45,
+                         "sparse_match_pairs": 2900, "objective_gap": 1.0, "objective_exact": 100.0,
+                         "rows": 1000, "paragraphs": 100, "features_max_r": [0.6, 0.7, 0.2]},
+               "_meta": {"rows": 100, "data": "libreoffice-heldout:100", "languages": ["en"], "dataset": "abc",
+                         "n_perm": 100, "nulls": "issue 19"}}
+    for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4),
+                       ("offline:minilm-l6+random-init-0", 0.3), ("offline:e5-small+random-init-0", 0.1)):
         for a, b in ((3, 3), (11, 11)):
             results[f"{other}|{a}|{b}"] = {"neurons_median_max_r": cka, "neurons_null": [0.05],
                                            "cka": cell(cka, 0.02), "svcca": cell(0.5, 0.1), "rsa": cell(0.3, 0.0)}
+    for other, r in (("minilm", 0.6), ("minilm-random", 0.55)):
+        results[f"features|{other}"] = {"features_median_max_r": r, "features_null": [0.4], "alive": [1000, 900],
+                                        "features_cka_matched": cell(r + 0.1, 0.5), "features_max_r": [r]}
     (tmp_path / "matching.json").write_text(json.dumps(results))
     page = write_matching(tmp_path).read_text()
-    assert "| SAE features, seed 0 → seed 1 (per token) | 0.610" in page
-    assert "| linear CKA | 0.900 | 0.400 | 0.100 | yes |" in page and "| SVCCA | 0.500 | 0.500 | 0.500 | no |" in page
-    assert "holds for **2 of 4** measures" in page
+    assert "| SAE features, seed 0 → seed 1, per token | 0.610 (0.055) | 40%" in page
+    assert "| linear CKA | 0.900 | 0.400 | 0.300 | 0.100 | yes |" in page
+    assert "| SVCCA | 0.500 | 0.500 | 0.500 | 0.500 | no |" in page
+    assert "than its untrained copy on **2 of 4** measures" in page
+    assert "median max r +0.050 (the untrained copy already reaches 0.550" in page and "Stale" not in page
+    assert "matched-feature CKA +0.050. The matched-feature CKA separates them too." in page
     assert (tmp_path / "figures" / "matching_seeds.png").is_file()
+    del results["_meta"]["nulls"]
+    (tmp_path / "matching.json").write_text(json.dumps(results))
+    assert "Stale" in write_matching(tmp_path).read_text()
 
 
 def test_crossmodal_section_is_computed_from_results(tmp_path):
@@ -83,16 +96,17 @@ def test_crossmodal_section_is_computed_from_results(tmp_path):
     z, _ = p.units()
     noise = planted(seed=1, signal=False)
     results = {"_meta": {"model": "offline:e5-emoji-clip", "width": 64, "k": 8, "n_perm": 3, "sae_rows": 100,
-                         "heldout_emoji": 10}}
-    for subset in ("seen emoji", "held-out emoji", "photos"):
+                         "heldout_emoji": 10, "version": "issue 19"}}
+    for subset in ("Tux Paint stamps", "photos", "held-out emoji", "seen emoji (fit check)"):
         results[f"trained|{subset}|SAE features"] = crossmodal_score(z, p.labels, 3)
         results[f"untrained image tower|{subset}|SAE features"] = crossmodal_score(
             np.maximum(noise.x, 0), noise.labels, 3)
     save_results(tmp_path, fake_results("offline:e5-small"))
     (tmp_path / "crossmodal.json").write_text(json.dumps(results))
     page = write_report(tmp_path).read_text()
-    real = results["trained|seen emoji|SAE features"]["scores"]["multimodal"]
+    real = results["trained|Tux Paint stamps|SAE features"]["scores"]["multimodal"]
     assert f"{real['value']:.3f} ({real['null_mean']:.3f}" in page
-    assert f"seen emoji: {100 * real['value']:.1f}% of alive SAE features are multimodal" in page
+    assert f"Tux Paint stamps: {100 * real['value']:.1f}% of alive SAE features are multimodal" in page
+    assert "fit check" in page and "Stale" not in page.split("## Cross-modal")[1]
     assert (tmp_path / "figures" / "crossmodal_modality_score.png").stat().st_size > 1000
     assert "Not run yet" not in page

@@ -53,19 +53,36 @@ def test_bad_config_is_named():
         ToyConfig(n_hidden=0)
 
 
+FRACTIONS = np.array([1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8])
+
+
+def n200(feature_probabilities, steps: int = 3000):
+    """n = 200 features in m = 20 dimensions, uniform importance: D* per level and the D_i fractions that at least
+    10 represented features (norm > 0.5) sit on, within 0.02."""
+    result = train_toy(ToyConfig(n_features=200, n_hidden=20, steps=steps, batch_size=512),
+                       [1 - p for p in feature_probabilities])
+    di = feature_dimensionality(result.W)[np.linalg.norm(result.W, axis=1) > 0.5]
+    counts = {float(f): int((np.abs(di - f) < 0.02).sum()) for f in FRACTIONS}
+    return dimensions_per_feature(result.W), [f for f, c in counts.items() if c >= 10], counts
+
+
+def test_many_features_sit_at_half_a_dimension_on_five_levels():
+    """The n = 200 check at a size for `make test` (about a minute on 2 CPU cores): five feature probabilities,
+    two of them on the paper's 1/2 plateau (0.4 and 0.3, where the 20-level slow run finds it)."""
+    d_star, hits, counts = n200([1.0, 0.4, 0.3, 0.22, 0.03])
+    assert d_star[0] > 0.9 and d_star[-1] < 0.2 and np.all(np.diff(d_star) < 0.05), d_star
+    assert np.all(np.abs(d_star[1:3] - 0.5) < 0.05), d_star                # the plateau at 1/2
+    assert 0.5 in hits and 0.4 in hits, counts                             # D_i at 1/2 and at 2/5
+
+
 @pytest.mark.slow
 def test_many_features_plateau_at_half_a_dimension():
     """n = 200, m = 20, uniform importance, 20 sparsity levels (about 2-4 minutes on 2 CPU cores).
 
     D* falls with sparsity and sits near 1/2 on a plateau of consecutive levels. D_i clusters appear at
     some of the paper's fractions; most features need not sit on one, as in the authors' own run."""
-    sparsities = 1 - np.logspace(0, -2.5, 20)      # feature probability from 1 down to ~0.003
-    result = train_toy(ToyConfig(n_features=200, n_hidden=20, steps=3000, batch_size=512), list(sparsities))
-    d_star = dimensions_per_feature(result.W)
+    d_star, hits, counts = n200(np.logspace(0, -2.5, 20))      # feature probability from 1 down to ~0.003
     assert d_star[0] > 0.9 and d_star[-1] < 0.2 and np.all(np.diff(d_star) < 0.05), d_star
     on_half = np.abs(d_star - 0.5) < 0.05
     assert np.any(on_half[:-1] & on_half[1:]), d_star      # two consecutive levels at ~1/2
-    di = feature_dimensionality(result.W)[np.linalg.norm(result.W, axis=1) > 0.5]
-    fractions = np.array([1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8])
-    hits = [f for f in fractions if (np.abs(di - f) < 0.02).sum() >= 10]
-    assert len(hits) >= 2, {f: int((np.abs(di - f) < 0.02).sum()) for f in fractions}
+    assert len(hits) >= 2, counts

@@ -26,6 +26,7 @@ from mmfeatures.analysis.matching import (
                                              Matching,
                                              StreamingCorrelation,
                                              aligned_units,
+                                             best_matched,
                                              check_aligned,
                                              decoder_cosine,
                                              hungarian,
@@ -35,6 +36,7 @@ from mmfeatures.analysis.matching import (
                                              mutual_nn,
                                              permuted_rows_null,
                                              rsa,
+                                             selected_null,
                                              sparse_match,
                                              streaming_topm,
                                              subset_null,
@@ -45,8 +47,8 @@ from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice
 from mmfeatures.analysis.synthetic import Planted, planted
 
 __all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
-           "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "sparse_match",
-           "streaming_topm", "subset_null", "svcca",
+           "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "selected_null",
+           "sparse_match", "streaming_topm", "subset_null", "svcca", "best_matched",
            "Comparison", "CrossLingual", "concept_features", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
            "benjamini_hochberg", "bridge_features", "bridge_matrix", "bridge_matrix_score",
            "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",

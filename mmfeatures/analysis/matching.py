@@ -343,6 +343,39 @@ def subset_null(x, y, matching: Matching, measure: Callable[[np.ndarray, np.ndar
     return Score(getattr(measure, "__name__", "similarity"), float(value), null)
 
 
+def selected_null(x, y, select: Callable[[np.ndarray, np.ndarray], Matching],
+                  measure: Callable[[np.ndarray, np.ndarray], float], *, n_perm: int = 100, seed: int = 0):
+    """``measure`` on the columns that ``select(x, y)`` pairs, against the same selection redone on ``y`` with its
+    rows shuffled: a null that pays for the selection. Picking the best-matched columns raises any similarity, so
+    random column subsets (``subset_null``) are too weak a null for a matched subset. Returns a Score."""
+    from mmfeatures.analysis.stats import Score
+
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise InputError(f"selected_null: x has {len(x)} rows and y {len(y)}; both sides need the same rows")
+
+    def scored(yy: np.ndarray) -> float:
+        m = select(x, yy)
+        return float(measure(x[:, m.a], yy[:, m.b]))
+
+    rng = np.random.default_rng(seed)
+    null = np.array([scored(y[rng.permutation(len(y))]) for _ in range(n_perm)])
+    return Score(getattr(measure, "__name__", "similarity"), scored(y), null)
+
+
+def best_matched(n: int) -> Callable[[np.ndarray, np.ndarray], Matching]:
+    """A ``select`` for ``selected_null``: each x column's best y column by correlation, the ``n`` best pairs."""
+
+    def select(x: np.ndarray, y: np.ndarray) -> Matching:
+        acc = StreamingCorrelation(x.shape[1], y.shape[1])
+        acc.update(np.asarray(x, np.float32), np.asarray(y, np.float32))
+        top = max_match(acc.correlation().numpy())
+        order = np.argsort(-top.r)[:n]
+        return Matching(top.a[order], top.b[order], top.r[order], f"max-top{n}")
+
+    return select
+
+
 def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median,
                        absolute: bool = False) -> np.ndarray:
     """``statistic`` (default: the median) of the alive A units' max-correlations with B's rows shuffled

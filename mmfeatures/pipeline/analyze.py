@@ -133,7 +133,7 @@ def contents(ids) -> dict[str, object]:
     from mmfeatures.types import Modality
 
     keep = set(ids)
-    return {e.id: load_image(e.content) if e.modality == Modality.IMAGE and isinstance(e.content, str) else e.content
+    return {e.id: load_image(e.content, f"example {e.id!r}") if e.modality == Modality.IMAGE and isinstance(e.content, (str, Path)) else e.content
             for part in parts for e in part if e.id in keep}
 
 
