@@ -64,9 +64,10 @@ bench: setup $(SAELENS)/.installed-stamp
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Regenerate docs/results/*.md from real models (about 30 minutes on 2 CPU cores; resumable).
-studies: setup
-	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
+studies: setup data
 	MPLBACKEND=Agg $(PY) scripts/matching_study.py
+	MPLBACKEND=Agg $(PY) scripts/crossmodal_study.py
+	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
 
 # Retrain the SAEs shipped in data/saes on LibreOffice's help (about 70 minutes on 2 CPU cores; resumable).
 saes: setup data

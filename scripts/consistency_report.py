@@ -45,9 +45,10 @@ def _entries(results: dict) -> list[dict]:
 
 
 def _cell(score: dict, digits: int = 3) -> str:
-    p = score["p_value"]
+    from mmfeatures.analysis.stats import p_text           # 'p ≤ floor' at the permutation floor
+
     return (f"{score['value']:.{digits}f} ({score['null_mean']:.{digits}f} ± {score['null_sd']:.{digits}f}; "
-            f"p {'< ' + format(1 / (score['n_perm'] + 1), '.2f') if p <= 1 / (score['n_perm'] + 1) + 1e-9 else '= ' + format(p, '.2f')})")
+            f"{p_text(score['p_value'], score['n_perm'])})")
 
 
 def _fig(fig, out: Path, name: str) -> str:

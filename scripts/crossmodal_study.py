@@ -121,7 +121,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from consistency_report import write_report
 
-    write_report(Path(args.out))
+    if (Path(args.out) / "results.json.gz").is_file():      # the page also needs consistency_study.py's results
+        write_report(Path(args.out))
 
 
 if __name__ == "__main__":
