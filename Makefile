@@ -22,9 +22,11 @@ demo: setup data
 	MPLBACKEND=Agg $(PY) -m mmfeatures demo $(DEMO_ARGS)
 
 # The whole suite, notebooks included (nbval), offline and on CPU. Under 25 min on 2 cores.
+# The two longest notebooks (about 4 and 5 minutes on a cold cache) run in `make test-slow`.
+SLOW_NOTEBOOKS := notebooks/02_train_and_evaluate_saes.ipynb notebooks/08_splice_fidelity.ipynb
 test: setup browser data
 	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --nbval-lax \
-		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+		--nbval-sanitize-with notebooks/sanitize.cfg $(SLOW_NOTEBOOKS:%=--ignore=%) tests notebooks
 
 # The corpora from Debian's archive into the user cache (docs/data.md): LibreOffice's help in the built-in languages
 # it has (all but ar, fa, sw) and Tux Paint's stamps; about 200 MB, 3 minutes the first time, a no-op after.
@@ -40,8 +42,9 @@ browser:
 		fonts-noto-color-emoji unicode-data >/dev/null; }
 
 # Longer checks, kept out of `make test` (includes the SAELens round trip, in its own venv).
-test-slow: setup $(SAELENS)/.installed-stamp
+test-slow: setup data $(SAELENS)/.installed-stamp
 	TQDM_DISABLE=1 MMF_SAELENS_PYTHON=$(SAELENS)/bin/python $(PY) -m pytest -m slow tests
+	TQDM_DISABLE=1 $(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg $(SLOW_NOTEBOOKS)
 
 # Both directions against real SAELens 6.54 (its own venv: it pins transformer-lens and friends).
 test-compat: setup $(SAELENS)/.installed-stamp
