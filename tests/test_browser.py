@@ -93,6 +93,10 @@ def test_multilingual_heatmap_follows_the_dropdown_in_jupyterlab(lab):
         dropdown.wait_for(timeout=WAIT_MS)
         image = page.locator(".widget-output img").first
         image.wait_for(timeout=WAIT_MS)
+        # the later cells (the analysis, the in-sample comparison) keep the kernel busy, and a widget's callback
+        # waits behind them: wait until every cell has run before moving the dropdown
+        page.locator(".jp-InputArea-prompt", has_text="[*]").first.wait_for(state="detached", timeout=WAIT_MS)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=WAIT_MS)
         before = image.get_attribute("src")
         dropdown.scroll_into_view_if_needed()
         page.screenshot(path=str(out / "03_before.png"), full_page=False)
