@@ -141,6 +141,8 @@ def test_a_matched_subset_needs_a_null_that_pays_for_the_selection():
     assert selected_null(x, shared, select, linear_cka, n_perm=40).p_value < 0.05
     with pytest.raises(InputError, match="same rows"):
         selected_null(x, y[:100], select, linear_cka, n_perm=2)
+    with pytest.raises(InputError, match="n >= 1"):
+        best_matched(0)
 
 
 def test_max_correlation_and_permuted_rows_null():

@@ -365,6 +365,8 @@ def selected_null(x, y, select: Callable[[np.ndarray, np.ndarray], Matching],
 
 def best_matched(n: int) -> Callable[[np.ndarray, np.ndarray], Matching]:
     """A ``select`` for ``selected_null``: each x column's best y column by correlation, the ``n`` best pairs."""
+    if n < 1:
+        raise InputError(f"best_matched needs n >= 1 pairs; got {n}")
 
     def select(x: np.ndarray, y: np.ndarray) -> Matching:
         acc = StreamingCorrelation(x.shape[1], y.shape[1])
