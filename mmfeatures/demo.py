@@ -138,9 +138,10 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
         PlanStep("12-extract-minilm-random-en", extract(f"{UNRELATED}+random-init-0", (minilm_site,), english)),
         PlanStep("13-match-unrelated", match(StoreOf("11-extract-minilm-en", minilm_site), MINILM_SAE,
                                              store_null=StoreOf("12-extract-minilm-random-en", minilm_site),
-                                             sae_null=MINILM_RANDOM_SAE,
+                                             sae_null=MINILM_RANDOM_SAE, seeds_a=E5_SAES[1:],
                                              label="independently trained; null: its random-init copy")),
-        PlanStep("14-steer", SteerStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), n_perm=n, seed=seed)),
+        PlanStep("14-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
+                                       n_perm=n, seed=seed)),
     )
 
 

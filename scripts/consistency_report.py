@@ -45,7 +45,7 @@ def _entries(results: dict) -> list[dict]:
 
 
 def _cell(score: dict, digits: int = 3) -> str:
-    from mmfeatures.analysis.stats import p_text           # 'p ≤ floor' at the permutation floor
+    from mmfeatures.analysis.stats import p_text  # 'p ≤ floor' at the permutation floor
 
     return (f"{score['value']:.{digits}f} ({score['null_mean']:.{digits}f} ± {score['null_sd']:.{digits}f}; "
             f"{p_text(score['p_value'], score['n_perm'])})")

@@ -21,7 +21,7 @@ def store():
 
 
 def test_clamping_the_dog_feature_within_its_range_is_measured_against_other_features_and_a_baseline(store):
-    record = run(SteerStep(sae=SHIPPED[0], store=str(store.path), n_perm=19, out=None))
+    record = run(SteerStep(sae=SHIPPED[0], seeds=SHIPPED[1:], store=str(store.path), n_perm=19, out=None))
     table = record.tables[0]
     curve = [float(row[2]) for row in table["rows"]]
     norms = [float(row[1]) for row in table["rows"]]
@@ -30,9 +30,14 @@ def test_clamping_the_dog_feature_within_its_range_is_measured_against_other_fea
     assert curve[0] > 50 and curve[-1] < curve[0], curve                        # unsteered far; the clamp pulls
     assert all(b <= a for a, b in zip(curve, curve[1:], strict=False)), curve   # monotone in the clamp
     score = record.scores[0]
-    assert score["n_perm"] == 19 and record.supported == (score["p_value"] <= 0.05 and
-                                                           score["value"] < score["null_mean"])
+    assert score["n_perm"] == 19
     assert "mean-difference vector" in record.verdict and "held-out sentences" in record.verdict
+    seeds = record.tables[1]["rows"]                  # each seed picks its own feature, against the same concepts
+    assert [r[0] for r in seeds[:3]] == list(SHIPPED) and seeds[3][0] == "mean, 95% interval over 3 seeds"
+    gained = [r[1] for r in seeds[:3]]
+    assert gained[0] == pytest.approx(score["null_mean"] - score["value"], abs=1e-3)   # the main run's effect
+    low = float(seeds[3][1].split("[")[1].split(",")[0])
+    assert record.supported == (score["p_value"] <= 0.05 and score["value"] < score["null_mean"] and low > 0)
 
 
 def test_splicing_the_shipped_saes_in_at_content_tokens_keeps_most_of_the_model(store):

@@ -11,7 +11,7 @@ import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.stats import check_n_perm, p_text, permuted
-from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
 KINDS = ("crosslingual", "crossmodal")
@@ -207,23 +207,12 @@ def effects(kind: str, z: np.ndarray, labels, baseline: dict[str, float], seed: 
 def _over_seeds(step: AnalyzeStep, body: dict, z: np.ndarray, others: list[np.ndarray], labels) -> None:
     """Add the effects of every seed (``z``: the main SAE's units, ``others``: the seeds') with a 95% t-interval
     to ``body``'s verdict and tables; the verdict needs every interval above 0."""
-    from mmfeatures.analysis.stats import seed_interval
-
     rows = {r["metric"]: r for r in body["scores"]}
     baseline = {name: rows[name]["null_mean"] for name, _ in EFFECTS[step.kind] if name in rows}
-    per_seed = np.array([effects(step.kind, zs, labels, baseline, step.seed) for zs in (z, *others)])
-    names = [label for _, label in EFFECTS[step.kind]]
-    summary = [seed_interval(per_seed[:, i]) for i in range(len(names))]
-    saes = [step.sae, *step.seeds]
-    table_rows = [[str(name), *(round(float(v), 4) for v in values)] for name, values in zip(saes, per_seed, strict=True)]
-    table_rows.append([f"mean, 95% interval over {len(saes)} seeds",
-                       *(f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in summary)])
-    body["tables"] = (*body["tables"], table("Effects (score minus its null's mean) for each SAE seed", ["SAE", *names],
-                                             table_rows))
-    held = all(lo > 0 for _, lo, _ in summary)
-    body["verdict"] += (f" Over {len(saes)} SAE seeds: " + "; ".join(
-        f"{name} {m:.3f} (95% interval {lo:.3f} to {hi:.3f})" for name, (m, lo, hi) in zip(names, summary, strict=True))
-        + ("." if held else "; an interval reaches 0, so the effect is not established across seeds."))
+    per_seed = [effects(step.kind, zs, labels, baseline, step.seed) for zs in (z, *others)]
+    seeds, sentence, held = over_seeds([step.sae, *step.seeds], [label for _, label in EFFECTS[step.kind]], per_seed)
+    body["tables"] = (*body["tables"], seeds)
+    body["verdict"] += " " + sentence
     if body["supported"] and not held:
         body["supported"] = False
         body["verdict"] = "Not supported" + body["verdict"][len("Supported"):]

@@ -8,7 +8,7 @@ import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.stats import check_n_perm, p_text
-from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
 
@@ -24,6 +24,10 @@ class MatchStep:
     store_null: str | None = opt(None, "store of B's random-init copy (model name + '+random-init-<seed>') over the "
                                        "same inputs: A must match B better than it matches this", artifact=True)
     sae_null: str | None = opt(None, "SAE trained on store_null (default: its own dimensions)", artifact=True)
+    seeds_a: tuple[str, ...] = opt((), "more SAEs of A that differ from sae_a only in seed, comma-separated: the "
+                                       "effects (median best r beyond shuffled rows, and beyond the random-init copy) "
+                                       "are recomputed with each and reported with a 95% interval over the seeds; the "
+                                       "verdict then also needs the intervals above 0", artifact=True)
     n_perm: int = opt(19, "row permutations per null (the smallest p-value is 1/(n_perm+1))")
     threshold: float = opt(0.5, "a unit counts as matched when its best correlation is at least this")
     label: str = opt("", "what B is, added to the claim (e.g. 'positive control: the same weights')")
@@ -32,7 +36,11 @@ class MatchStep:
                           volatile=True)
 
     def __post_init__(self):
+        from mmfeatures.errors import InputError
+
         check_n_perm(self.n_perm)
+        if self.seeds_a and not self.sae_a:
+            raise InputError("seeds_a are further SAEs beside sae_a; give sae_a too (neurons have no seeds)")
 
 
 def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
@@ -43,25 +51,50 @@ def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
                  np.array([linear_cka(za, zb[rng.permutation(len(zb))]) for _ in range(n)]))
 
 
-def _versus_null_model(job: MatchStep, za: np.ndarray, la, best: np.ndarray):
-    """(Score, each A unit's best r in the null model): the median over A's units of (best r in B) - (best r in the
-    null model), against random sign flips of those differences. A real match must beat it, and a
-    same-architecture random model can win."""
-    from mmfeatures.analysis import Score, StreamingCorrelation, check_aligned, unit_activations
+def _best(za: np.ndarray, zb: np.ndarray, absolute: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(best r, index of the best B unit) for each A unit; ``absolute`` for neurons, whose sign is arbitrary."""
+    from mmfeatures.analysis import StreamingCorrelation
+
+    acc = StreamingCorrelation(za.shape[1], zb.shape[1])
+    acc.update(za, zb)
+    values, index = acc.topm(1, absolute=absolute)
+    return values[:, 0].numpy(), index[:, 0].numpy()
+
+
+def _null_model(job: MatchStep, la) -> np.ndarray:
+    """The live units of B's random-init copy over A's examples."""
+    from mmfeatures.analysis import check_aligned, unit_activations
     from mmfeatures.sae import load_sae
 
-    store = open_store(job.store_null, "store_null")
-    zn, ln = unit_activations(store, load_sae(job.sae_null) if job.sae_null else None)
+    zn, ln = unit_activations(open_store(job.store_null, "store_null"), load_sae(job.sae_null) if job.sae_null else None)
     check_aligned(la.example_id, ln.example_id, "examples (store_a and store_null)")
-    zn = zn[:, zn.std(0) > 0]
-    acc = StreamingCorrelation(za.shape[1], zn.shape[1])
-    acc.update(za, zn)
-    neurons = job.sae_a is None and job.sae_null is None
-    null_best = acc.topm(1, absolute=neurons)[0][:, 0].numpy()
+    return zn[:, zn.std(0) > 0]
+
+
+def _versus(job: MatchStep, best: np.ndarray, null_best: np.ndarray):
+    """The median over A's units of (best r in B) - (best r in the null model), against random sign flips of those
+    differences. A real match must beat it, and a same-architecture random model can win."""
+    from mmfeatures.analysis import Score
+
     diff = best - null_best
     rng = np.random.default_rng(job.seed)
     flips = [float(np.median(diff * rng.choice([-1.0, 1.0], len(diff)))) for _ in range(job.n_perm)]
-    return Score("median best-match r beyond B's random-init copy", float(np.median(diff)), np.array(flips)), null_best
+    return Score("median best-match r beyond B's random-init copy", float(np.median(diff)), np.array(flips))
+
+
+SEED_EFFECTS = ("median best r beyond shuffled rows", "median best r beyond the random-init copy")
+
+
+def _seed_effects(job: MatchStep, za: np.ndarray, zb: np.ndarray, zn: np.ndarray | None) -> list[float]:
+    """One SAE seed's effects: its median best r minus the mean of 5 shuffled-row medians, and (with a null model)
+    its median margin over B's random-init copy."""
+    from mmfeatures.analysis import permuted_rows_null
+
+    za = za[:, za.std(0) > 0]
+    best = _best(za, zb, False)[0]
+    shuffled = permuted_rows_null(za, zb, n_perm=5, seed=job.seed, statistic=lambda r: r, absolute=False)
+    found = [float(np.median(best) - np.median(shuffled, axis=1).mean())]
+    return found + ([float(np.median(best - _best(za, zn, False)[0]))] if zn is not None else [])
 
 
 def run_match(step: MatchStep) -> Record:
@@ -70,13 +103,7 @@ def run_match(step: MatchStep) -> Record:
 
 def _match(job: MatchStep, out) -> Record:
     from mmfeatures import plotting
-    from mmfeatures.analysis import (
-        Score,
-        StreamingCorrelation,
-        check_aligned,
-        permuted_rows_null,
-        unit_activations,
-    )
+    from mmfeatures.analysis import Score, check_aligned, permuted_rows_null, unit_activations
     from mmfeatures.sae import load_sae
 
     stores = [open_store(job.store_a, "store_a"), open_store(job.store_b, "store_b")]
@@ -87,11 +114,8 @@ def _match(job: MatchStep, out) -> Record:
     check_aligned(la.example_id, lb.example_id, "examples")
     alive_a, alive_b = np.flatnonzero(za.std(0) > 0), np.flatnonzero(zb.std(0) > 0)
     za, zb = za[:, alive_a], zb[:, alive_b]
-    acc = StreamingCorrelation(za.shape[1], zb.shape[1])
-    acc.update(za, zb)
     neurons = job.sae_a is None and job.sae_b is None        # a neuron and its sign flip are the same direction
-    values, index = acc.topm(1, absolute=neurons)
-    best, match = values[:, 0].numpy(), index[:, 0].numpy()
+    best, match = _best(za, zb, neurons)
     permuted = permuted_rows_null(za, zb, n_perm=job.n_perm, seed=job.seed, statistic=lambda r: r,
                                   absolute=neurons)
     null, null_best = np.median(permuted, axis=1), permuted[0]      # the figure shows one permutation
@@ -108,7 +132,12 @@ def _match(job: MatchStep, out) -> Record:
     profile = np.stack([za[mean_by == i].mean(0) for i in range(len(concepts))])     # concepts x units
     rows = [[f"a{alive_a[i]}", f"b{alive_b[match[i]]}", round(float(best[i]), 3), str(concepts[profile[:, i].argmax()])]
             for i in np.argsort(-best)[:10]]
-    versus, null_model_best = _versus_null_model(job, za, la, best) if job.store_null else (None, None)
+    zn = _null_model(job, la) if job.store_null else None
+    if zn is not None:
+        null_model_best = _best(za, zn, job.sae_a is None and job.sae_null is None)[0]
+        versus = _versus(job, best, null_model_best)
+    else:
+        versus = null_model_best = None
     ok = beats_null(median.row()) and beats_null(cka.row()) and (versus is None or beats_null(versus.row()))
     verdict = (f"{'Supported' if ok else 'Not supported'}. Over {len(za)} inputs, each of A's {za.shape[1]} live units "
                f"finds a B unit with median correlation {fmt(median.value)}; with B's rows shuffled the median is "
@@ -121,13 +150,22 @@ def _match(job: MatchStep, out) -> Record:
                     f"matches with median r {fmt(float(np.median(null_model_best)))}: A matches B better "
                     f"by a median {fmt(versus.value)} per unit (sign-flip null {fmt(versus.null_mean)} ± "
                     f"{fmt(versus.null_sd)}, {p_text(versus.p_value, len(versus.null))}).")
+    tables = [table("The best-matched pairs (A unit, its best B unit, r, A's strongest concept)",
+                    ["A unit", "B unit", "r", "concept"], rows)]
+    if job.seeds_a:
+        per_seed = [_seed_effects(job, z, zb, zn) for z in
+                    [za, *(unit_activations(stores[0], load_sae(p))[0] for p in job.seeds_a)]]
+        seeds, sentence, held = over_seeds([job.sae_a, *job.seeds_a], list(SEED_EFFECTS[:len(per_seed[0])]), per_seed)
+        tables.append(seeds)
+        verdict += f" {sentence} (B's SAE is the same for every seed.)"
+        if ok and not held:
+            ok, verdict = False, "Not supported" + verdict[len("Supported"):]
     verdict += " " + anchor("seed_shared")
     return Record(
         "match", f"Across models: {names[0]} against {names[1]}", {},
         claim=f"Units of {names[0]} have counterparts in {names[1]}" + (f" ({job.label})" if job.label else ""),
         verdict=verdict, supported=ok,
         scores=(median.row(), cka.row(), *((versus.row(),) if versus is not None else ())),
-        tables=(table("The best-matched pairs (A unit, its best B unit, r, A's strongest concept)",
-                      ["A unit", "B unit", "r", "concept"], rows),),
+        tables=tuple(tables),
         figures=({"file": "best_match.png", "caption": "Each A unit's best correlation with any B unit, and the "
                                                        "same with B's rows shuffled (the null)."},) if saved else ())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfeatures.analysis.stats import check_n_perm, p_text
-from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, run_step, save_figure, table
+from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
 QUERY_CONCEPTS = ("bread", "chair", "river", "school", "red", "five", "freedom", "run", "happiness", "village")
@@ -30,6 +30,11 @@ class SteerStep:
     sae: str | None = opt(None, "SAE folder (with a decoder) trained on a layer site", required=True, artifact=True)
     store: str | None = opt(None, "labelled store of the built-in concept sentences, to pick the feature from "
                                   "(default: the SAE's training store)", artifact=True)
+    seeds: tuple[str, ...] = opt((), "more SAEs that differ from sae only in seed, comma-separated: each picks its "
+                                     "own feature and is clamped against the same other concepts; the rank gained "
+                                     "beyond them (and beyond the mean-difference vector) is reported with a 95% "
+                                     "interval over the seeds, and the verdict then also needs the first above 0",
+                                 artifact=True)
     concept: str = opt("dog", "the built-in concept to steer toward")
     strengths: tuple[float, ...] = opt((0.0, 0.25, 0.5, 1.0), "clamp values, as multiples of the feature's largest "
                                                                "activation on the store (<= 1 stays in its range)")
@@ -95,8 +100,6 @@ def _steer(job: SteerStep, out) -> Record:
     rng = np.random.default_rng(job.seed)
     others = sorted(set(labels.concept) - {job.concept} - set(job.queries))
     drawn = list(rng.choice(others, min(job.n_perm, len(others)), replace=False))
-    picked, auc, concepts = _selective(z, labels, [job.concept, *drawn])
-    feature = picked.pop(job.concept)
     sentences = [e for e in ConceptDataset.builtin(["concepts"], languages=[job.language]) if e.id.endswith("/" + EVAL)]
     pool, target = [e.content for e in sentences], [e.concept == job.concept for e in sentences]
     queries = [e.content for e in sentences if e.concept in job.queries]
@@ -112,25 +115,34 @@ def _steer(job: SteerStep, out) -> Record:
             q = embed_normalized(encoder, queries)
         return float(np.median(best_target_rank(q, pool_emb, target)) + 1)          # 1 = top
 
-    def clamped(f: int, multiple: float) -> float:
+    def clamped(sae, f: int, multiple: float) -> float:
         return rank_with(steer(encoder, site, sae, f, value=multiple * max_activation(sae, x, f)))
 
     strongest = max(job.strengths)
-    top = max_activation(sae, x, feature)
-    norm = strongest * top * float(sae.W_dec[feature].norm())                      # what the clamp writes, at most
-    unsteered = rank_with(contextlib.nullcontext())
-    if job.control == "random-direction":
-        direction = torch.randn(sae.d_in, generator=torch.Generator().manual_seed(job.seed))
-        curve = [rank_with(shift(encoder, site, direction / direction.norm() * c * top * float(
-            sae.W_dec[feature].norm()))) for c in job.strengths]
-    else:
-        curve = [clamped(feature, c) for c in job.strengths]
-    null = np.array([clamped(f, strongest) for f in picked.values()])
     prov = np.asarray(store.provenance().example_index)
     tokens = Labels.from_records(store.examples).take(prov)
     first = torch.as_tensor(tokens.group == PICK)
     mean_diff = x[first & torch.as_tensor(tokens.concept == job.concept)].mean(0) - x[first].mean(0)
-    baseline = rank_with(shift(encoder, site, mean_diff / mean_diff.norm() * norm))
+
+    def against(sae, z):
+        """(feature, its AUROC table, largest activation, norm the clamp writes, other concepts' ranks, baseline
+        rank) for one SAE: its own most selective features, clamped at the strongest value."""
+        picked, auc, concepts = _selective(z, labels, [job.concept, *drawn])
+        feature = picked.pop(job.concept)
+        top = max_activation(sae, x, feature)
+        norm = strongest * top * float(sae.W_dec[feature].norm())                  # what the clamp writes, at most
+        null = np.array([clamped(sae, f, strongest) for f in picked.values()])
+        baseline = rank_with(shift(encoder, site, mean_diff / mean_diff.norm() * norm))
+        return feature, (auc, concepts), top, norm, null, baseline
+
+    feature, (auc, concepts), top, norm, null, baseline = against(sae, z)
+    unsteered = rank_with(contextlib.nullcontext())
+    direction = torch.randn(sae.d_in, generator=torch.Generator().manual_seed(job.seed))   # the control's
+    if job.control == "random-direction":
+        curve = [rank_with(shift(encoder, site, direction / direction.norm() * c * top * float(
+            sae.W_dec[feature].norm()))) for c in job.strengths]
+    else:
+        curve = [clamped(sae, feature, c) for c in job.strengths]
     score = Score(f"median rank of the best '{job.concept}' sentence at {fmt(strongest)}x", curve[int(np.argmax(job.strengths))], null, "less")
     fig = plotting.curves({f"'{job.concept}' feature f{feature}": dict(zip(job.strengths, curve, strict=True)),
                            f"{len(null)} other concepts' features (median)": {strongest: float(np.median(null))},
@@ -156,6 +168,24 @@ def _steer(job: SteerStep, out) -> Record:
                f"{'beats' if score.value < baseline else 'does not beat'} it.")
     rows = [[fmt(c), fmt(c * top * float(sae.W_dec[feature].norm()) / token_norm), fmt(r)]
             for c, r in zip(job.strengths, curve, strict=True)]
+    tables = [table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}; "
+                    f"baseline {fmt(baseline)}", ["clamp (x max)", "written norm (x median token)", "median rank"], rows)]
+    if job.seeds:
+        per_seed = [[score.null_mean - score.value, baseline - score.value]]
+        for path in job.seeds:
+            other = load_sae(path)
+            check_compatible(other, store)
+            f, _, _, norm_s, n_s, b_s = against(other, unit_activations(store, other)[0])
+            rank = (clamped(other, f, strongest) if job.control == "none" else
+                    rank_with(shift(encoder, site, direction / direction.norm() * norm_s)))
+            per_seed.append([float(np.mean(n_s)) - rank, b_s - rank])
+        seeds, sentence, held = over_seeds([job.sae, *job.seeds], ["rank gained beyond other concepts' features",
+                                                                   "rank gained beyond the mean-difference vector"],
+                                           per_seed, needed=1)
+        tables.append(seeds)
+        verdict += " " + sentence
+        if ok and not held:
+            ok, verdict = False, "Not supported" + verdict[len("Supported"):]
     return Record(
         "steer", f"Steering: clamping the '{job.concept}' feature of {model}" + (
             f", control: {job.control}" if job.control != "none" else ""), {},
@@ -163,9 +193,7 @@ def _steer(job: SteerStep, out) -> Record:
             f" (control: {job.control}; must not be supported)" if job.control != "none" else ""),
         verdict=verdict, supported=ok,
         scores=(score.row(),),
-        tables=(table(f"Median rank (1 = top) of the best '{job.concept}' sentence; unsteered {fmt(unsteered)}; "
-                      f"baseline {fmt(baseline)}", ["clamp (x max)", "written norm (x median token)", "median rank"],
-                      rows),),
+        tables=tuple(tables),
         figures=({"file": "steering.png", "caption": "The feature's curve, other concepts' features clamped at the "
                                                      "strongest value (the null), the mean-difference baseline and "
                                                      "the unsteered rank (dotted)."},) if saved else (),
