@@ -8,7 +8,7 @@ The public surface (what notebooks use):
 >>> enc = mmf.load_encoder("offline:e5-small")          # doctest: +SKIP
 """
 
-from mmfeatures.activations import ActivationStore, ExtractResult, extract  # noqa: E402
+from mmfeatures.activations import ActivationStore, ExtractResult, extract, write_store  # noqa: E402
 from mmfeatures.datasets import ConceptDataset, load_hf_dataset, load_image_folder, load_table  # noqa: E402
 from mmfeatures.encoders import Encoder, ModelInfo, list_models, load_encoder  # noqa: E402
 from mmfeatures.errors import (  # noqa: E402
@@ -58,4 +58,5 @@ __all__ = [
     "load_hf_dataset",
     "load_table",
     "train",
+    "write_store",
 ]

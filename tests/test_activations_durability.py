@@ -87,3 +87,37 @@ def test_two_gloo_ranks_merge_into_the_single_process_store(tmp_path):
         np.testing.assert_allclose(merged.array(), store.array(), rtol=0, atol=1e-6)
         pm, ps = merged.provenance(), store.provenance()
         assert np.array_equal(pm.example_index, ps.example_index) and pm.token == ps.token
+
+
+def test_a_slow_disk_holds_the_model_back_instead_of_queueing_shards(tmp_path, monkeypatch):
+    """Back-pressure: with writes far slower than the model, at most two shards per site are held in memory
+    (the one being written and the one just computed), not every shard waiting for the disk."""
+    import importlib
+    import threading
+
+    from mmfeatures.activations.writer import StoreWriter
+
+    extract_module = importlib.import_module("mmfeatures.activations.extract")    # the module, not the function
+
+    held, most, lock = [0], [0], threading.Lock()
+    compute, write = extract_module._ShardRunner.compute, StoreWriter.write_shard
+
+    def computed(self, prep, io):
+        with lock:
+            held[0] += 1
+            most[0] = max(most[0], held[0])
+        return compute(self, prep, io)
+
+    def slow_write(self, *args, **kwargs):
+        time.sleep(0.3)
+        with lock:
+            held[0] -= 1
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(extract_module._ShardRunner, "compute", computed)
+    monkeypatch.setattr(StoreWriter, "write_shard", slow_write)
+    texts = [f"sentence number {i}" for i in range(24)]
+    result = extract("tiny:bert", texts, ["text.layer.1.resid"], store_dir=tmp_path, shard_examples=2, batch_size=2,
+                     progress=False, device="cpu")
+    assert result.computed_shards == 12 and held[0] == 0
+    assert most[0] <= 2, most[0]                   # 12 shards, each computed far faster than written

@@ -208,6 +208,8 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
                 if k + 1 < len(todo):
                     upcoming = ahead.submit(runner.prepare, todo[k + 1])
                 pending.append(runner.compute(prepared, io))
+                while len(pending) > WRITES_IN_FLIGHT:     # back-pressure: a slow disk holds the model, not memory
+                    pending.pop(0).result()
                 bar.set_postfix(batch=runner.batch_size)
             for fut in pending:
                 fut.result()
@@ -224,6 +226,10 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
         totals["truncated"] += header.get("truncated", 0)
     return ExtractResult(stores, totals["computed"], totals["reused"], totals["truncated"], skipped,
                          time.perf_counter() - start_time)
+
+
+WRITES_IN_FLIGHT = 1
+"""Shard writes queued while the model computes the next shard: at most this + 1 shards per site in memory."""
 
 
 class _ShardRunner:

@@ -1,0 +1,89 @@
+"""Bring your own activations: a store written from arrays or an iterator runs through the same analyses as an
+extracted one, and bad arrays are refused with the row named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mmfeatures as mmf
+from mmfeatures.analysis import unit_activations
+from mmfeatures.pipeline import MatchStep, run
+
+SITE = "text.layer.3.resid"
+CONCEPTS, LANGUAGES = ("dog", "cat", "tree", "house"), ("en", "es", "ja")
+
+
+def _examples():
+    return [{"id": f"{c}/{lang}", "concept": c, "language": lang, "content": f"{c} in {lang}"}
+            for c in CONCEPTS for lang in LANGUAGES]
+
+
+def _token_rows(seed: int = 0, d: int = 8):
+    """(rows, example_index): 2-4 token rows per example."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(2, 5, len(CONCEPTS) * len(LANGUAGES))
+    return rng.normal(size=(counts.sum(), d)).astype(np.float32), np.repeat(np.arange(len(counts)), counts)
+
+
+def test_token_rows_from_an_array_or_an_iterator_make_the_same_store(tmp_path):
+    rows, index = _token_rows()
+    kw = dict(model="my-tool:model", site=SITE, source="test arrays", pooling="none", store_dir=tmp_path,
+              shard_examples=5)
+    store = mmf.write_store(rows, _examples(), example_index=index, **kw)
+    assert store.config.n_shards == 3 and store.n_rows == len(rows) and store.d == 8
+    np.testing.assert_array_equal(store.array(), rows)
+    np.testing.assert_array_equal(store.provenance().example_index, index)
+    again = mmf.write_store((rows[index == e] for e in range(index.max() + 1)), _examples(), **kw)
+    assert again.path == store.path                                     # same activations, same key
+    other = mmf.write_store(rows + 1, _examples(), example_index=index, **kw)
+    assert other.path != store.path                                     # other activations never reuse it
+    z, labels = unit_activations(store, None)                           # max over each example's tokens
+    np.testing.assert_allclose(z, np.stack([rows[index == e].max(0) for e in range(len(z))]), rtol=1e-6)
+    assert list(labels.concept[:3]) == ["dog"] * 3 and list(labels.language[:3]) == list(LANGUAGES)
+    assert not list(tmp_path.rglob(".external-*"))                      # no staging folder left behind
+
+
+def test_matching_runs_on_activations_mmfeatures_did_not_extract(tmp_path):
+    """B is A's units permuted and sign-flipped plus noise: every unit has a partner, which the shuffled-rows
+    null cannot give; the same B with its rows shuffled is refused."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(len(CONCEPTS) * len(LANGUAGES), 6)).astype(np.float32)
+    b = -a[:, rng.permutation(6)] + 0.1 * rng.normal(size=a.shape).astype(np.float32)
+    kw = dict(site=SITE, source="test", store_dir=tmp_path)
+    sa = mmf.write_store(a, _examples(), model="tool:a", **kw)
+    sb = mmf.write_store(b, _examples(), model="tool:b", **kw)
+    record = run(MatchStep(store_a=str(sa.path), store_b=str(sb.path), n_perm=19, out=None))
+    assert record.supported and record.scores[0]["value"] > 0.95, record.verdict
+    shuffled = mmf.write_store(b[rng.permutation(len(b))], _examples(), model="tool:b", **kw)
+    assert run(MatchStep(store_a=str(sa.path), store_b=str(shuffled.path), n_perm=19, out=None)).supported is False
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r, i, e: (r.astype(np.int32), i, e), "dtype int32; give floating-point"),
+    (lambda r, i, e: (np.where(np.arange(len(r))[:, None] == np.flatnonzero(i == 2)[1], np.nan, r), i, e),
+     "example 2 ('dog/ja') row 1 holds NaN or inf"),
+    (lambda r, i, e: (r, i, e[:-1]), "is not an example (0..10)"),
+    (lambda r, i, e: (r, i[::-1].copy(), e), "example_index decreases at row"),
+    (lambda r, i, e: (r, i[:-1], e), "give one integer per row of acts"),
+    (lambda r, i, e: (r, i, [*e[:-1], e[0]]), "repeats the id 'dog/en'"),
+    (lambda r, i, e: (r, i, [{**x, "modality": "image"} for x in e]), "is a image example, but the site reads text"),
+])
+def test_bad_arrays_and_labels_are_refused_with_the_row_named(tmp_path, change, message):
+    rows, index = _token_rows()
+    rows, index, examples = change(rows, index, _examples())
+    with pytest.raises(mmf.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        mmf.write_store(rows, examples, example_index=index, model="m", site=SITE, source="s", pooling="none",
+                        store_dir=tmp_path)
+    assert not list(tmp_path.rglob("metadata.json"))                   # nothing half-written stays
+
+
+def test_an_iterator_of_the_wrong_length_or_width_is_refused(tmp_path):
+    rows = [np.ones((2, 4), np.float32) for _ in range(len(CONCEPTS) * len(LANGUAGES))]
+    kw = dict(model="m", site=SITE, source="s", pooling="none", store_dir=tmp_path)
+    with pytest.raises(mmf.InputError, match="acts yields 11 arrays for 12 examples"):
+        mmf.write_store(iter(rows[:-1]), _examples(), **kw)
+    with pytest.raises(mmf.InputError, match=r"example 3 \('cat/en'\) has rows of width 5, the first 4"):
+        mmf.write_store(iter([*rows[:3], np.ones((2, 5), np.float32), *rows[4:]]), _examples(), **kw)
+    with pytest.raises(mmf.InputError, match="for a pooled store"):
+        mmf.write_store(iter(rows), _examples(), **{**kw, "pooling": "mean"})
