@@ -87,3 +87,25 @@ def test_an_iterator_of_the_wrong_length_or_width_is_refused(tmp_path):
         mmf.write_store(iter([*rows[:3], np.ones((2, 5), np.float32), *rows[4:]]), _examples(), **kw)
     with pytest.raises(mmf.InputError, match="for a pooled store"):
         mmf.write_store(iter(rows), _examples(), **{**kw, "pooling": "mean"})
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+@pytest.mark.parametrize("tokens", [True, False])
+def test_streamed_unit_activations_equal_the_in_memory_ones(tmp_path, pool, tokens):
+    """Encoding and pooling shard by shard and batch by batch (examples split across batches, several shards)
+    gives what encoding the whole array at once gives, to 1e-5."""
+    from mmfeatures.analysis.labels import encode_rows, pool_by_example
+
+    rows, index = _token_rows(seed=3, d=16)
+    if not tokens:
+        rows, index = rows[:len(_examples())], None
+    store = mmf.write_store(rows, _examples(), example_index=index, model="m", site=SITE, source="s",
+                            pooling="none" if tokens else "mean", store_dir=tmp_path, shard_examples=5)
+    sae = mmf.SAE(16, 64, mmf.TopK(k=4), seed=0)
+    for units in (None, sae):
+        z, labels = unit_activations(store, units, pool=pool, batch_size=3)
+        whole = store.array() if units is None else encode_rows(units, store.array())
+        if tokens:
+            whole, examples = pool_by_example(whole, store.provenance().example_index, pool)
+            assert list(labels.example_id) == [_examples()[e]["id"] for e in examples]
+        np.testing.assert_allclose(z, whole, atol=1e-5)

@@ -132,20 +132,67 @@ def encode_rows(sae: Any, x: Any, *, batch_size: int = 4096, device: str = "cpu"
     return np.concatenate(parts) if parts else np.zeros((0, sae.d_sae), np.float32)
 
 
+def pooled_units(store: Any, sae: Any = None, *, pool: str = "max", batch_size: int = 4096, device: str = "cpu",
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, example index of each row): the store's rows, or ``sae``'s latents of them (anything with
+    ``encode``), pooled per example for token stores, streamed shard by shard and batch by batch. Memory holds
+    examples x units and one batch of rows x units, never all rows x units."""
+    import warnings
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if pool not in ("max", "mean"):
+        raise InputError(f"pooling {pool!r}; use 'max' or 'mean'")
+    tokens = store.config.pooling == "none"
+    parts, owners = [], []
+    bar = tqdm(total=store.n_rows, unit="row", unit_scale=True, desc="encode" if sae is not None else "read",
+               disable=not progress, leave=False)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="index_reduce", category=UserWarning)
+        for _, shard in store.iter_shards():
+            x, example = shard["acts"], shard["example"].numpy()
+            if not len(x):
+                continue
+            examples, inverse = np.unique(example, return_inverse=True) if tokens else (example, None)
+            out, chunks = None, []
+            for start in range(0, len(x), batch_size):
+                z = x[start:start + batch_size].to(device, torch.float32)
+                if sae is not None:
+                    z = sae.encode(z)
+                    z = z.to_dense() if z.is_sparse else z
+                z = z.float().cpu()
+                bar.update(len(z))
+                if not tokens:
+                    chunks.append(z)
+                    continue
+                index = torch.from_numpy(inverse.ravel()[start:start + batch_size])
+                if out is None:
+                    out = torch.full((len(examples), z.shape[1]), -torch.inf) if pool == "max" else \
+                        torch.zeros(len(examples), z.shape[1])
+                if pool == "max":
+                    out.index_reduce_(0, index, z, "amax")
+                else:
+                    out.index_add_(0, index, z)
+            if tokens and pool == "mean":
+                out /= torch.bincount(torch.from_numpy(inverse.ravel()), minlength=len(examples))[:, None]
+            parts.append(out.numpy() if tokens else torch.cat(chunks).numpy())
+            owners.append(examples)
+    bar.close()
+    width = store.d if sae is None else sae.d_sae
+    if not parts:
+        return np.zeros((0, width), np.float32), np.zeros(0, np.int64)
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32), np.concatenate(owners)
+
+
 def unit_activations(store: Any, sae: Any = None, *, pool: str = "max", batch_size: int = 4096,
-                     device: str = "cpu") -> tuple[np.ndarray, Labels]:
+                     device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, Labels]:
     """(Z, labels) with one row per example: the store's raw dimensions, or ``sae``'s latents.
 
     Token stores (pooling 'none') are pooled per example after encoding (max by default), so a
-    feature's activation on a sentence is its strongest activation on any of its tokens."""
-    prov = store.provenance()
-    if sae is None:
-        z = store.array()
-    else:
+    feature's activation on a sentence is its strongest activation on any of its tokens. Streamed
+    (``pooled_units``): memory holds examples x units, not rows x units."""
+    if sae is not None:
         check_compatible(sae, store)
-        z = encode_rows(sae, store.array(), batch_size=batch_size, device=device)
-    index = np.asarray(prov.example_index)
-    if store.config.pooling == "none":
-        z, index = pool_by_example(z, index, pool)
-    records = [store.examples[i] for i in index]
-    return np.ascontiguousarray(z, dtype=np.float32), Labels.from_records(records)
+    z, index = pooled_units(store, sae, pool=pool, batch_size=batch_size, device=device, progress=progress)
+    return z, Labels.from_records([store.examples[i] for i in index])

@@ -225,22 +225,19 @@ def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) 
 
     from mmfeatures.analysis.baselines import RandomDirections
     from mmfeatures.analysis.consistency import multilingual_fraction
-    from mmfeatures.analysis.labels import encode_rows, pool_by_example
+    from mmfeatures.analysis.labels import encode_rows, pooled_units
 
     neurons = sae is None
     width = stores[0].d if neurons else sae.d_sae
-    inputs = [(s.array(), np.asarray(s.provenance().example_index), s.config.pooling) for s in stores]
     k = None if neurons else getattr(getattr(sae, "arch", None), "k", None)
     if not neurons and k is None:                  # ReLU, JumpReLU: the L0 the SAE has on these rows
-        k = max(1, int(round(float((encode_rows(sae, inputs[0][0][:4096]) != 0).sum(1).mean()))))
+        first = next(stores[0].iter_shards([0]))[1]["acts"][:4096]
+        k = max(1, int(round(float((encode_rows(sae, first) != 0).sum(1).mean()))))
     mean = stores[0].stats().mean_d.numpy()
     fractions = []
     for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False):
         directions = RandomDirections(mean, width, k, seed=job.seed * 1000 + seed)
-        parts = []
-        for x, index, pooling in inputs:
-            zb = encode_rows(directions, x)
-            parts.append(pool_by_example(zb, index)[0] if pooling == "none" else zb)
+        parts = [pooled_units(store, directions)[0] for store in stores]      # streamed: one pass per dictionary
         fractions.append(multilingual_fraction(np.concatenate(parts)[rows], labels, signed=neurons))
     return np.array(fractions)
 
