@@ -109,3 +109,22 @@ def test_streamed_unit_activations_equal_the_in_memory_ones(tmp_path, pool, toke
             whole, examples = pool_by_example(whole, store.provenance().example_index, pool)
             assert list(labels.example_id) == [_examples()[e]["id"] for e in examples]
         np.testing.assert_allclose(z, whole, atol=1e-5)
+
+
+def test_streamed_store_correlation_equals_the_in_memory_one(tmp_path):
+    """Per token, two stores whose shards split the rows differently, one side through an SAE: the streamed
+    accumulator equals the one over aligned_units' arrays, to 1e-5."""
+    from mmfeatures.analysis import StreamingCorrelation, aligned_units, correlate_stores
+
+    rows, index = _token_rows(seed=4, d=16)
+    other = rows @ np.random.default_rng(5).normal(size=(16, 12)).astype(np.float32)
+    kw = dict(site=SITE, source="s", pooling="none", store_dir=tmp_path, example_index=index)
+    a = mmf.write_store(rows, _examples(), model="a", shard_examples=5, **kw)
+    b = mmf.write_store(other, _examples(), model="b", shard_examples=4, **kw)
+    sae = mmf.SAE(16, 48, mmf.TopK(k=6), seed=0)
+    streamed = correlate_stores(a, b, sae, None, batch_size=7)
+    za, zb = aligned_units(a, b, sae, None)
+    whole = StreamingCorrelation(48, 12)
+    whole.update(za, zb)
+    assert streamed.n == len(rows)
+    np.testing.assert_allclose(streamed.correlation().nan_to_num(), whole.correlation().nan_to_num(), atol=1e-5)

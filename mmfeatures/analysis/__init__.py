@@ -28,6 +28,7 @@ from mmfeatures.analysis.matching import (
                                              aligned_units,
                                              best_matched,
                                              check_aligned,
+                                             correlate_stores,
                                              decoder_cosine,
                                              hungarian,
                                              linear_cka,
@@ -46,7 +47,7 @@ from mmfeatures.analysis.stats import Score, benjamini_hochberg, permuted
 from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice, steer, zero_shot_curve
 from mmfeatures.analysis.synthetic import Planted, planted
 
-__all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "decoder_cosine", "hungarian",
+__all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "correlate_stores", "decoder_cosine", "hungarian",
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "selected_null",
            "sparse_match", "streaming_topm", "subset_null", "svcca", "best_matched",
            "Comparison", "CrossLingual", "concept_features", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",

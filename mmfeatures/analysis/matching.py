@@ -448,3 +448,61 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
             check_compatible(sae, store)
         out.append(store.array() if sae is None else encode_rows(sae, store.array()))
     return out[0], out[1]
+
+
+def correlate_stores(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool | None = None,
+                     batch_size: int = 4096, device: str = "cpu", sparse: bool = False,
+                     progress: bool = False) -> StreamingCorrelation:
+    """The correlation accumulator of A's units against B's over the same rows, streamed: per token (both stores
+    read shard by shard in step, each batch encoded and folded in, so memory holds d_a x d_b and one batch, never
+    rows x units), or per example as in ``aligned_units``. Equal to ``StreamingCorrelation`` over
+    ``aligned_units``' arrays; ``topm`` on it gives each unit's best partners."""
+    from tqdm.auto import tqdm
+
+    from mmfeatures.analysis.labels import unit_activations
+    from mmfeatures.sae import check_compatible
+
+    tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
+    if per_token is None:
+        per_token = tokens and store_a.n_rows == store_b.n_rows and \
+            store_a.provenance().token == store_b.provenance().token
+    if not per_token:
+        za, la = unit_activations(store_a, sae_a, device=device)
+        zb, lb = unit_activations(store_b, sae_b, device=device)
+        check_aligned(la.example_id, lb.example_id, "examples")
+        acc = StreamingCorrelation(za.shape[1], zb.shape[1], device=device, sparse=sparse)
+        acc.update(za, zb)
+        return acc
+    pa, pb = store_a.provenance(), store_b.provenance()
+    check_aligned(pa.column("id"), pb.column("id"), "token rows (example ids)")
+    check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
+    for sae, store in ((sae_a, store_a), (sae_b, store_b)):
+        if sae is not None:
+            check_compatible(sae, store)
+    width = [store_a.d if sae_a is None else sae_a.d_sae, store_b.d if sae_b is None else sae_b.d_sae]
+    acc = StreamingCorrelation(*width, device=device, sparse=sparse)
+
+    def batches(store, sae):
+        for _, shard in store.iter_shards():
+            x = shard["acts"]
+            for start in range(0, len(x), batch_size):
+                z = x[start:start + batch_size].to(device, torch.float32)
+                if sae is not None:
+                    with torch.no_grad():
+                        z = sae.encode(z)
+                yield z.to_dense() if z.is_sparse else z
+
+    bar = tqdm(total=store_a.n_rows, unit="row", unit_scale=True, desc="correlate", disable=not progress, leave=False)
+    pending_a, pending_b = [], []
+    stream_b = batches(store_b, sae_b)
+    for za in batches(store_a, sae_a):               # shards of A and B may split rows differently: re-pair them
+        pending_a.append(za)
+        while sum(len(t) for t in pending_b) < sum(len(t) for t in pending_a):
+            pending_b.append(next(stream_b))
+        a, b = torch.cat(pending_a), torch.cat(pending_b)
+        n = min(len(a), len(b))
+        acc.update(a[:n], b[:n])
+        bar.update(n)
+        pending_a, pending_b = [a[n:]] if n < len(a) else [], [b[n:]] if n < len(b) else []
+    bar.close()
+    return acc
