@@ -128,3 +128,35 @@ def test_streamed_store_correlation_equals_the_in_memory_one(tmp_path):
     whole.update(za, zb)
     assert streamed.n == len(rows)
     np.testing.assert_allclose(streamed.correlation().nan_to_num(), whole.correlation().nan_to_num(), atol=1e-5)
+
+
+def test_a_latent_set_is_encoded_once_read_back_exactly_and_resumed(tmp_path):
+    """encode_store writes sparse shards that pool to what encoding the store again gives (max and mean);
+    a second call reuses it; a lost shard is the only one recomputed; a set of another SAE is refused."""
+    from mmfeatures.sae import encode_store
+
+    rows, index = _token_rows(seed=6, d=16)
+    store = mmf.write_store(rows, _examples(), example_index=index, model="m", site=SITE, source="s",
+                            pooling="none", store_dir=tmp_path / "stores", shard_examples=5)
+    sae = mmf.SAE(16, 64, mmf.TopK(k=4), seed=0)
+    latents = encode_store(store, sae, root=tmp_path / "latents", batch_size=5, progress=False)
+    assert latents.n_rows == len(rows) and latents.header["nnz"] <= 4 * len(rows)
+    for pool in ("max", "mean"):
+        z, labels = unit_activations(store, sae, pool=pool, latents=latents)
+        direct, direct_labels = unit_activations(store, sae, pool=pool)
+        np.testing.assert_allclose(z, direct, atol=1e-5)
+        assert list(labels.example_id) == list(direct_labels.example_id)
+    shards = sorted((latents.path / "shards").glob("*.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in shards]
+    assert encode_store(store, sae, root=tmp_path / "latents", progress=False).path == latents.path
+    (latents.path / "shards" / "00001.json").unlink()               # as if killed while writing shard 1
+    (latents.path / "metadata.json").write_text(
+        (latents.path / "metadata.json").read_text().replace('"complete"', '"partial"'))
+    again = encode_store(store, sae, root=tmp_path / "latents", progress=False)
+    changed = [p.name for p, t in zip(shards, stamps, strict=True) if p.stat().st_mtime_ns != t]
+    assert changed == ["00001.safetensors"] and again.n_rows == len(rows)
+    other = mmf.SAE(16, 64, mmf.TopK(k=4), seed=1)
+    with pytest.raises(mmf.InputError, match=r"encoded by an SAE with digest .*\(retrained or another one\)"):
+        unit_activations(store, other, latents=again)
+    top2 = encode_store(store, sae, top=2, root=tmp_path / "latents", progress=False)
+    assert top2.path != latents.path and top2.header["nnz"] <= 2 * len(rows)

@@ -186,13 +186,18 @@ def pooled_units(store: Any, sae: Any = None, *, pool: str = "max", batch_size: 
 
 
 def unit_activations(store: Any, sae: Any = None, *, pool: str = "max", batch_size: int = 4096,
-                     device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, Labels]:
+                     device: str = "cpu", progress: bool = False, latents: Any = None) -> tuple[np.ndarray, Labels]:
     """(Z, labels) with one row per example: the store's raw dimensions, or ``sae``'s latents.
 
     Token stores (pooling 'none') are pooled per example after encoding (max by default), so a
     feature's activation on a sentence is its strongest activation on any of its tokens. Streamed
-    (``pooled_units``): memory holds examples x units, not rows x units."""
+    (``pooled_units``): memory holds examples x units, not rows x units. ``latents``: the store's
+    ``encode_store(store, sae)`` set, read instead of encoding again (checked against both)."""
     if sae is not None:
         check_compatible(sae, store)
-    z, index = pooled_units(store, sae, pool=pool, batch_size=batch_size, device=device, progress=progress)
+    if latents is not None:
+        latents.check(store, sae)
+        z, index = latents.pooled(pool, tokens=store.config.pooling == "none")
+    else:
+        z, index = pooled_units(store, sae, pool=pool, batch_size=batch_size, device=device, progress=progress)
     return z, Labels.from_records([store.examples[i] for i in index])

@@ -2,6 +2,7 @@
 
 from mmfeatures.sae.compat import check_compatible
 from mmfeatures.sae.io import load_sae, read_sae_folder, save_sae, shipped_saes
+from mmfeatures.sae.latents import LatentSet, encode_store
 from mmfeatures.sae.modeling import (
            ARCHS,
            SAE,
@@ -25,5 +26,5 @@ from mmfeatures.sae.train import (
 )
 
 __all__ = ["ARCHS", "SAE", "Arch", "BatchTopK", "EncoderOnlyError", "EncoderOnlySAE", "ForwardOutput", "JumpReLU",
-           "ReLU", "TopK", "TrainConfig", "TrainResult", "TrainedSAE", "TrainingDiverged", "arch_name",
-           "check_compatible", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "shipped_saes", "train"]
+           "LatentSet", "ReLU", "TopK", "TrainConfig", "TrainResult", "TrainedSAE", "TrainingDiverged", "arch_name",
+           "check_compatible", "encode_store", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "shipped_saes", "train"]
