@@ -214,3 +214,16 @@ def test_neurons_match_on_absolute_correlation():
     assert max_correlation(a, b, absolute=True) == pytest.approx(1.0, abs=1e-5)
     assert max_correlation(a, b).max() < 0.2
     assert permuted_rows_null(a, b, n_perm=3, absolute=True).max() < 0.3
+
+
+def test_the_permuted_rows_null_on_a_subset_of_units_estimates_the_full_one():
+    """Under the null every A unit's best r has one distribution, so 256 of 2,048 units give its median."""
+    from mmfeatures.analysis import permuted_rows_null
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 2048)).astype(np.float32), rng.normal(size=(400, 64)).astype(np.float32)
+    full = permuted_rows_null(a, b, n_perm=3, max_units=None)
+    subset = permuted_rows_null(a, b, n_perm=3, max_units=256)
+    assert np.allclose(subset, full, atol=0.01), (subset, full)
+    assert np.array_equal(permuted_rows_null(a[:, :200], b, n_perm=2, max_units=256),
+                          permuted_rows_null(a[:, :200], b, n_perm=2, max_units=None))   # below the cap: unchanged

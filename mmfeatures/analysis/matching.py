@@ -379,12 +379,16 @@ def best_matched(n: int) -> Callable[[np.ndarray, np.ndarray], Matching]:
 
 
 def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median,
-                       absolute: bool = False) -> np.ndarray:
+                       absolute: bool = False, max_units: int | None = 4096) -> np.ndarray:
     """``statistic`` (default: the median) of the alive A units' max-correlations with B's rows shuffled
     against A's, once per permutation: what unrelated units reach. ``statistic=lambda r: r`` keeps every
-    unit's value (an array of n_perm x alive units)."""
+    unit's value (an array of n_perm x alive units). Each permutation costs a full correlation, so with more
+    than ``max_units`` A units a random subset of that many (drawn once, the same in every permutation) stands
+    for them: under the null every A unit's best r has the same distribution, so a subset estimates its median."""
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if max_units is not None and a.shape[1] > max_units:
+        a = a[:, np.sort(np.random.default_rng(seed + 1).choice(a.shape[1], max_units, replace=False))]
     out = []
     for _ in range(n_perm):
         acc = StreamingCorrelation(a.shape[1], b.shape[1])
