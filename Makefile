@@ -25,7 +25,7 @@ demo: setup data
 # The two longest notebooks (about 4 and 5 minutes on a cold cache) run in `make test-slow`.
 SLOW_NOTEBOOKS := notebooks/02_train_and_evaluate_saes.ipynb notebooks/08_splice_fidelity.ipynb
 test: setup browser data
-	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --nbval-lax \
+	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --durations=25 --nbval-lax \
 		--nbval-sanitize-with notebooks/sanitize.cfg $(SLOW_NOTEBOOKS:%=--ignore=%) tests notebooks
 
 # The corpora from Debian's archive into the user cache (docs/data.md): LibreOffice's help in the built-in languages

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mmfeatures as mmf
-from mmfeatures.pipeline import ExtractStep, FidelityStep, SteerStep, run
+from mmfeatures.pipeline import ExtractStep, FidelityStep, run
 
 SITE = "text.layer.8.resid"
 SHIPPED = tuple(f"data:e5-small-layer8-seed{s}" for s in range(3))
@@ -20,8 +20,10 @@ def store():
     return run(ExtractStep(model="offline:e5-small", sites=(SITE,), device="cpu", progress=False)).store(SITE)
 
 
-def test_clamping_the_dog_feature_within_its_range_is_measured_against_other_features_and_a_baseline(store):
-    record = run(SteerStep(sae=SHIPPED[0], seeds=SHIPPED[1:], store=str(store.path), n_perm=19, out=None))
+def test_clamping_the_dog_feature_within_its_range_is_measured_against_other_features_and_a_baseline(quick_demo):
+    """The quick demo's steering step (the shipped SAEs on e5-small's store of six languages, 19 other concepts)."""
+    record = next(s.record for s in quick_demo.stages if s.name == "14-steer")
+    assert record.config["sae"] == SHIPPED[0] and tuple(record.config["seeds"]) == SHIPPED[1:]
     table = record.tables[0]
     curve = [float(row[2]) for row in table["rows"]]
     norms = [float(row[1]) for row in table["rows"]]
