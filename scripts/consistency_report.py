@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfeatures.analysis import compare
+from mmfeatures.analysis.anchors import anchor
 
 LANGS = ["en", "es", "de", "fr", "it", "pt", "ru", "ar", "fa", "tr", "ja", "zh", "ko", "id", "hi", "sw"]
 SHORT = {"offline:e5-small": "e5-small", "offline:minilm-l6": "MiniLM-L6",
@@ -190,7 +191,7 @@ def _crossmodal(out: Path, plotting) -> list[str]:
         lines.append(f"| {tower} | {subset} ({value['concepts']} concepts) | {units} | {value['n_alive']}/"
                      f"{value['n_units']} | {_cell(sc['multimodal'])} | {_cell(sc['bridge'])} | "
                      f"{_cell(sc['specificity'])} |")
-    lines.append("")
+    lines += ["", anchor("modality_score"), ""]
     for subset in ("Tux Paint stamps", "photos", "held-out emoji", "seen emoji (fit check)"):
         real = res.get(f"trained|{subset}|SAE features")
         null = res.get(f"untrained image tower|{subset}|SAE features")
@@ -219,7 +220,8 @@ def _baselines(rows, mid) -> list[str]:
     only shows that labels matter; random directions of the same width and sparsity, and the same SAE width on
     the random-init model, are the baselines that can win."""
     lines, beats, total = [], 0, 0
-    for r in sorted((r for r in rows if r["units"] == mid), key=lambda r: (r["model"], r["layer"])):
+    for r in sorted((r for r in rows if r["units"] == mid and r["name"] != "e5 random-init"),
+                    key=lambda r: (r["model"], r["layer"])):
         rd = _get(rows, r["name"], r["layer"], "random-directions")
         if rd is None:
             continue
@@ -239,7 +241,8 @@ def _baselines(rows, mid) -> list[str]:
     return ["", "The multilingual fraction's shuffled-concepts null is near 0 by construction, so a p-value against "
             "it only says that concept labels matter. The baselines that can win are random directions of the "
             f"same width and sparsity, and the random-init model. The {mid} SAE's multilingual fraction is above "
-            f"random directions' at **{beats} of {total}** model-layers (" + "; ".join(lines) + ")." + tail]
+            f"random directions' at **{beats} of {total}** trained model-layers (" + "; ".join(lines) + ")." + tail,
+            "", anchor("translation_jaccard")]
 
 
 def _train_rows(rows) -> str:
@@ -350,7 +353,7 @@ def _interpretability(rows, widths, out, plotting) -> list[str]:
                   "; ".join(f"{m} L{layer}: {' → '.join(f'{x:.3f}' for x in v)} (neurons {n['interpret'][key]:.3f})"
                             for m, layer, v, n in series) + "."]
     primary = meta_primary(rows, widths, trend)
-    lines += primary
+    lines += primary + ["", anchor("features_vs_neurons")]
     lines += ["", "**Reading these numbers.** The setup differs from Bricken et al. in ways that favour neurons "
               "on AUROC:",
               "- Neurons are mean-pooled sentence vectors, scored on both signs. Features are max-pooled "

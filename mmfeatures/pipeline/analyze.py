@@ -235,7 +235,7 @@ def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) 
         k = max(1, int(round(float((encode_rows(sae, first) != 0).sum(1).mean()))))
     mean = stores[0].stats().mean_d.numpy()
     fractions = []
-    for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False):
+    for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False, disable=None):
         directions = RandomDirections(mean, width, k, seed=job.seed * 1000 + seed)
         parts = [pooled_units(store, directions)[0] for store in stores]      # streamed: one pass per dictionary
         fractions.append(multilingual_fraction(np.concatenate(parts)[rows], labels, signed=neurons))
