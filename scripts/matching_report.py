@@ -113,8 +113,17 @@ def _features(results: dict) -> list[str]:
     cka = ("The matched-feature CKA does not separate the two: the untrained copy's is as high or higher, so it "
            "cannot serve as evidence of shared features here." if cka_gap <= 0.01 else
            "The matched-feature CKA separates them too.")
+    paired = ""
+    a, b = np.asarray(real["features_max_r"]), np.asarray(null["features_max_r"])
+    if len(a) == len(b):                    # the same alive e5 features on both sides: a paired difference
+        diff = a - b
+        rng = np.random.default_rng(0)
+        boot = [np.median(diff[rng.integers(0, len(diff), len(diff))]) for _ in range(1000)]
+        paired = (f" Per feature, the median of (max r in MiniLM) - (max r in its copy) is {np.median(diff):+.3f}, "
+                  f"95% bootstrap interval over features [{np.percentile(boot, 2.5):+.3f}, "
+                  f"{np.percentile(boot, 97.5):+.3f}] (one SAE per side: not an interval over SAE seeds).")
     lines += ["", f"What MiniLM's training adds over its untrained copy: median max r {gap:+.3f} ({verdict}); "
-              f"matched-feature CKA {cka_gap:+.3f}. {cka}", ""]
+              f"matched-feature CKA {cka_gap:+.3f}. {cka}{paired}", ""]
     return lines
 
 
