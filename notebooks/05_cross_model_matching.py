@@ -36,6 +36,7 @@ site_unrelated = 'text.layer.4.resid'
 sae_a, sae_b = 'data:e5-small-layer8-seed0', 'data:e5-small-layer8-seed1'     # data/saes/README.md
 sae_unrelated = 'data:minilm-l6-layer4-seed1'
 sae_null = 'data:minilm-l6-random-init-0-layer4-seed1'
+seeds_a = ('data:e5-small-layer8-seed1', 'data:e5-small-layer8-seed2')   # sae_a's other seeds: an interval (() to skip)
 languages = ('en',)
 n_perm = 19
 seed = 0
@@ -56,7 +57,7 @@ e5, minilm, minilm_random = (stored(model, site), stored(model_unrelated, site_u
 e5_mean = stored(model, site, 'mean')
 pairs = {'SAE features, seed 0 vs 1 (seed baseline)': dict(store_a=e5, store_b=e5, sae_a=sae_a, sae_b=sae_b),
          'SAE features, e5 vs MiniLM': dict(store_a=e5, store_b=minilm, sae_a=sae_a, sae_b=sae_unrelated,
-                                            store_null=minilm_random, sae_null=sae_null),
+                                            store_null=minilm_random, sae_null=sae_null, seeds_a=tuple(seeds_a)),
          'neurons, e5 vs MiniLM': dict(store_a=e5_mean, store_b=stored(model_unrelated, site_unrelated, 'mean'),
                                        store_null=stored(f'{model_unrelated}+random-init-0', site_unrelated, 'mean')),
          'neurons, e5 vs e5-enpt (same weights)': dict(store_a=e5_mean, store_b=stored(model_related, site, 'mean'))}
@@ -109,5 +110,6 @@ widgets.match_explorer(za, zb, match, best, row_text, names=('seed A', 'seed B')
 # r ≥ 0.5 (the published figure, about 30% shared at large width, uses a stricter criterion on far larger SAEs;
 # it is a reference, not a target). e5-small against MiniLM: 0.598, but MiniLM's random-init copy already reaches
 # 0.538, so what MiniLM's training adds is a median 0.036 per feature: real (p ≤ 0.05) and small. Most of a
-# feature's best match comes from what any encoder of these sentences' tokens shares. Neurons show the same
+# feature's best match comes from what any encoder of these sentences' tokens shares. Over e5-small's three
+# shipped seeds (MiniLM's SAE fixed) the margin is 0.034, 95% interval 0.027 to 0.041. Neurons show the same
 # pattern with a larger margin (0.416 against 0.294).

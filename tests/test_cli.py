@@ -168,7 +168,9 @@ def test_an_interrupted_demo_says_so_and_resumes(quick_demo, tmp_path):
     out = tmp_path / "report"
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.Popen([sys.executable, "-m", "mmfeatures", "demo", "--quick", "--no-progress", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # a suite started in the background inherits SIGINT ignored; the demo must see it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     marker = out / "02-crosslingual" / "result.json"
     while not marker.is_file() and proc.poll() is None:
         time.sleep(0.2)
