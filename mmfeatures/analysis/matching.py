@@ -422,6 +422,23 @@ def check_aligned(ids_a, ids_b, what: str = "rows") -> None:
                              "from the same dataset in the same order")
 
 
+def _per_token(store_a, store_b, per_token: bool | None) -> bool:
+    """Whether two stores are compared per token (both token stores of one tokenizer over the same examples,
+    checked, naming the first mismatch) or per example; ``per_token=None`` decides from the stores."""
+    tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
+    if per_token and not tokens:
+        raise InputError("per_token=True needs two token stores (pooling='none'); these are "
+                         f"{store_a.config.pooling!r} and {store_b.config.pooling!r}")
+    if per_token is None:
+        per_token = tokens and store_a.n_rows == store_b.n_rows and \
+            store_a.provenance().token == store_b.provenance().token
+    if per_token:
+        pa, pb = store_a.provenance(), store_b.provenance()
+        check_aligned(pa.column("id"), pb.column("id"), "token rows (example ids)")
+        check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
+    return bool(per_token)
+
+
 def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool | None = None):
     """(Z_a, Z_b) over the same rows of two stores: raw dimensions, or each side's SAE latents.
 
@@ -431,21 +448,11 @@ def aligned_units(store_a, store_b, sae_a=None, sae_b=None, *, per_token: bool |
     from mmfeatures.analysis.labels import encode_rows, unit_activations
     from mmfeatures.sae import check_compatible
 
-    tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
-    if per_token and not tokens:
-        raise InputError("per_token=True needs two token stores (pooling='none'); these are "
-                         f"{store_a.config.pooling!r} and {store_b.config.pooling!r}")
-    if per_token is None:
-        per_token = tokens and store_a.n_rows == store_b.n_rows and \
-            store_a.provenance().token == store_b.provenance().token
-    if not per_token:
+    if not _per_token(store_a, store_b, per_token):
         za, la = unit_activations(store_a, sae_a)
         zb, lb = unit_activations(store_b, sae_b)
         check_aligned(la.example_id, lb.example_id, "examples")
         return za, zb
-    pa, pb = store_a.provenance(), store_b.provenance()
-    check_aligned(pa.column("id"), pb.column("id"), "token rows (example ids)")
-    check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
     out = []
     for store, sae in ((store_a, sae_a), (store_b, sae_b)):
         if sae is not None:
@@ -466,20 +473,13 @@ def correlate_stores(store_a, store_b, sae_a=None, sae_b=None, *, per_token: boo
     from mmfeatures.analysis.labels import unit_activations
     from mmfeatures.sae import check_compatible
 
-    tokens = store_a.config.pooling == "none" and store_b.config.pooling == "none"
-    if per_token is None:
-        per_token = tokens and store_a.n_rows == store_b.n_rows and \
-            store_a.provenance().token == store_b.provenance().token
-    if not per_token:
+    if not _per_token(store_a, store_b, per_token):
         za, la = unit_activations(store_a, sae_a, device=device)
         zb, lb = unit_activations(store_b, sae_b, device=device)
         check_aligned(la.example_id, lb.example_id, "examples")
         acc = StreamingCorrelation(za.shape[1], zb.shape[1], device=device, sparse=sparse)
         acc.update(za, zb)
         return acc
-    pa, pb = store_a.provenance(), store_b.provenance()
-    check_aligned(pa.column("id"), pb.column("id"), "token rows (example ids)")
-    check_aligned(pa.token, pb.token, "token rows (tokens; different tokenizers need pooled rows)")
     for sae, store in ((sae_a, store_a), (sae_b, store_b)):
         if sae is not None:
             check_compatible(sae, store)
