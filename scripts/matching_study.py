@@ -41,9 +41,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from study_steps import stores  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
-from mmfeatures.analysis import Score  # noqa: E402
-from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
-from mmfeatures.analysis.matching import (  # noqa: E402
+from mmfeatures.analysis import (  # noqa: E402
+    Score,  # noqa: E402
     StreamingCorrelation,
     aligned_units,
     best_matched,
@@ -58,6 +57,7 @@ from mmfeatures.analysis.matching import (  # noqa: E402
     sparse_match,
     svcca,
 )
+from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.disk import write_text_atomic  # noqa: E402
 
 DATA, LANGUAGES = "libreoffice-heldout:1500", ("en",)

@@ -37,6 +37,30 @@ def precision_recall(found: np.ndarray, planted_mask: np.ndarray) -> tuple[float
     return tp / max(found.sum(), 1), tp / max(planted_mask.sum(), 1)
 
 
+def test_class_sums_by_row_index_equal_the_matrix_product():
+    """Single-label rows (some with no class) are summed by index; multi-label rows by a GEMM: both equal x^T onehot."""
+    from mmfeatures.analysis.stats import class_sums
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 7)).astype(np.float32)
+    single = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 3000)]
+    single[::7] = 0
+    multi = (rng.random((3000, 5)) < 0.4).astype(np.float32)
+    for onehot in (single, multi):
+        np.testing.assert_allclose(class_sums(x, onehot), x.astype(np.float64).T @ onehot, rtol=1e-5, atol=1e-3)
+
+
+def test_sparse_ranks_equal_scipy_with_ties_and_dead_columns():
+    """Mostly-zero non-negative columns take the sort-the-non-zeros path; signed ones scipy's: both average ties."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(2)
+    z = np.maximum(rng.normal(size=(500, 70)) - 1, 0).round(1).astype(np.float32)
+    z[:, 3] = 0
+    for x in (z, z - 0.5):
+        np.testing.assert_array_equal(ranks(x, block=16), rankdata(x, axis=0).astype(np.float32))
+
+
 def test_auroc_matches_pairwise_definition_with_ties():
     rng = np.random.default_rng(0)
     z = np.maximum(rng.standard_normal((40, 5)), 0).round(1)  # many ties at zero

@@ -160,3 +160,71 @@ def test_a_latent_set_is_encoded_once_read_back_exactly_and_resumed(tmp_path):
         unit_activations(store, other, latents=again)
     top2 = encode_store(store, sae, top=2, root=tmp_path / "latents", progress=False)
     assert top2.path != latents.path and top2.header["nnz"] <= 2 * len(rows)
+
+
+@pytest.mark.parametrize("arch", [mmf.ReLU(), mmf.TopK(k=4)])
+def test_a_latent_set_keeps_each_rows_top_entries_for_any_architecture(tmp_path, arch):
+    """The TopK fast path (no dense rows x d_sae) and the dense path for other architectures write the same
+    CSR a dense encode gives, also when ``top`` keeps fewer entries per row."""
+    import torch
+
+    from mmfeatures.analysis.labels import encode_rows, pool_by_example
+    from mmfeatures.sae import encode_store
+
+    rows, index = _token_rows(seed=8, d=16)
+    store = mmf.write_store(rows, _examples(), example_index=index, model="m", site=SITE, source="s",
+                            pooling="none", store_dir=tmp_path / "stores", shard_examples=5)
+    sae = mmf.SAE(16, 64, arch, seed=0)
+    dense = torch.from_numpy(encode_rows(sae, rows))
+    value, idx = dense.topk(2, dim=1)
+    top2 = torch.zeros_like(dense).scatter_(1, idx, value).numpy()
+    for top, want in ((None, dense.numpy()), (2, top2)):
+        latents = encode_store(store, sae, top=top, root=tmp_path / "latents", batch_size=7, progress=False)
+        z, _ = latents.pooled("max")
+        np.testing.assert_allclose(z, pool_by_example(want, index, "max")[0], atol=1e-5)
+
+
+def test_pipeline_steps_encode_a_store_once_and_read_the_latent_set(tmp_path, monkeypatch):
+    """units_of (analyze, match and steer read their SAE units through it) writes one latent set in the cache, reads
+    it back on the next call without encoding, and gives what encoding in memory gives, to 1e-5."""
+    from mmfeatures.pipeline.train import units_of
+
+    monkeypatch.setenv("MMFEATURES_CACHE", str(tmp_path / "cache"))
+    rows, index = _token_rows(seed=9, d=16)
+    store = mmf.write_store(rows, _examples(), example_index=index, model="m", site=SITE, source="s",
+                            pooling="none", store_dir=tmp_path / "stores", shard_examples=5)
+    sae = mmf.SAE(16, 64, mmf.TopK(k=4), seed=0)
+    z, labels = units_of(store, sae)
+    shards = sorted((tmp_path / "cache" / "latents").rglob("*.safetensors"))
+    assert len(shards) == store.config.n_shards
+    stamps = [p.stat().st_mtime_ns for p in shards]
+    again, _ = units_of(store, sae)
+    assert [p.stat().st_mtime_ns for p in shards] == stamps and np.array_equal(again, z)
+    direct, direct_labels = unit_activations(store, sae)
+    np.testing.assert_allclose(z, direct, atol=1e-5)
+    assert list(labels.example_id) == list(direct_labels.example_id)
+    assert np.array_equal(units_of(store)[0], unit_activations(store)[0])          # neurons: no latent set
+
+
+def test_steering_row_statistics_stream_as_the_in_memory_ones(tmp_path):
+    """The steer step's median token norm and mean-difference vector, shard by shard, equal those of all rows."""
+    import torch
+
+    from mmfeatures.analysis import Labels
+    from mmfeatures.pipeline.steer import PICK, _token_stats
+
+    examples = [{"id": f"concepts/{c}/{lang}/{g}", "concept": c, "language": lang, "content": f"{c} {g}"}
+                for c in CONCEPTS for lang in LANGUAGES for g in ("1", "2")]
+    rng = np.random.default_rng(10)
+    counts = rng.integers(2, 5, len(examples))
+    rows = rng.normal(size=(counts.sum(), 16)).astype(np.float32)
+    index = np.repeat(np.arange(len(examples)), counts)
+    store = mmf.write_store(rows, examples, example_index=index, model="m", site=SITE, source="s",
+                            pooling="none", store_dir=tmp_path, shard_examples=5)
+    norm, diff = _token_stats(store, "cat")
+    x = torch.from_numpy(rows)
+    labels = Labels.from_records(examples).take(index)
+    first = torch.as_tensor(labels.group == PICK)
+    want = x[first & torch.as_tensor(labels.concept == "cat")].mean(0) - x[first].mean(0)
+    assert norm == pytest.approx(float(x.norm(dim=1).median()), abs=1e-6)
+    torch.testing.assert_close(diff, want, atol=1e-5, rtol=0)

@@ -114,6 +114,24 @@ def test_topk_initialisation_and_decoder_constraints():
     assert parallel.abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("d_sae, k", [(4096, 16), (4096, 100), (100, 8)])    # two stages; too few groups; plain
+def test_topk_encoding_keeps_each_rows_k_largest(d_sae, k):
+    """encode_topk (grouped two-stage selection where it applies) returns the k largest pre-activations of every
+    row, ReLU'd, columns ascending, and encode scatters exactly them."""
+    sae = SAE(32, d_sae, TopK(k=k), seed=1)
+    x = torch.randn(300, 32)
+    x[0] = 0                                                       # a row of ties
+    with torch.no_grad():
+        pre = sae.pre_acts(x)
+        value, index = sae.encode_topk(x)
+        dense = sae.encode(x)
+    assert (index.diff(dim=1) > 0).all()
+    want = pre.topk(k, dim=1).values.relu()
+    torch.testing.assert_close(value.sort(dim=1).values, want.sort(dim=1).values)
+    torch.testing.assert_close(pre.gather(1, index)[1:].relu(), value[1:])
+    torch.testing.assert_close(dense, torch.zeros_like(pre).scatter(1, index, value))
+
+
 def test_geometric_median_resists_outliers():
     x = torch.cat([torch.randn(99, 4) * 0.1, torch.full((1, 4), 1000.0)])
     med = geometric_median(x)

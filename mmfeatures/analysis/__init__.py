@@ -31,25 +31,28 @@ from mmfeatures.analysis.matching import (
                                              correlate_stores,
                                              decoder_cosine,
                                              hungarian,
-                                             linear_cka,
-                                             max_correlation,
                                              max_match,
                                              mutual_nn,
-                                             permuted_rows_null,
-                                             rsa,
                                              selected_null,
                                              sparse_match,
                                              streaming_topm,
                                              subset_null,
-                                             svcca,
 )
+from mmfeatures.analysis.partners import (
+                                             Partners,
+                                             best_partners,
+                                             match_one_to_one,
+                                             max_correlation,
+                                             permuted_rows_null,
+)
+from mmfeatures.analysis.similarity import cka_null, linear_cka, rsa, svcca
 from mmfeatures.analysis.stats import Score, benjamini_hochberg, permuted
 from mmfeatures.analysis.steering import max_activation, retrieval_curve, splice, steer, zero_shot_curve
 from mmfeatures.analysis.synthetic import Planted, planted
 
 __all__ = ["Fidelity", "fidelity", "fidelity_sweep", "max_activation", "retrieval_curve", "splice", "steer", "zero_shot_curve", "Matching", "StreamingCorrelation", "aligned_units", "check_aligned", "correlate_stores", "decoder_cosine", "hungarian",
            "linear_cka", "max_correlation", "max_match", "mutual_nn", "permuted_rows_null", "rsa", "selected_null",
-           "sparse_match", "streaming_topm", "subset_null", "svcca", "best_matched",
+           "sparse_match", "streaming_topm", "Partners", "best_partners", "match_one_to_one", "cka_null", "subset_null", "svcca", "best_matched",
            "Comparison", "CrossLingual", "concept_features", "CrossModal", "Interpretability", "Labels", "Overlap", "Planted", "Score",
            "benjamini_hochberg", "bridge_features", "bridge_matrix", "bridge_matrix_score",
            "compare", "crosslingual", "crossmodal", "interpretability", "language_entropy",

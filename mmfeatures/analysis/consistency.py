@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmfeatures.analysis.labels import Labels
-from mmfeatures.analysis.stats import Score, best_auroc, permuted, ranks, require_rows
+from mmfeatures.analysis.stats import Score, best_auroc, class_sums, permuted, ranks, require_rows
 from mmfeatures.errors import InputError
 
 
@@ -40,39 +40,58 @@ def _text(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, Labels]:
     keep = labels.mask(modality="text") & (labels.language != "")
     if not keep.any():
         raise InputError("no text rows with a language; cross-lingual metrics need texts in >= 2 languages")
-    return z[keep], labels.take(np.flatnonzero(keep))
+    return (z, labels) if keep.all() else (z[keep], labels.take(np.flatnonzero(keep)))   # no copy when all are text
+
+
+def _mass(z: np.ndarray) -> np.ndarray:
+    """max(z, 0), without a copy when z is already non-negative (SAE latents)."""
+    return z if z.size == 0 or z.min() >= 0 else np.maximum(z, 0)
+
+
+def _language_sums(mass: np.ndarray, labels: Labels) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(units x languages) activation mass summed per language, the rows per language, the languages."""
+    onehot, langs = labels.onehot("language")
+    return class_sums(mass, onehot), onehot.sum(0).astype(np.float64), langs
+
+
+def _entropy(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    means = sums / counts
+    total = means.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = means / total
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(1) / np.log(len(counts))
+    h[total[:, 0] <= 0] = np.nan
+    return h.astype(np.float32)
+
+
+def _nu(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    on = sums / counts
+    off = (sums.sum(1, keepdims=True) - sums) / (counts.sum() - counts)
+    return (on - off).astype(np.float32)
 
 
 def language_means(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, tuple[str, ...]]:
     """(units, languages) mean activation mass of each unit in each language."""
-    onehot, langs = labels.onehot("language")
-    counts = onehot.sum(0)
+    sums, counts, langs = _language_sums(_mass(z), labels)
     require_rows(dict(zip(langs, counts.astype(int), strict=True)), 5, "per-language means")
-    return (np.maximum(z, 0).T @ onehot) / counts, langs
+    return sums / counts, langs
 
 
 def language_entropy(z: np.ndarray, labels: Labels) -> np.ndarray:
     """Normalised language entropy H_f in [0, 1] per unit (NaN for units with no mass)."""
     z, labels = _text(z, labels)
-    means, langs = language_means(z, labels)
+    sums, counts, langs = _language_sums(_mass(z), labels)
+    require_rows(dict(zip(langs, counts.astype(int), strict=True)), 5, "per-language means")
     if len(langs) < 2:
         raise InputError(f"language entropy needs >= 2 languages; the rows have {langs}")
-    total = means.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = means / total
-        h = -np.where(p > 0, p * np.log(p), 0.0).sum(1) / np.log(len(langs))
-    h[total[:, 0] <= 0] = np.nan
-    return h.astype(np.float32)
+    return _entropy(sums, counts)
 
 
 def monolinguality(z: np.ndarray, labels: Labels) -> tuple[np.ndarray, tuple[str, ...]]:
     """nu[f, L]: mean activation mass on language L minus the mean on all other languages."""
     z, labels = _text(z, labels)
-    onehot, langs = labels.onehot("language")
-    mass = np.maximum(z, 0)
-    on = mass.T @ onehot / onehot.sum(0)
-    off = mass.T @ (1 - onehot) / (1 - onehot).sum(0)
-    return (on - off).astype(np.float32), langs
+    sums, counts, langs = _language_sums(_mass(z), labels)
+    return _nu(sums, counts), langs
 
 
 def translation_pairs(labels: Labels) -> tuple[np.ndarray, np.ndarray]:
@@ -289,6 +308,7 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
     c_auc, c_best = best_auroc(rank, c_onehot, signed)
     l_auc, l_best = best_auroc(rank, l_onehot, signed)
     entropy = language_entropy(z, labels)
+    mass = _mass(z)
 
     def fractions(c_auc_, l_auc_, entropy_):
         with np.errstate(invalid="ignore"):
@@ -299,8 +319,8 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
     multi, mono = fractions(c_auc, l_auc, entropy)
     n_alive = max(int(alive.sum()), 1)
 
-    def max_nu(labels_):
-        nu = monolinguality(z, labels_)[0][alive]
+    def max_nu(sums, counts):
+        nu = _nu(sums, counts)[alive]
         return float(nu.max(1).mean()) if len(nu) else float("nan")
 
     rng = np.random.default_rng(seed)
@@ -311,15 +331,17 @@ def crosslingual(z: np.ndarray, labels: Labels, *, signed: bool = False, auroc_m
         null_multi.append(fractions(c_null, l_auc, entropy)[0].sum() / n_alive)
         pl = permuted(labels, "language", rng, within="concept")
         l_null = best_auroc(rank, pl.onehot("language")[0], signed)[0]
-        h_null = language_entropy(z, pl)
+        sums, counts, _ = _language_sums(mass, pl)
+        h_null = _entropy(sums, counts)
         null_mono.append(fractions(c_auc, l_null, h_null)[1].sum() / n_alive)
         null_h.append(np.nanmean(h_null[alive]))
-        null_nu.append(max_nu(pl))
+        null_nu.append(max_nu(sums, counts))
     scores = {
         "multilingual": Score("multilingual fraction", multi.sum() / n_alive, np.array(null_multi)),
         "language_specific": Score("language-specific fraction", mono.sum() / n_alive, np.array(null_mono)),
         "entropy": Score("mean language entropy", float(np.nanmean(entropy[alive])), np.array(null_h), "less"),
-        "monolinguality": Score("mean max monolinguality (nu)", max_nu(labels), np.array(null_nu)),
+        "monolinguality": Score("mean max monolinguality (nu)", max_nu(*_language_sums(mass, labels)[:2]),
+                                np.array(null_nu)),
     }
     overlap = None
     if len(translation_pairs(labels)[0]):

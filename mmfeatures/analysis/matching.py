@@ -243,78 +243,43 @@ def hungarian(r) -> Matching:
 
 
 def sparse_match(r, k: int = 8) -> Matching:
-    """One-to-one matching on the union of each row's and each column's top-``k`` edges.
-
-    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` needs a perfect matching to exist, so
-    every A unit also gets a dummy edge (weight: worse than any real edge) to its own dummy B unit;
-    pairs matched through dummies are dropped."""
-    from scipy import sparse
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-
+    """One-to-one matching on the union of each row's and each column's top-``k`` edges of a full matrix r
+    (``match_one_to_one`` builds the same graph without it)."""
     r = _np(r)
     n_a, n_b = r.shape
     k = min(k, n_a, n_b)
     rows = np.argpartition(-r, k - 1, axis=1)[:, :k]
     cols = np.argpartition(-r, k - 1, axis=0)[:k, :]
-    edges = set(zip(np.repeat(np.arange(n_a), k), rows.ravel(), strict=True))
-    edges |= set(zip(cols.ravel(), np.tile(np.arange(n_b), k), strict=True))
-    ea, eb = np.array([e[0] for e in edges]), np.array([e[1] for e in edges])
-    cost = 2.0 - r[ea, eb]                                # > 0: zero weights would vanish from the sparse graph
+    ea = np.concatenate([np.repeat(np.arange(n_a), k), cols.ravel()])
+    eb = np.concatenate([rows.ravel(), np.tile(np.arange(n_b), k)])
+    return assign_on_edges(ea, eb, r[ea, eb], n_a, n_b, f"sparse-top{k}")
+
+
+def assign_on_edges(ea: np.ndarray, eb: np.ndarray, r: np.ndarray, n_a: int, n_b: int, method: str) -> Matching:
+    """One-to-one matching maximising total r over the given edges (A unit ea[i] to B unit eb[i] with r[i];
+    repeated edges count once). Every A unit also gets a dummy edge, worse than any real one, to its own dummy B
+    unit, because ``min_weight_full_bipartite_matching`` needs a perfect matching; pairs matched through dummies
+    are dropped."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    _, first = np.unique(np.asarray(ea, np.int64) * n_b + np.asarray(eb, np.int64), return_index=True)
+    ea, eb, r = np.asarray(ea)[first], np.asarray(eb)[first], np.asarray(r)[first]
+    cost = 2.0 - r.astype(np.float64)                   # > 0: zero weights would vanish from the sparse graph
     dummy = np.full(n_a, 4.0)                             # worse than any real edge (real costs are <= 3)
     graph = sparse.csr_matrix((np.concatenate([cost, dummy]),
                                (np.concatenate([ea, np.arange(n_a)]), np.concatenate([eb, n_b + np.arange(n_a)]))),
                               shape=(n_a, n_b + n_a))
-    _, col = min_weight_full_bipartite_matching(graph) if n_a <= n_b + n_a else (None, None)
-    a = np.arange(n_a)
+    _, col = min_weight_full_bipartite_matching(graph)
     real = col < n_b
-    return Matching(a[real], col[real], r[a[real], col[real]], f"sparse-top{k}")
+    a = np.arange(n_a)[real]
+    edge = dict(zip(zip(ea.tolist(), eb.tolist(), strict=True), range(len(ea)), strict=True))
+    chosen = [edge[(x, y)] for x, y in zip(a.tolist(), col[real].tolist(), strict=True)]
+    return Matching(a, col[real], r[np.array(chosen, np.int64)], method)
 
 
 def _np(r) -> np.ndarray:
     return r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else np.asarray(r)
-
-
-def linear_cka(x, y) -> float:
-    """Linear CKA (Kornblith et al. 2019) between two (rows x units) activation matrices."""
-    x, y = _centred(x), _centred(y)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
-
-
-def svcca(x, y, keep: float = 0.99, max_dims: int = 64) -> float:
-    """SVCCA (Raghu et al. 2017): keep the top singular directions of each side that explain ``keep``
-    of the variance (at most ``max_dims``), then average the canonical correlations between them."""
-    def reduce(m):
-        u, s, _ = np.linalg.svd(_centred(m), full_matrices=False)
-        dims = int(np.searchsorted(np.cumsum(s ** 2) / np.sum(s ** 2), keep) + 1)
-        return u[:, :min(dims, max_dims, len(s))]
-
-    qx, qy = reduce(x), reduce(y)
-    rho = np.linalg.svd(qx.T @ qy, compute_uv=False)
-    return float(np.mean(np.clip(rho, 0, 1)))
-
-
-def rsa(x, y, n_rows: int = 1000, seed: int = 0) -> float:
-    """RSA: Spearman correlation between the two sides' pairwise cosine-distance matrices over up to
-    ``n_rows`` shared rows."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) > n_rows:
-        pick = np.random.default_rng(seed).choice(len(x), n_rows, replace=False)
-        x, y = x[pick], y[pick]
-    iu = np.triu_indices(len(x), 1)
-    return float(spearmanr(_cosine_distance(x)[iu], _cosine_distance(y)[iu]).statistic)
-
-
-def _centred(m) -> np.ndarray:
-    m = np.asarray(m, np.float64)
-    return m - m.mean(0)
-
-
-def _cosine_distance(m: np.ndarray) -> np.ndarray:
-    m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-    return 1.0 - m @ m.T
 
 
 def decoder_cosine(decoder_a, decoder_b, matching: Matching) -> np.ndarray:
@@ -378,48 +343,27 @@ def best_matched(n: int) -> Callable[[np.ndarray, np.ndarray], Matching]:
     return select
 
 
-def permuted_rows_null(a, b, *, n_perm: int = 5, seed: int = 0, statistic=np.median,
-                       absolute: bool = False, max_units: int | None = 4096) -> np.ndarray:
-    """``statistic`` (default: the median) of the alive A units' max-correlations with B's rows shuffled
-    against A's, once per permutation: what unrelated units reach. ``statistic=lambda r: r`` keeps every
-    unit's value (an array of n_perm x alive units). Each permutation costs a full correlation, so with more
-    than ``max_units`` A units a random subset of that many (drawn once, the same in every permutation) stands
-    for them: under the null every A unit's best r has the same distribution, so a subset estimates its median."""
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    if max_units is not None and a.shape[1] > max_units:
-        a = a[:, np.sort(np.random.default_rng(seed + 1).choice(a.shape[1], max_units, replace=False))]
-    out = []
-    for _ in range(n_perm):
-        acc = StreamingCorrelation(a.shape[1], b.shape[1])
-        acc.update(a, b[rng.permutation(len(b))])
-        values, _ = acc.topm(1, absolute=absolute)
-        out.append(statistic(values[acc.alive_a, 0].numpy()))
-    return np.array(out, dtype=np.float64)
-
-
-def max_correlation(a, b, *, chunk: int = 65536, sparse: bool = False, absolute: bool = False) -> np.ndarray:
-    """Each A unit's best correlation (``absolute``: best |r|) with any B unit (alive A units only)."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    if len(a) != len(b):
-        raise InputError(f"A has {len(a)} rows but B has {len(b)}; compare the same inputs")
-    acc = StreamingCorrelation(a.shape[1], b.shape[1], sparse=sparse)
-    for start in range(0, len(a), chunk):
-        acc.update(a[start:start + chunk], b[start:start + chunk])
-    values, _ = acc.topm(1, absolute=absolute)
-    return values[acc.alive_a, 0].numpy()
-
-
 def check_aligned(ids_a, ids_b, what: str = "rows") -> None:
-    """Raise naming the first position where A's and B's example ids differ."""
+    """Raise naming the ids only one side has (a few of each, and how many) and the first position where A's and
+    B's ids differ."""
     ids_a, ids_b = list(ids_a), list(ids_b)
-    if len(ids_a) != len(ids_b):
-        raise InputError(f"A has {len(ids_a)} {what} but B has {len(ids_b)}; extract both from the same inputs "
-                         "(pooled rows when the tokenizers differ)")
-    for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)):
-        if x != y:
-            raise InputError(f"{what} differ first at position {i}: A has {x!r}, B has {y!r}; extract both "
-                             "from the same dataset in the same order")
+    if ids_a == ids_b:
+        return
+    set_a, set_b = set(ids_a), set(ids_b)
+    only_a = [x for x in dict.fromkeys(ids_a) if x not in set_b]
+    only_b = [x for x in dict.fromkeys(ids_b) if x not in set_a]
+    first = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y), min(len(ids_a), len(ids_b)))
+    shown = (f"A has {len(ids_a)} {what} and B {len(ids_b)}; " if len(ids_a) != len(ids_b) else "") + \
+        (f"only A has {len(only_a)} ids ({_some(only_a)}); " if only_a else "") + \
+        (f"only B has {len(only_b)} ids ({_some(only_b)}); " if only_b else "")
+    at = (f"A has {ids_a[first]!r}, B has {ids_b[first]!r}" if first < min(len(ids_a), len(ids_b)) else
+          "one side ends there")
+    raise InputError(f"{what} differ: {shown}first at position {first} ({at}); extract both from the same dataset "
+                     "in the same order (pooled rows when the tokenizers differ)")
+
+
+def _some(ids: list, n: int = 3) -> str:
+    return ", ".join(repr(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
 
 
 def _per_token(store_a, store_b, per_token: bool | None) -> bool:

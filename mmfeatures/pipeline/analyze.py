@@ -73,19 +73,11 @@ class AnalyzeStep:
 def units(stores, sae) -> tuple[np.ndarray, object]:
     """One row per example over all stores: the SAE's latents (max over tokens) or the raw dimensions."""
     from mmfeatures.analysis import Labels
-    from mmfeatures.analysis.labels import encode_rows, unit_activations
-    from mmfeatures.sae import check_compatible
+    from mmfeatures.pipeline.train import units_of
 
     zs, labels = [], []
     for store in stores:
-        if sae is not None:
-            check_compatible(sae, store)
-        if sae is not None and store.config.pooling == "none":
-            z, lab = unit_activations(store, sae)
-        else:
-            z, lab = unit_activations(store)
-            if sae is not None:
-                z = encode_rows(sae, z)
+        z, lab = units_of(store, sae)
         zs.append(z)
         labels.append(lab)
     return np.concatenate(zs), Labels.concat(*labels)

@@ -9,7 +9,7 @@ import numpy as np
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
-from mmfeatures.pipeline.train import open_store
+from mmfeatures.pipeline.train import open_store, units_of
 
 
 @dataclass(frozen=True)
@@ -44,29 +44,25 @@ class MatchStep:
 
 
 def _null_cka(za: np.ndarray, zb: np.ndarray, n: int, seed: int):
-    from mmfeatures.analysis import Score, linear_cka
+    from mmfeatures.analysis.similarity import cka_null
 
-    rng = np.random.default_rng(seed)
-    return Score("linear CKA", linear_cka(za, zb),
-                 np.array([linear_cka(za, zb[rng.permutation(len(zb))]) for _ in range(n)]))
+    return cka_null(za, zb, n, seed)
 
 
 def _best(za: np.ndarray, zb: np.ndarray, absolute: bool) -> tuple[np.ndarray, np.ndarray]:
     """(best r, index of the best B unit) for each A unit; ``absolute`` for neurons, whose sign is arbitrary."""
-    from mmfeatures.analysis import StreamingCorrelation
+    from mmfeatures.analysis import best_partners
 
-    acc = StreamingCorrelation(za.shape[1], zb.shape[1])
-    acc.update(za, zb)
-    values, index = acc.topm(1, absolute=absolute)
-    return values[:, 0].numpy(), index[:, 0].numpy()
+    p = best_partners(za, zb, 1, absolute=absolute)
+    return p.values[:, 0], p.index[:, 0]
 
 
 def _null_model(job: MatchStep, la) -> np.ndarray:
     """The live units of B's random-init copy over A's examples."""
-    from mmfeatures.analysis import check_aligned, unit_activations
+    from mmfeatures.analysis import check_aligned
     from mmfeatures.sae import load_sae
 
-    zn, ln = unit_activations(open_store(job.store_null, "store_null"), load_sae(job.sae_null) if job.sae_null else None)
+    zn, ln = units_of(open_store(job.store_null, "store_null"), load_sae(job.sae_null) if job.sae_null else None)
     check_aligned(la.example_id, ln.example_id, "examples (store_a and store_null)")
     return zn[:, zn.std(0) > 0]
 
@@ -103,13 +99,13 @@ def run_match(step: MatchStep) -> Record:
 
 def _match(job: MatchStep, out) -> Record:
     from mmfeatures import plotting
-    from mmfeatures.analysis import Score, check_aligned, permuted_rows_null, unit_activations
+    from mmfeatures.analysis import Score, check_aligned, permuted_rows_null
     from mmfeatures.sae import load_sae
 
     stores = [open_store(job.store_a, "store_a"), open_store(job.store_b, "store_b")]
     check_aligned([e["id"] for e in stores[0].examples], [e["id"] for e in stores[1].examples],
                   f"examples (store_a {job.store_a}, store_b {job.store_b})")
-    (za, la), (zb, lb) = [unit_activations(s, load_sae(p) if p else None)
+    (za, la), (zb, lb) = [units_of(s, load_sae(p) if p else None)
                           for s, p in zip(stores, (job.sae_a, job.sae_b), strict=True)]
     check_aligned(la.example_id, lb.example_id, "examples")
     alive_a, alive_b = np.flatnonzero(za.std(0) > 0), np.flatnonzero(zb.std(0) > 0)
@@ -154,7 +150,7 @@ def _match(job: MatchStep, out) -> Record:
                     ["A unit", "B unit", "r", "concept"], rows)]
     if job.seeds_a:
         per_seed = [_seed_effects(job, z, zb, zn) for z in
-                    [za, *(unit_activations(stores[0], load_sae(p))[0] for p in job.seeds_a)]]
+                    [za, *(units_of(stores[0], load_sae(p))[0] for p in job.seeds_a)]]
         seeds, sentence, held = over_seeds([job.sae_a, *job.seeds_a], list(SEED_EFFECTS[:len(per_seed[0])]), per_seed)
         tables.append(seeds)
         verdict += f" {sentence} (B's SAE is the same for every seed.)"

@@ -11,7 +11,7 @@ import numpy as np
 
 from mmfeatures.analysis.stats import check_n_perm, p_text
 from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
-from mmfeatures.pipeline.train import open_store
+from mmfeatures.pipeline.train import open_store, units_of
 
 QUERY_CONCEPTS = ("bread", "chair", "river", "school", "red", "five", "freedom", "run", "happiness", "village")
 
@@ -77,12 +77,37 @@ def _selective(z: np.ndarray, labels, concepts_wanted):
     return {c: int(np.nanargmax(auc[:, concepts.index(c)])) for c in concepts_wanted}, auc, concepts
 
 
+def _largest(z: np.ndarray, feature: int) -> float:
+    """A feature's largest activation over the store's rows: the max of its per-example maxima (``units_of``)."""
+    return max(0.0, float(z[:, feature].max()))
+
+
+def _token_stats(store, concept: str):
+    """(median row norm, mean of the concept's picking rows minus the mean of all picking rows), streamed shard
+    by shard: memory holds one shard and a norm per row."""
+    import torch
+
+    from mmfeatures.analysis import Labels
+
+    examples = Labels.from_records(store.examples)
+    first, mine = examples.group == PICK, (examples.group == PICK) & (examples.concept == concept)
+    norms, sums, counts = [], torch.zeros(2, store.d, dtype=torch.float64), np.zeros(2)
+    for _, shard in store.iter_shards():
+        x, example = shard["acts"].float(), shard["example"].numpy()
+        norms.append(x.norm(dim=1))
+        for i, keep in enumerate((first[example], mine[example])):
+            sums[i] += x[torch.from_numpy(keep)].sum(0, dtype=torch.float64)
+            counts[i] += keep.sum()
+    mean_diff = (sums[1] / counts[1] - sums[0] / counts[0]).float()
+    return float(torch.cat(norms).median()), mean_diff
+
+
 def _steer(job: SteerStep, out) -> Record:
     import torch
 
     from mmfeatures import plotting
-    from mmfeatures.analysis import Labels, Score, unit_activations
-    from mmfeatures.analysis.steering import best_target_rank, embed_normalized, max_activation, shift, steer
+    from mmfeatures.analysis import Score
+    from mmfeatures.analysis.steering import best_target_rank, embed_normalized, shift, steer
     from mmfeatures.datasets import ConceptDataset
     from mmfeatures.encoders import load_encoder
     from mmfeatures.errors import InputError
@@ -92,7 +117,7 @@ def _steer(job: SteerStep, out) -> Record:
     store = open_store(job.store or getattr(sae, "metadata", {}).get("store"), "store (the SAE records none)")
     check_compatible(sae, store)
     model, site = store.config.model, store.config.site
-    z, labels = unit_activations(store, sae)
+    z, labels = units_of(store, sae)
     if job.concept not in set(labels.concept):
         raise InputError(f"concept {job.concept!r} is not in {store.path}; e.g. {sorted(set(labels.concept))[:8]}")
     if not (labels.group == PICK).any() or not (labels.group == EVAL).any():
@@ -107,31 +132,26 @@ def _steer(job: SteerStep, out) -> Record:
         raise InputError(f"no {job.language!r} sentences for the queries or for {job.concept!r}")
     encoder = load_encoder(model)
     pool_emb = embed_normalized(encoder, pool)
-    x = store.rows(np.arange(store.n_rows)).float()
-    token_norm = float(x.norm(dim=1).median())
+    token_norm, mean_diff = _token_stats(store, job.concept)
 
     def rank_with(context) -> float:
         with context:
             q = embed_normalized(encoder, queries)
         return float(np.median(best_target_rank(q, pool_emb, target)) + 1)          # 1 = top
 
-    def clamped(sae, f: int, multiple: float) -> float:
-        return rank_with(steer(encoder, site, sae, f, value=multiple * max_activation(sae, x, f)))
+    def clamped(sae, z, f: int, multiple: float) -> float:
+        return rank_with(steer(encoder, site, sae, f, value=multiple * _largest(z, f)))
 
     strongest = max(job.strengths)
-    prov = np.asarray(store.provenance().example_index)
-    tokens = Labels.from_records(store.examples).take(prov)
-    first = torch.as_tensor(tokens.group == PICK)
-    mean_diff = x[first & torch.as_tensor(tokens.concept == job.concept)].mean(0) - x[first].mean(0)
 
     def against(sae, z):
         """(feature, its AUROC table, largest activation, norm the clamp writes, other concepts' ranks, baseline
         rank) for one SAE: its own most selective features, clamped at the strongest value."""
         picked, auc, concepts = _selective(z, labels, [job.concept, *drawn])
         feature = picked.pop(job.concept)
-        top = max_activation(sae, x, feature)
+        top = _largest(z, feature)
         norm = strongest * top * float(sae.W_dec[feature].norm())                  # what the clamp writes, at most
-        null = np.array([clamped(sae, f, strongest) for f in picked.values()])
+        null = np.array([clamped(sae, z, f, strongest) for f in picked.values()])
         baseline = rank_with(shift(encoder, site, mean_diff / mean_diff.norm() * norm))
         return feature, (auc, concepts), top, norm, null, baseline
 
@@ -142,7 +162,7 @@ def _steer(job: SteerStep, out) -> Record:
         curve = [rank_with(shift(encoder, site, direction / direction.norm() * c * top * float(
             sae.W_dec[feature].norm()))) for c in job.strengths]
     else:
-        curve = [clamped(sae, feature, c) for c in job.strengths]
+        curve = [clamped(sae, z, feature, c) for c in job.strengths]
     score = Score(f"median rank of the best '{job.concept}' sentence at {fmt(strongest)}x", curve[int(np.argmax(job.strengths))], null, "less")
     fig = plotting.curves({f"'{job.concept}' feature f{feature}": dict(zip(job.strengths, curve, strict=True)),
                            f"{len(null)} other concepts' features (median)": {strongest: float(np.median(null))},
@@ -175,8 +195,9 @@ def _steer(job: SteerStep, out) -> Record:
         for path in job.seeds:
             other = load_sae(path)
             check_compatible(other, store)
-            f, _, _, norm_s, n_s, b_s = against(other, unit_activations(store, other)[0])
-            rank = (clamped(other, f, strongest) if job.control == "none" else
+            z_other = units_of(store, other)[0]
+            f, _, _, norm_s, n_s, b_s = against(other, z_other)
+            rank = (clamped(other, z_other, f, strongest) if job.control == "none" else
                     rank_with(shift(encoder, site, direction / direction.norm() * norm_s)))
             per_seed.append([float(np.mean(n_s)) - rank, b_s - rank])
         seeds, sentence, held = over_seeds([job.sae, *job.seeds], ["rank gained beyond other concepts' features",

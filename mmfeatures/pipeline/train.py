@@ -67,6 +67,18 @@ def open_store(path: str | None, what: str = "store"):
     return ActivationStore(path)
 
 
+def units_of(store, sae=None):
+    """(Z, labels), one row per example: the store's raw dimensions, or an SAE's latents read from the store's
+    latent set in the cache (``encode_store``: encoded once, then reused by analyze, match and steer). Bars with
+    rows/s show on a terminal."""
+    from mmfeatures.analysis import unit_activations
+    from mmfeatures.sae import SAE, encode_store
+
+    if not isinstance(sae, SAE):
+        return unit_activations(store, sae)
+    return unit_activations(store, sae, latents=encode_store(store, sae, progress=None))
+
+
 def run_train(step: TrainStep) -> Record:
     """Train (or load) the SAE and record its final metrics and training curve."""
 

@@ -111,30 +111,63 @@ class LatentSet:
         False keeps one row per stored row. Latents are non-negative, so an absent entry is a zero."""
         if pool not in ("max", "mean"):
             raise InputError(f"pooling {pool!r}; use 'max' or 'mean'")
-        parts, owners = [], []
+        shards = self.header["shards"]
+        counts = [s["rows"] if not tokens else s.get("examples") for s in shards]
+        # Written in place when the sidecars give each shard's example count (no second copy of examples x d_sae).
+        whole = np.zeros((sum(counts), self.config.d_sae), np.float32) if None not in counts else None
+        parts, owners, at = [], [], 0
         for row_ptr, index, value, example in self.iter_shards():
             rows = torch.repeat_interleave(torch.arange(len(example)), row_ptr.diff())
             examples, inverse = (np.unique(example.numpy(), return_inverse=True) if tokens else
                                  (example.numpy(), np.arange(len(example))))
             inverse = torch.from_numpy(np.asarray(inverse).ravel())
             flat = inverse[rows] * self.config.d_sae + index.long()
-            out = torch.zeros(len(examples) * self.config.d_sae)
+            out = (torch.from_numpy(whole[at:at + len(examples)]) if whole is not None else
+                   torch.zeros(len(examples), self.config.d_sae))
             if pool == "max":
-                out.scatter_reduce_(0, flat, value.float(), "amax")
+                out.view(-1).scatter_reduce_(0, flat, value.float(), "amax")
             else:
-                out.index_add_(0, flat, value.float())
-                out = (out.view(len(examples), -1) / torch.bincount(inverse, minlength=len(examples))[:, None])
-            parts.append(out.view(len(examples), self.config.d_sae).numpy())
+                out.view(-1).index_add_(0, flat, value.float())
+                out /= torch.bincount(inverse, minlength=len(examples))[:, None]
+            if whole is None:
+                parts.append(out.numpy())
             owners.append(examples)
-        if not parts:
-            return np.zeros((0, self.config.d_sae), np.float32), np.zeros(0, np.int64)
-        return np.concatenate(parts), np.concatenate(owners)
+            at += len(examples)
+        if whole is None:
+            whole = np.concatenate(parts) if parts else np.zeros((0, self.config.d_sae), np.float32)
+        return whole, (np.concatenate(owners) if owners else np.zeros(0, np.int64))
+
+
+def _csr_rows(sae: Any, x: torch.Tensor, top: int | None,
+              scratch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(entries per row, column indices, values) of a batch's non-zero latents, row-major with columns ascending
+    in each row; ``top`` keeps each row's largest. A TopK SAE gives its k entries directly (no dense n x d_sae)."""
+    from mmfeatures.sae.modeling import SAE, TopK
+
+    if isinstance(sae, SAE) and type(sae.arch) is TopK:
+        value, index = sae.encode_topk(x, None if scratch is None or x.device != scratch.device else
+                                       scratch[:len(x)])
+        value, index = value.float().cpu(), index.cpu()
+        if top is not None and top < value.shape[1]:
+            value, keep = value.topk(top, dim=1)
+            index, order = index.gather(1, keep).sort(dim=1)
+            value = value.gather(1, order)
+        nonzero = value != 0
+        return nonzero.sum(1), index[nonzero].int(), value[nonzero]
+    z = sae.encode(x)
+    z = (z.to_dense() if z.is_sparse else z).float().cpu()
+    if top is not None and top < z.shape[1]:
+        value, index = z.topk(top, dim=1)
+        z = torch.zeros_like(z).scatter_(1, index, value)
+    nonzero = z != 0
+    return nonzero.sum(1), nonzero.nonzero()[:, 1].int(), z[nonzero]
 
 
 def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os.PathLike | None = None,
-                 batch_size: int = 4096, device: str = "cpu", progress: bool = True) -> LatentSet:
+                 batch_size: int = 4096, device: str = "cpu", progress: bool | None = True) -> LatentSet:
     """Encode every row of ``store`` through ``sae`` once, into a sparse latent set (reused by its key, resumed
-    shard by shard). ``top`` keeps each row's largest entries only (default: every non-zero, exact)."""
+    shard by shard). ``top`` keeps each row's largest entries only (default: every non-zero, exact). ``progress``
+    None shows the bar (rows/s) only on a terminal."""
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -156,19 +189,14 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
         write_header(folder, "latent-set", filename=METADATA, status="partial", key=config.key, config=asdict(config))
     todo = [i for i in range(config.n_shards) if shard_info(folder, i, verify=True) is None]
     bar = tqdm(total=sum(int(store.shards[i]["rows"]) for i in todo), unit="row", unit_scale=True,
-               desc=f"encode {store.config.site}", disable=not progress)
+               desc=f"encode {store.config.site}", disable=None if progress is None else not progress)
+    scratch = torch.empty(batch_size, sae.d_sae, device=device) if todo else None    # one pre-activation buffer
     for index, shard in store.iter_shards(todo):
         x, parts = shard["acts"], []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                z = sae.encode(x[start:start + batch_size].to(device, torch.float32))
-                z = (z.to_dense() if z.is_sparse else z).float().cpu()
-                if top is not None and top < z.shape[1]:
-                    value, idx = z.topk(top, dim=1)
-                    z = torch.zeros_like(z).scatter_(1, idx, value)
-                nonzero = z != 0                                        # CSR, row-major: a row's entries in order
-                parts.append((nonzero.sum(1), nonzero.nonzero()[:, 1].int(), z[nonzero]))
-                bar.update(len(z))
+                parts.append(_csr_rows(sae, x[start:start + batch_size].to(device, torch.float32), top, scratch))
+                bar.update(len(parts[-1][0]))
         counts = torch.cat([c for c, _, _ in parts]) if parts else torch.zeros(0, dtype=torch.int64)
         tensors = {"row_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]),
                    "example": shard["example"].to(torch.int64).contiguous(),
@@ -178,7 +206,8 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
         tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
         save_file(tensors, str(tmp))
         os.replace(tmp, data_path)
-        info = {"index": index, "rows": len(x), "nnz": int(tensors["value"].numel()),
+        info = {"index": index, "rows": len(x), "examples": int(tensors["example"].unique().numel()),
+                "nnz": int(tensors["value"].numel()),
                 "nbytes": data_path.stat().st_size, "checksum": file_checksum(data_path, FAST)}
         write_text_atomic(side_path, json.dumps(info))
     bar.close()

@@ -280,8 +280,12 @@ class SAE(nn.Module):
         arch = self.arch
         return (arch.aux_k or self.d_in // 2) if isinstance(arch, TopK) else 0
 
-    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+    def pre_acts(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(x - b_dec) W_enc + b_enc; ``out`` (n x d_sae, no autograd) is reused instead of a fresh tensor, which on
+        CPU saves the page faults of a new one (a third of the GEMM's time at d_sae 16,384)."""
+        if out is None:
+            return (x - self.b_dec) @ self.W_enc + self.b_enc
+        return torch.matmul(x - self.b_dec, self.W_enc, out=out).add_(self.b_enc)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_sae) latents for inference (BatchTopK uses its threshold, as SAELens will)."""
@@ -290,14 +294,41 @@ class SAE(nn.Module):
         match self.arch:
             case BatchTopK():
                 return pre * (pre > self.threshold)
-            case TopK(k=k):
-                val, idx = pre.topk(min(k, self.d_sae), dim=-1)
-                return torch.zeros_like(pre).scatter(-1, idx, val.relu())
+            case TopK():
+                val, idx = self._topk(pre)
+                return torch.zeros_like(pre).scatter(-1, idx, val)
             case JumpReLU():
                 return pre * (pre > self.threshold)
             case ReLU():
                 return pre.relu()
         raise TypeError(f"unknown architecture {self.arch!r}")
+
+    def encode_topk(self, x: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A TopK SAE's latents as (values, indices), (n, k) each, columns ascending in each row: what
+        ``encode`` scatters into a dense (n, d_sae) tensor, without building it. Values are >= 0 (a zero is an
+        entry ReLU cut). ``out``: a scratch (n x d_sae) for the pre-activations, as in ``pre_acts``. BatchTopK and
+        the other architectures have no fixed width: use ``encode``."""
+        if type(self.arch) is not TopK:
+            raise InputError(f"encode_topk needs a TopK SAE; this one is {arch_name(self.arch)}: use encode(x)")
+        self._check(x, self.d_in, "encode")
+        return self._topk(self.pre_acts(x, out))
+
+    def _topk(self, pre: torch.Tensor, group: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's k largest pre-activations (ReLU'd) and their columns, ascending. With many columns, in two
+        stages: the k groups of ``group`` columns with the largest maxima hold every top-k entry (each is >= the
+        k-th largest group maximum), so top-k runs on k x group candidates instead of all d_sae columns (2.4x
+        faster at 16,384 latents, k 32, on CPU). Exact; ties may pick another column of equal value."""
+        k = min(self.arch.k, self.d_sae)
+        if pre.dim() == 2 and pre.is_contiguous() and self.d_sae % group == 0 and self.d_sae // group >= 4 * k:
+            n = pre.shape[0]
+            groups = pre.view(n, -1, group).amax(-1).topk(k, dim=1, sorted=False).indices
+            columns = (groups[:, :, None] * group + torch.arange(group, device=pre.device)).view(n, -1)
+            val, pos = pre.gather(1, columns).topk(k, dim=1, sorted=False)
+            idx = columns.gather(1, pos)
+        else:
+            val, idx = pre.topk(k, dim=-1, sorted=False)
+        idx, order = idx.sort(dim=-1)
+        return val.gather(-1, order).relu(), idx
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         self._check(z, self.d_sae, "decode")

@@ -1,0 +1,86 @@
+"""Best partners in tiles, their nulls and one-to-one matching in bounded memory, each against the full matrix."""
+
+import numpy as np
+import pytest
+
+from mmfeatures.analysis import (
+    StreamingCorrelation,
+    best_partners,
+    hungarian,
+    match_one_to_one,
+    permuted_rows_null,
+)
+from mmfeatures.errors import InputError
+
+
+def _pair(seed: int = 0, n: int = 600, d_a: int = 70, d_b: int = 90, density: float = 1.0):
+    """A and B over the same rows; B's first d_a columns are noisy copies of A's, a column of each is dead."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, d_a)).astype(np.float32) + 50.0            # far from zero: the centring matters
+    b = np.c_[a + rng.standard_normal((n, d_a)), rng.standard_normal((n, d_b - d_a))].astype(np.float32)
+    if density < 1:
+        a, b = a * (rng.random(a.shape) < density), b * (rng.random(b.shape) < density)
+    a[:, 5], b[:, 7] = 3.0, 0.0
+    return a, b
+
+
+def _full(a, b, m, absolute=False):
+    acc = StreamingCorrelation(a.shape[1], b.shape[1])
+    acc.update(a, b)
+    values, index = acc.topm(m, absolute=absolute)
+    return values.numpy(), index.numpy(), acc.alive_a.numpy()
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_tiled_partners_equal_the_full_matrix(sparse, absolute):
+    a, b = _pair(density=0.1 if sparse else 1.0)
+    if absolute:
+        b = -b
+    values, index, alive = _full(a, b, 3, absolute)
+    p = best_partners(a, b, 3, absolute=absolute, sparse=sparse, tile=32)   # several tiles on each side
+    assert p.method == ("sparse" if sparse else "dense tiles")
+    assert np.array_equal(p.alive_a, alive) and not p.alive_a[5]
+    np.testing.assert_allclose(p.values[alive], values[alive], atol=1e-5)
+    assert (p.index[alive, 0] == index[alive, 0]).all()
+
+
+def test_the_density_decides_the_path():
+    a, b = _pair(density=0.005, n=4000)
+    assert best_partners(a, b).method == "sparse"
+    assert best_partners(*_pair()).method == "dense tiles"
+
+
+def test_permuted_rows_null_equals_shuffling_b_against_a_full_matrix():
+    """The null permutes A's subset by the inverse of the permutation it draws for B: the same values as
+    shuffling B's rows (the draws are the same), to 1e-5."""
+    a, b = _pair(1)
+    rng = np.random.default_rng(0)
+    expected = []
+    for _ in range(3):
+        values, _, alive = _full(a, b[rng.permutation(len(b))], 1)
+        expected.append(np.median(values[alive, 0]))
+    np.testing.assert_allclose(permuted_rows_null(a, b, n_perm=3), expected, atol=1e-5)
+
+
+def test_one_to_one_is_exact_where_it_fits_and_sparse_beyond():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((800, 60)).astype(np.float32)
+    perm = rng.permutation(80)[:60]
+    b = rng.standard_normal((800, 80)).astype(np.float32)
+    b[:, perm] = a + 0.8 * rng.standard_normal(a.shape)
+    exact = match_one_to_one(a, b)
+    acc = StreamingCorrelation(60, 80)
+    acc.update(a, b)
+    assert exact.method == "hungarian" and (exact.b == hungarian(acc.correlation().double().numpy()).b).all()
+    bounded = match_one_to_one(a, b, m=4, dense_bytes=0)
+    assert bounded.method == "sparse-top4" and (bounded.b == perm).all() and (bounded.b == exact.b).all()
+    np.testing.assert_allclose(bounded.r, exact.r, atol=1e-5)
+
+
+def test_bad_input_names_the_problem():
+    a, b = _pair()
+    with pytest.raises(InputError, match="same rows"):
+        best_partners(a, b[:-1])
+    with pytest.raises(InputError, match="m >= 1"):
+        best_partners(a, b, 0)
