@@ -3,14 +3,15 @@ cross-lingual scores with permutations -> match with its null. Prints peak RSS (
 and the time against a floor measured in the same run: one read of both stores plus one encoder GEMM pass over
 their rows (goal: floor / total >= 0.5). Names the device.
 
-    .venv/bin/python benchmarks/bench_scale.py                         # 1,000,000 rows per store (about 30 min on 2 cores)
+    .venv/bin/python benchmarks/bench_scale.py                         # 1,000,000 rows per store (about 9 min on 2 cores)
     .venv/bin/python benchmarks/bench_scale.py --rows 100000 --latents 4096     # a smaller run
 
 The stores (rows x 384, fp32, labelled with 500 concepts x 20 languages = 10,000 examples) are written once into
 --dir with mmfeatures.write_store and reused. The SAEs are random-init TopK (k = 32): a throughput benchmark, not
 a scientific claim. The workload is what the issue names: every row encoded once (sae.encode_store), pooled per
-example from the latent set, cross-lingual scores with --n-perm permutations, and the best-match correlation of
-A's latents against B's with --n-match-perm row permutations.
+example from the latent set, cross-lingual scores with --n-perm permutations, and each A latent's --m best B
+latents (best_partners) with --n-match-perm row permutations (permuted_rows_null). The latent sets are encoded
+afresh on every run (the step is measured); the stores (3 GB at full size) are kept.
 """
 
 from __future__ import annotations
