@@ -61,12 +61,22 @@ def _standardised(x: np.ndarray, start: int, stop: int) -> tuple[torch.Tensor, t
     """Columns start:stop of x, centred (twice: the fp32 residual mean too) and scaled to unit norm, and which
     vary (a constant column becomes zeros, so its r is 0, as in StreamingCorrelation)."""
     t = torch.from_numpy(np.array(x[:, start:stop], np.float32))
-    t -= t.mean(0, dtype=torch.float64).float()
+    t -= (_column_sums(t) / len(t)).float()
     t -= t.mean(0)
-    m2 = torch.linalg.vector_norm(t, dim=0).double().square()             # no squared copy of the tile
+    m2 = _column_sums(t, square=True)
     alive = m2 > 1e-12 * len(t)
     t *= torch.where(alive, m2.rsqrt(), 0.0).float()
     return t, alive
+
+
+def _column_sums(t: torch.Tensor, square: bool = False, rows: int = 512) -> torch.Tensor:
+    """float64 column sums (of squares) of a row-major tile, in fp32 blocks of rows: reductions along dim 0 of the
+    whole tile in float64 (or vector_norm) ran 5 to 15x slower here."""
+    out = torch.zeros(t.shape[1], dtype=torch.float64)
+    for start in range(0, len(t), rows):
+        block = t[start:start + rows]
+        out += (block * block if square else block).sum(0)
+    return out
 
 
 def best_partners(a, b, m: int = 1, *, absolute: bool = False, sparse: bool | None = None,

@@ -124,7 +124,7 @@ def _sparse_ranks(z: np.ndarray) -> np.ndarray:
     """``ranks`` of a non-negative float32 block from its non-zeros: one sort of (column, value) keys, where a
     positive float32's bits order as its value does."""
     n, width = z.shape
-    col, row = np.nonzero(np.ascontiguousarray(z.T) > 0)                    # grouped by column, rows ascending
+    row, col = np.nonzero(z > 0)                      # row-major; the sort below groups them by column
     per_col = np.bincount(col, minlength=width)
     zeros = n - per_col
     out = np.broadcast_to(((zeros + 1) / 2).astype(np.float32), (n, width)).copy()
@@ -166,7 +166,7 @@ def class_sums(x: np.ndarray, onehot: np.ndarray, block: int = 2048) -> np.ndarr
     took 0.8 s a call): float32 within a block of rows, float64 across blocks; other matrices (several classes per row) take a GEMM."""
     import torch
 
-    single = bool(np.isin(onehot, (0.0, 1.0)).all() and (onehot.sum(1) <= 1).all())
+    single = bool(((onehot == 0) | (onehot == 1)).all() and (onehot.sum(1) <= 1).all())
     if not single:
         return (onehot.T @ np.asarray(x, np.float32)).T.astype(np.float64)
     classes = onehot.shape[1]
