@@ -78,8 +78,19 @@ def test_one_to_one_is_exact_where_it_fits_and_sparse_beyond():
     np.testing.assert_allclose(bounded.r, exact.r, atol=1e-5)
 
 
+def test_rows_with_nan_are_dropped_as_the_streaming_accumulator_drops_them():
+    a, b = _pair(3)
+    broken = b.copy()
+    broken[5, 3] = np.nan
+    with_nan, without = best_partners(a, broken, 2), best_partners(np.delete(a, 5, 0), np.delete(b, 5, 0), 2)
+    np.testing.assert_allclose(with_nan.values, without.values, atol=1e-6)
+    assert np.isfinite(with_nan.values).all()
+
+
 def test_bad_input_names_the_problem():
     a, b = _pair()
+    with pytest.raises(InputError, match="A has 0 units"):
+        best_partners(a[:, :0], b)
     with pytest.raises(InputError, match="same rows"):
         best_partners(a, b[:-1])
     with pytest.raises(InputError, match="m >= 1"):

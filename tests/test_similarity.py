@@ -26,8 +26,9 @@ def test_linear_cka_equals_the_float64_formula(shape):
     assert linear_cka(x, y) == pytest.approx(_reference_cka(x, y), abs=1e-5)
 
 
-def test_cka_null_reuses_the_grams_and_equals_shuffling_y():
-    x, y = _related(80, 120, 90, seed=1)
+@pytest.mark.parametrize("shape", [(80, 120, 90), (900, 20, 16)])        # permuted Grams; unit blocks per draw
+def test_cka_null_equals_shuffling_y(shape):
+    x, y = _related(*shape, seed=1)
     score = cka_null(x, y, 4, seed=3)
     rng = np.random.default_rng(3)
     expected = [_reference_cka(x, y[rng.permutation(len(y))]) for _ in range(4)]
@@ -43,9 +44,17 @@ def test_svcca_sketch_equals_the_exact_svd(monkeypatch):
     y = (basis[:, :8] @ rng.standard_normal((8, 250)) + 0.01 * rng.standard_normal((600, 250))).astype(np.float32)
     exact = svcca(x, y)
     monkeypatch.setattr(similarity, "EXACT_SVD", 100)
+    import torch
+
+    torch.manual_seed(7)
+    before = torch.rand(3)
+    torch.manual_seed(7)
     assert svcca(x, y) == pytest.approx(exact, abs=1e-4)
+    assert torch.equal(torch.rand(3), before)                     # the sketch leaves the caller's RNG alone
 
 
 def test_similarity_bad_input_names_the_shapes():
     with pytest.raises(InputError, match=r"\(5, 3\) and y is \(4, 3\)"):
         linear_cka(np.zeros((5, 3)), np.zeros((4, 3)))
+    with pytest.raises(InputError, match=r"\(5, 0\)"):
+        cka_null(np.zeros((5, 0)), np.zeros((5, 3)), 2)

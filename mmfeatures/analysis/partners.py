@@ -52,8 +52,13 @@ def _arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
         raise InputError(f"A is {a.shape} and B is {b.shape}; give (rows x units) arrays over the same rows")
+    if not a.shape[1] or not b.shape[1]:
+        raise InputError(f"A has {a.shape[1]} units and B {b.shape[1]}; each side needs at least one live unit")
+    finite = np.isfinite(a).all(1) & np.isfinite(b).all(1)
+    if not finite.all():                         # as StreamingCorrelation does: a row with NaN or inf is dropped
+        a, b = a[finite], b[finite]
     if len(a) < 2:
-        raise InputError(f"correlation needs >= 2 rows; got {len(a)}")
+        raise InputError(f"correlation needs >= 2 rows with finite values; got {len(a)}")
     return a, b
 
 

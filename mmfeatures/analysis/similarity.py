@@ -26,7 +26,14 @@ def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
         raise InputError(f"x is {x.shape} and y is {y.shape}; give (rows x units) arrays over the same rows")
+    if not x.shape[1] or not y.shape[1] or len(x) < 2:
+        raise InputError(f"x is {x.shape} and y is {y.shape}; similarity needs >= 2 rows and >= 1 unit a side")
     return x, y
+
+
+def _use_grams(x: np.ndarray, y: np.ndarray) -> bool:
+    """Rows x rows Grams when there are fewer rows than units (and they fit), else units-by-units blocks."""
+    return len(x) <= min(GRAM_ROWS, x.shape[1] + y.shape[1])
 
 
 def _centred_tiles(x: np.ndarray, tile: int = 2048) -> list[torch.Tensor]:
@@ -55,7 +62,7 @@ def linear_cka(x, y) -> float:
     """Linear CKA (Kornblith et al. 2019): ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) over centred columns."""
     x, y = _pair(x, y)
     tx, ty = _centred_tiles(x), _centred_tiles(y)
-    if len(x) <= min(GRAM_ROWS, x.shape[1] + y.shape[1]):
+    if _use_grams(x, y):
         kx, ky = _gram(tx), _gram(ty)
         return _cka_from_grams(kx, ky)
     return _cross2(ty, tx) / float(np.sqrt(_cross2(tx, tx) * _cross2(ty, ty)))
@@ -67,13 +74,13 @@ def _cka_from_grams(kx: torch.Tensor, ky: torch.Tensor) -> float:
 
 
 def cka_null(x, y, n_perm: int, seed: int = 0):
-    """Linear CKA against ``n_perm`` shuffles of y's rows (the draws of ``rng.permutation``), as a Score. With
-    rows <= ``GRAM_ROWS`` the Grams are made once and permuted (K_y[p][:, p]): n^2 per permutation."""
+    """Linear CKA against ``n_perm`` shuffles of y's rows (the draws of ``rng.permutation``), as a Score. Where
+    ``linear_cka`` uses the Grams, they are made once and permuted (K_y[p][:, p]): n^2 per permutation."""
     from mmfeatures.analysis.stats import Score
 
     x, y = _pair(x, y)
     rng = np.random.default_rng(seed)
-    if len(x) > GRAM_ROWS:
+    if not _use_grams(x, y):
         return Score("linear CKA", linear_cka(x, y),
                      np.array([linear_cka(x, y[rng.permutation(len(y))]) for _ in range(n_perm)]))
     kx, ky = _gram(_centred_tiles(x)), _gram(_centred_tiles(y))
@@ -101,8 +108,9 @@ def _top_directions(m: np.ndarray, keep: float, max_dims: int) -> np.ndarray:
     else:
         centred = torch.cat(_centred_tiles(m), 1)
         total = float(centred.square().sum(dtype=torch.float64))
-        torch.manual_seed(0)
-        u, s, _ = torch.svd_lowrank(centred, q=min(max_dims + 16, min(m.shape)), niter=4)
+        with torch.random.fork_rng(devices=[]):             # a fixed sketch, without touching the caller's RNG
+            torch.manual_seed(0)
+            u, s, _ = torch.svd_lowrank(centred, q=min(max_dims + 16, min(m.shape)), niter=4)
         u, s = u.double().numpy(), s.double().numpy()
     dims = int(np.searchsorted(np.cumsum(s ** 2) / total, keep) + 1)
     return u[:, :min(dims, max_dims, len(s))]

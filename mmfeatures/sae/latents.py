@@ -145,8 +145,8 @@ def _csr_rows(sae: Any, x: torch.Tensor, top: int | None,
     from mmfeatures.sae.modeling import SAE, TopK
 
     if isinstance(sae, SAE) and type(sae.arch) is TopK:
-        value, index = sae.encode_topk(x, None if scratch is None or x.device != scratch.device else
-                                       scratch[:len(x)])
+        usable = scratch is not None and x.device == scratch.device and x.dtype == scratch.dtype
+        value, index = sae.encode_topk(x, scratch[:len(x)] if usable else None)
         value, index = value.float().cpu(), index.cpu()
         if top is not None and top < value.shape[1]:
             value, keep = value.topk(top, dim=1)
@@ -190,7 +190,10 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
     todo = [i for i in range(config.n_shards) if shard_info(folder, i, verify=True) is None]
     bar = tqdm(total=sum(int(store.shards[i]["rows"]) for i in todo), unit="row", unit_scale=True,
                desc=f"encode {store.config.site}", disable=None if progress is None else not progress)
-    scratch = torch.empty(batch_size, sae.d_sae, device=device) if todo else None    # one pre-activation buffer
+    from mmfeatures.sae.modeling import SAE, TopK
+
+    scratch = (torch.empty(batch_size, sae.d_sae, device=device, dtype=sae.W_enc.dtype)   # one pre-activation buffer
+               if todo and isinstance(sae, SAE) and type(sae.arch) is TopK else None)
     for index, shard in store.iter_shards(todo):
         x, parts = shard["acts"], []
         with torch.no_grad():
