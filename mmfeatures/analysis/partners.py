@@ -65,13 +65,19 @@ def _arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
 def _standardised(x: np.ndarray, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Columns start:stop of x, centred (twice: the fp32 residual mean too) and scaled to unit norm, and which
     vary (a constant column becomes zeros, so its r is 0, as in StreamingCorrelation)."""
-    t = torch.from_numpy(np.array(x[:, start:stop], np.float32))
-    t -= (_column_sums(t) / len(t)).float()
-    t -= t.mean(0)
+    t = centred_tile(x, start, stop)
     m2 = _column_sums(t, square=True)
     alive = m2 > 1e-12 * len(t)
     t *= torch.where(alive, m2.rsqrt(), 0.0).float()
     return t, alive
+
+
+def centred_tile(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Columns start:stop of x as an fp32 copy, centred twice (the fp32 residual mean too), so large offsets do
+    not cancel in the products that follow."""
+    t = torch.from_numpy(np.array(x[:, start:stop], np.float32))
+    t -= (_column_sums(t) / len(t)).float()
+    return t.sub_(t.mean(0))
 
 
 def _column_sums(t: torch.Tensor, square: bool = False, rows: int = 512) -> torch.Tensor:

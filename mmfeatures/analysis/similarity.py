@@ -38,12 +38,9 @@ def _use_grams(x: np.ndarray, y: np.ndarray) -> bool:
 
 def _centred_tiles(x: np.ndarray, tile: int = 2048) -> list[torch.Tensor]:
     """x's columns centred (twice: the fp32 residual mean too), as fp32 tiles of ``tile`` columns."""
-    out = []
-    for start in range(0, x.shape[1], tile):
-        t = torch.from_numpy(np.array(x[:, start:start + tile], np.float32))
-        t -= t.mean(0, dtype=torch.float64).float()
-        out.append(t.sub_(t.mean(0)))
-    return out
+    from mmfeatures.analysis.partners import centred_tile
+
+    return [centred_tile(x, start, start + tile) for start in range(0, x.shape[1], tile)]
 
 
 def _gram(tiles: list[torch.Tensor]) -> torch.Tensor:
