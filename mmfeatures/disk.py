@@ -174,6 +174,19 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS at the end of a streaming pass. glibc keeps what reader threads freed
+    in their own arenas (about 0.6 GiB after one pass over two million-row stores), which would otherwise count
+    against the next step's peak. A no-op where the C library has no ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def file_checksum(path: str | os.PathLike, algorithm: str = "sha256", chunk_bytes: int = 1 << 22) -> str:
     """A file's checksum (``sha256`` as bare hex, or ``xxh3-128:<hex>``), read in 4 MiB chunks."""
     h = _hasher(algorithm)

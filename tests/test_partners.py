@@ -45,6 +45,30 @@ def test_tiled_partners_equal_the_full_matrix(sparse, absolute):
     assert (p.index[alive, 0] == index[alive, 0]).all()
 
 
+def _mixed(seed: int = 2):
+    """A whose first half of columns is mostly zero (3% of rows, far from zero where they fire: the CSR path and
+    its centring correction) and whose second half is dense."""
+    a, b = _pair(seed, n=800)
+    keep = np.random.default_rng(seed).random((len(a), 35)) < 0.03
+    a[:, :35] *= keep
+    b[:, :35] = a[:, :35] + keep * np.random.default_rng(seed + 1).standard_normal((len(a), 35)).astype(np.float32)
+    return a, b
+
+
+def test_mostly_zero_columns_multiply_from_their_non_zeros_to_the_same_r():
+    a, b = _mixed()
+    values, index, alive = _full(a, b, 3)
+    p = best_partners(a, b, 3, sparse=False, tile=32)     # tiles mixing CSR and dense columns
+    assert np.array_equal(p.alive_a, alive)
+    np.testing.assert_allclose(p.values[alive], values[alive], atol=1e-5)
+    assert (p.index[alive, 0] == index[alive, 0]).all() and (p.index[:35, 0] == np.arange(35)).all()
+    rng = np.random.default_rng(0)
+    expected = [_full(a, b[rng.permutation(len(b))], 1) for _ in range(2)]
+    got = permuted_rows_null(a, b, n_perm=2, statistic=lambda r: r)
+    for row, (v, _, live) in zip(got, expected, strict=True):
+        np.testing.assert_allclose(row, v[live, 0], atol=1e-5)
+
+
 def test_the_density_decides_the_path():
     a, b = _pair(density=0.005, n=4000)
     assert best_partners(a, b).method == "sparse"

@@ -50,6 +50,7 @@ from mmfeatures.disk import (
     read_checked,
     read_header,
     read_json,
+    release_freed_memory,
     write_text_atomic,
 )
 from mmfeatures.errors import CorruptFileError, InputError
@@ -186,7 +187,8 @@ class ActivationStore:
                 tensors = ahead.popleft().result()
                 if k + self.READ_AHEAD < len(order):
                     ahead.append(pool.submit(self._cached_or_read, order[k + self.READ_AHEAD]))
-                yield index, self._remember(index, tensors)
+                yield index, tensors             # not kept in the shard cache: a pass holds only what it reads
+        release_freed_memory()
 
     def _cached_or_read(self, index: int) -> dict[str, torch.Tensor]:
         cached = self._cache.get(index)

@@ -33,6 +33,7 @@ from mmfeatures.disk import (
     file_checksum,
     read_checked,
     read_header,
+    release_freed_memory,
     remove_stale_temporaries,
     write_header,
     write_text_atomic,
@@ -214,6 +215,8 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
                 "nbytes": data_path.stat().st_size, "checksum": file_checksum(data_path, FAST)}
         write_text_atomic(side_path, json.dumps(info))
     bar.close()
+    del scratch
+    release_freed_memory()
     shards = [shard_info(folder, i, verify=False) for i in range(config.n_shards)]
     write_header(folder, "latent-set", filename=METADATA, status="complete", key=config.key, config=asdict(config),
                  n_rows=sum(s["rows"] for s in shards), nnz=sum(s["nnz"] for s in shards), shards=shards)
