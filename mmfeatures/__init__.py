@@ -21,7 +21,18 @@ from mmfeatures.errors import (  # noqa: E402
     SiteError,
     UnknownModelError,
 )
-from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, TrainConfig, TrainResult, load_sae, train  # noqa: E402
+from mmfeatures.sae import (  # noqa: E402
+    SAE,
+    BatchTopK,
+    JumpReLU,
+    MatryoshkaBatchTopK,
+    ReLU,
+    TopK,
+    TrainConfig,
+    TrainResult,
+    load_sae,
+    train,
+)
 from mmfeatures.types import Example, Modality, Site  # noqa: E402
 from mmfeatures.version import __version__  # noqa: E402
 
@@ -37,6 +48,7 @@ __all__ = [
     "ExtractResult",
     "InputError",
     "JumpReLU",
+    "MatryoshkaBatchTopK",
     "MMFeaturesError",
     "MissingDependencyError",
     "Modality",

@@ -37,7 +37,11 @@ else:
     d_in, d_sae = x.shape[1], 64
     saes = {"topk": TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=4)),
             "standard": StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae)),
-            "jumprelu": JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae))}
+            "jumprelu": JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae)),
+            # the input flags mmfeatures folds into the weights on load
+            "topk-no-b-dec": TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=4, apply_b_dec_to_input=False)),
+            "topk-rescaled": TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=4, rescale_acts_by_decoder_norm=True)),
+            "jumprelu-no-b-dec": JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False))}
     for name, sae in saes.items():
         with torch.no_grad():
             for p in sae.parameters():

@@ -16,6 +16,7 @@ from mmfeatures.sae import (
     BatchTopK,
     EncoderOnlyError,
     JumpReLU,
+    MatryoshkaBatchTopK,
     ReLU,
     TopK,
     TrainConfig,
@@ -28,7 +29,7 @@ from mmfeatures.sae import (
     train,
 )
 
-ARCHS = [ReLU(l1_coefficient=1.0), TopK(k=4), BatchTopK(k=4), JumpReLU(l0_coefficient=0.1)]
+ARCHS = [ReLU(l1_coefficient=1.0), TopK(k=4), BatchTopK(k=4), MatryoshkaBatchTopK(k=4), JumpReLU(l0_coefficient=0.1)]
 
 
 def planted_store(root, n_rows=6000, d=32, n_feat=64, active=3, seed=0, poison_row=None) -> tuple[ActivationStore, torch.Tensor]:
@@ -97,7 +98,15 @@ def test_forward_returns_every_loss_term(arch):
     out = sae(torch.randn(8, 16), dead_mask=torch.ones(64, dtype=torch.bool))
     latents = out.latents.to_dense() if out.latents.is_sparse else out.latents
     assert latents.shape == (8, 64) and out.recon.shape == (8, 16)
-    torch.testing.assert_close(out.loss, out.mse + out.sparsity + out.aux)
+    prefix = out.prefix if out.prefix is not None else 0.0
+    torch.testing.assert_close(out.loss, out.mse + out.sparsity + out.aux + prefix)
+    if isinstance(arch, MatryoshkaBatchTopK):          # each prefix decoded densely: the same summed error
+        x = torch.randn(8, 16)
+        plain = sae(x)
+        dense = plain.latents.to_dense()
+        expected = sum(((torch.where(torch.arange(64) < w, dense, 0.0) @ sae.W_dec + sae.b_dec - x).pow(2)
+                        .sum(-1).mean()) for w in (4, 8, 16, 32))
+        torch.testing.assert_close(plain.prefix, expected)
     if isinstance(arch, TopK):
         assert float(out.aux.detach()) > 0 and (latents > 0).sum(1).max() <= 4 * (8 if isinstance(arch, BatchTopK) else 1)
     with pytest.raises(ValueError, match=r"shape \(n, 16\), got \(8, 15\)"):
@@ -232,7 +241,7 @@ def test_several_saes_share_one_pass_and_log_metrics(tmp_path):
     store, _ = planted_store(tmp_path / "store")
     cfgs = [TrainConfig(a, 96, batch_size=500, total_rows=3000, log_every=2, seed=i) for i, a in enumerate(ARCHS)]
     result = train(store, cfgs, tmp_path / "out", progress=False)
-    assert [type(s.arch) for s in result.saes] == [ReLU, TopK, JumpReLU, JumpReLU]  # BatchTopK is saved as JumpReLU
+    assert [type(s.arch) for s in result.saes] == [ReLU, TopK, JumpReLU, JumpReLU, JumpReLU]  # BatchTopKs: as JumpReLU
     for cfg, trained in zip(cfgs, result, strict=True):
         assert trained.folder.name == cfg.folder_name(store.key) and not trained.reused
         m = json.loads((trained.folder / "metrics.json").read_text())
@@ -322,6 +331,48 @@ def test_bad_sae_folders_name_the_key_or_tensor(tmp_path):
     save_file({**weights, "W_dec": weights["W_dec"][:, :4].contiguous()}, str(w_path))
     with pytest.raises(mmf.CorruptFileError, match=r"'W_dec' has shape \(16, 4\)"):
         read_sae_folder(folder)
+
+
+@pytest.mark.parametrize("flag", ["apply_b_dec_to_input", "rescale_acts_by_decoder_norm"])
+@pytest.mark.parametrize("architecture", ["topk", "jumprelu"])
+def test_saelens_input_flags_are_honoured_on_load_and_kept_on_save(tmp_path, flag, architecture):
+    """A SAELens folder with apply_b_dec_to_input false (the encoder sees x) or rescale_acts_by_decoder_norm true
+    (TopK: pre-activations times the decoder norms, divided before decoding) computes SAELens's formulas,
+    written out here from its documented semantics; saved again, it computes the same."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(4)
+    w_enc, w_dec = torch.randn(8, 32, generator=g), torch.randn(32, 8, generator=g) * torch.rand(32, 1, generator=g)
+    b_enc, b_dec, theta = torch.randn(32, generator=g) * 0.1, torch.randn(8, generator=g), torch.rand(32, generator=g)
+    x = torch.randn(20, 8, generator=g) * 2
+    folder = tmp_path / "sae"
+    folder.mkdir()
+    cfg = {"d_in": 8, "d_sae": 32, "architecture": architecture, "apply_b_dec_to_input": True,
+           "normalize_activations": "none", **({"k": 4} if architecture == "topk" else {})}
+    cfg[flag] = flag == "rescale_acts_by_decoder_norm"               # the non-default value
+    tensors = {"W_enc": w_enc, "b_enc": b_enc, "W_dec": w_dec, "b_dec": b_dec}
+    if architecture == "jumprelu":
+        tensors["threshold"] = theta
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    save_file(tensors, str(folder / "sae_weights.safetensors"))
+    if architecture == "jumprelu" and flag == "rescale_acts_by_decoder_norm":
+        with pytest.raises(mmf.CorruptFileError, match="TopK flag"):
+            read_sae_folder(folder)
+        return
+    pre = (x if flag == "apply_b_dec_to_input" else x - b_dec) @ w_enc + b_enc
+    norm = w_dec.norm(dim=1)
+    if flag == "rescale_acts_by_decoder_norm":
+        pre = pre * norm
+    if architecture == "topk":
+        val, idx = pre.topk(4, dim=1)
+        z = torch.zeros_like(pre).scatter(1, idx, val.relu())
+    else:
+        z = pre * (pre > theta)
+    recon = (z / norm if flag == "rescale_acts_by_decoder_norm" else z) @ w_dec + b_dec
+    for sae in (read_sae_folder(folder), read_sae_folder(save_sae(read_sae_folder(folder), tmp_path / "again",
+                                                                   model_name="m", hook_name="h"))):
+        torch.testing.assert_close(sae.encode(x), z, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sae.decode(sae.encode(x)), recon, rtol=1e-5, atol=1e-5)
 
 
 def test_store_and_sae_mismatch_names_both(tmp_path):

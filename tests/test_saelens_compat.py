@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmfeatures.sae import SAE, BatchTopK, JumpReLU, ReLU, TopK, load_sae, save_sae
+from mmfeatures.sae import SAE, BatchTopK, JumpReLU, MatryoshkaBatchTopK, ReLU, TopK, load_sae, save_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(os.environ.get("MMF_SAELENS_PYTHON", ROOT / ".venv-saelens" / "bin" / "python"))
@@ -34,7 +34,7 @@ def inputs(tmp_path):
 def test_saelens_loads_what_we_write(tmp_path, inputs):
     path, x = inputs
     folders = []
-    for i, arch in enumerate([TopK(k=4), ReLU(), JumpReLU(), BatchTopK(k=4)]):
+    for i, arch in enumerate([TopK(k=4), ReLU(), JumpReLU(), BatchTopK(k=4), MatryoshkaBatchTopK(k=4)]):
         torch.manual_seed(i)
         sae = SAE(16, 64, arch)
         with torch.no_grad():
@@ -54,7 +54,7 @@ def test_saelens_loads_what_we_write(tmp_path, inputs):
 def test_we_load_what_saelens_writes(tmp_path, inputs):
     path, x = inputs
     saelens("write", path, tmp_path)
-    for name in ("topk", "standard", "jumprelu"):
+    for name in ("topk", "standard", "jumprelu", "topk-no-b-dec", "topk-rescaled", "jumprelu-no-b-dec"):
         ours = load_sae(tmp_path / name)
         z = ours.encode(x)
         np.testing.assert_allclose(z.numpy(), np.load(tmp_path / name / "saelens_z.npy"), rtol=1e-5, atol=1e-5)

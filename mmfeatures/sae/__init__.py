@@ -10,6 +10,7 @@ from mmfeatures.sae.modeling import (
            BatchTopK,
            ForwardOutput,
            JumpReLU,
+           MatryoshkaBatchTopK,
            ReLU,
            TopK,
            arch_name,
@@ -26,5 +27,6 @@ from mmfeatures.sae.train import (
 )
 
 __all__ = ["ARCHS", "SAE", "Arch", "BatchTopK", "EncoderOnlyError", "EncoderOnlySAE", "ForwardOutput", "JumpReLU",
+           "MatryoshkaBatchTopK",
            "LatentSet", "ReLU", "TopK", "TrainConfig", "TrainResult", "TrainedSAE", "TrainingDiverged", "arch_name",
            "check_compatible", "encode_store", "geometric_median", "load_sae", "make_arch", "read_sae_folder", "save_sae", "shipped_saes", "train"]

@@ -23,11 +23,12 @@ import torch
 
 from mmfeatures.disk import HEADER, atomic_dir, check_file, file_sha256, read_header, read_json, write_header
 from mmfeatures.errors import CorruptFileError
-from mmfeatures.sae.modeling import SAE, BatchTopK, JumpReLU, ReLU, TopK
+from mmfeatures.sae.modeling import SAE, BatchTopK, JumpReLU, MatryoshkaBatchTopK, ReLU, TopK
 
 SAELENS_VERSION = "6.0.0"  # the on-disk format version we write
 REQUIRED_KEYS = ("d_in", "d_sae", "architecture")
-ARCH_NAMES = {ReLU: "standard", TopK: "topk", BatchTopK: "jumprelu", JumpReLU: "jumprelu"}
+ARCH_NAMES = {ReLU: "standard", TopK: "topk", BatchTopK: "jumprelu", MatryoshkaBatchTopK: "jumprelu",
+              JumpReLU: "jumprelu"}
 
 
 def sae_config(sae: SAE, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -123,24 +124,52 @@ def read_sae_folder(folder: str | Path) -> SAE:
     if name in ("jumprelu", "batchtopk"):
         shapes["threshold"] = (d_sae,)
     sae = SAE(d_in, d_sae, arch())
+    tensors = {}
     with safe_open(str(weights_path), framework="pt") as f:
         keys = set(f.keys())
         for key, shape in shapes.items():
             if key not in keys:
                 raise CorruptFileError(f"{weights_path} lacks tensor {key!r} (has {sorted(keys)})")
-            t = f.get_tensor(key).float()
-            if tuple(t.shape) != shape:
-                raise CorruptFileError(f"{weights_path}: tensor {key!r} has shape {tuple(t.shape)}, "
+            tensors[key] = f.get_tensor(key).float()
+            if tuple(tensors[key].shape) != shape:
+                raise CorruptFileError(f"{weights_path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
                                        f"expected {shape} from cfg.json")
-            with torch.no_grad():
-                if key == "threshold":
-                    sae.log_threshold.copy_(t.clamp_min(1e-30).log())
-                else:
-                    getattr(sae, key).copy_(t)
+    _fold_flags(tensors, cfg, cfg_path)
+    with torch.no_grad():
+        for key, t in tensors.items():
+            if key == "threshold":
+                sae.log_threshold.copy_(t.clamp_min(1e-30).log())
+            else:
+                getattr(sae, key).copy_(t)
     sae.metadata = cfg.get("metadata", {})
     sae.key = (header or {}).get("key")
     sae.inputs = (header or {}).get("inputs", {})
     return sae.eval().requires_grad_(False)
+
+
+def _fold_flags(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], path: Path) -> None:
+    """Fold SAELens's input and scaling flags into the weights, so the SAE computes what SAELens computes:
+
+    - ``apply_b_dec_to_input: false``: the encoder sees x, not x - b_dec; b_enc += b_dec W_enc makes
+      (x - b_dec) W_enc + b_enc equal x W_enc + b_enc;
+    - ``rescale_acts_by_decoder_norm: true`` (TopK): pre-activations are multiplied by each latent's decoder norm
+      before the top-k and divided by it before decoding; scaling W_enc's columns and b_enc by the norms and W_dec's
+      rows by their inverse gives the same latents and reconstruction."""
+    for flag in ("apply_b_dec_to_input", "rescale_acts_by_decoder_norm"):
+        if not isinstance(cfg.get(flag, False), bool):
+            raise CorruptFileError(f"{path}: {flag} = {cfg[flag]!r}; give true or false")
+    if not cfg.get("apply_b_dec_to_input", True):
+        tensors["b_enc"] = tensors["b_enc"] + tensors["b_dec"] @ tensors["W_enc"]
+    if cfg.get("rescale_acts_by_decoder_norm", False):
+        if cfg["architecture"] != "topk":
+            raise CorruptFileError(f"{path}: rescale_acts_by_decoder_norm is a TopK flag in SAELens; this SAE is "
+                                   f"{cfg['architecture']!r}: set it to false, or load the SAE with SAELens")
+        norm = tensors["W_dec"].norm(dim=1)
+        if not bool((norm > 0).all()):
+            raise CorruptFileError(f"{path}: rescale_acts_by_decoder_norm is true but {int((norm == 0).sum())} decoder "
+                                   "rows are zero; the rescaling divides by them")
+        tensors["W_enc"], tensors["b_enc"] = tensors["W_enc"] * norm, tensors["b_enc"] * norm
+        tensors["W_dec"] = tensors["W_dec"] / norm[:, None]
 
 
 def _positive_int(cfg: dict[str, Any], key: str, path: Path) -> int:

@@ -1,4 +1,4 @@
-"""Sparse autoencoders. Architectures are types (ReLU-L1 | TopK | BatchTopK | JumpReLU).
+"""Sparse autoencoders. Architectures are types (ReLU-L1 | TopK | BatchTopK | MatryoshkaBatchTopK | JumpReLU).
 
 Shapes: x (B, d_in); W_enc (d_in, d_sae); W_dec (d_sae, d_in); latents (B, d_sae). The encoder sees
 x - b_dec (SAELens' apply_b_dec_to_input). TopK and BatchTopK train on a sparse path (_PairDecode):
@@ -85,25 +85,67 @@ class BatchTopK(TopK):
 
 
 @dataclass(frozen=True)
+class MatryoshkaBatchTopK(BatchTopK):
+    """Matryoshka BatchTopK (Bussmann et al. 2025; SAELens's recommended Matryoshka BatchTopK): BatchTopK whose
+    latents form nested prefixes, each of which must reconstruct the input alone; the loss adds every prefix's
+    error to the full one, so the first latents learn general features and later ones refine them (less
+    absorption). Saved, like BatchTopK, as a JumpReLU with its threshold."""
+
+    prefixes: tuple[int, ...] | None = None
+    """Widths of the nested prefixes below the full width, increasing; None = width/16, /8, /4 and /2."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prefixes is not None:
+            ok = isinstance(self.prefixes, (tuple, list)) and all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.prefixes) \
+                and list(self.prefixes) == sorted(set(self.prefixes))
+            if not ok:
+                raise InputError(f"MatryoshkaBatchTopK.prefixes = {self.prefixes!r}; give increasing whole numbers "
+                                 "below the width, e.g. MatryoshkaBatchTopK(k=32, prefixes=(256, 1024)), or None")
+            object.__setattr__(self, "prefixes", tuple(int(w) for w in self.prefixes))
+
+    def widths(self, d_sae: int) -> tuple[int, ...]:
+        """The prefix widths for an SAE of ``d_sae`` latents, the full width excluded."""
+        if self.prefixes is None:
+            return tuple(w for w in (d_sae // 16, d_sae // 8, d_sae // 4, d_sae // 2) if 0 < w < d_sae)
+        if self.prefixes[-1] >= d_sae:
+            raise InputError(f"MatryoshkaBatchTopK.prefixes = {self.prefixes} reach the width {d_sae}; give "
+                             "prefixes below it")
+        return self.prefixes
+
+
+@dataclass(frozen=True)
 class JumpReLU:
-    """JumpReLU (Rajamanoharan et al. 2024), trained with straight-through estimators and L0."""
+    """JumpReLU (Rajamanoharan et al. 2024), trained with straight-through estimators. With ``target_l0`` set
+    (the default) the penalty is l0_coefficient d_in (L0 / target_l0 - 1)^2, which holds the measured L0 near the
+    target (as dictionary_learning's JumpReLU trainer does; d_in puts it on the scale of the squared error of
+    inputs normalised to mean squared norm d_in, as the trainer normalises them); with
+    ``target_l0=None`` it is l0_coefficient L0, the paper's penalty, whose L0 depends on the coefficient."""
 
     l0_coefficient: float = 1.0
-    """Weight of the L0 penalty (expected active latents per row)."""
-    bandwidth: float = 0.001
-    """Width ε of the rectangle kernel in the pseudo-derivatives, in activation units."""
-    init_threshold: float = 0.001
-    """Initial threshold θ of every latent, in activation units."""
+    """Weight of the sparsity penalty."""
+    bandwidth: float = 0.05
+    """Width ε of the rectangle kernel in the pseudo-derivatives, in units of the (normalised) inputs, whose mean
+    squared norm is d_in in training; 0.001 (the paper's, for inputs of unit norm) gave thresholds almost no
+    gradient here and the L0 stayed at half the latents."""
+    init_threshold: float = 0.1
+    """Initial threshold θ of every latent, in the same units; with ``target_l0`` the trainer starts each latent at
+    the quantile of its first batch where it fires on target_l0 / width of the rows (never below this)."""
+    target_l0: float | None = 32.0
+    """Active latents per row the penalty aims at; None = the plain L0 penalty."""
 
     def __post_init__(self):
         _number(self, "l0_coefficient", example=1.0)
-        _number(self, "bandwidth", strict=True, example=0.001)
-        _number(self, "init_threshold", strict=True, example=0.001)
+        _number(self, "bandwidth", strict=True, example=0.05)
+        _number(self, "init_threshold", strict=True, example=0.1)
+        _number(self, "target_l0", strict=True, example=32.0, optional=True)
 
 
-Arch = ReLU | TopK | BatchTopK | JumpReLU
+Arch = ReLU | TopK | BatchTopK | MatryoshkaBatchTopK | JumpReLU
 
-ARCHS: dict[str, type] = {"relu": ReLU, "topk": TopK, "batchtopk": BatchTopK, "jumprelu": JumpReLU}
+ARCHS: dict[str, type] = {"relu": ReLU, "topk": TopK, "batchtopk": BatchTopK, "matryoshka": MatryoshkaBatchTopK,
+                          "jumprelu": JumpReLU}
 """The one vocabulary of architecture names (CLI flags, job configs): name -> class."""
 
 
@@ -116,8 +158,9 @@ def arch_name(arch: Arch) -> str:
 
 
 def make_arch(name: str, *, k: int = 32, l1: float | None = None) -> Arch:
-    """The architecture called ``name`` (see ARCHS). ``k`` is TopK/BatchTopK's active latents per row;
-    ``l1`` is ReLU's L1 or JumpReLU's L0 coefficient (None keeps the class default).
+    """The architecture called ``name`` (see ARCHS). ``k`` is the active latents per row: TopK's, BatchTopK's
+    and Matryoshka's k, JumpReLU's target L0; ``l1`` is ReLU's L1 or JumpReLU's L0 coefficient (None keeps the
+    class default).
 
     >>> make_arch("batchtopk", k=16)
     BatchTopK(k=16, aux_k=None, aux_coefficient=0.03125)
@@ -130,8 +173,9 @@ def make_arch(name: str, *, k: int = 32, l1: float | None = None) -> Arch:
     cls = ARCHS[key]
     if issubclass(cls, TopK):
         return cls(k=k)
-    sparsity = "l1_coefficient" if cls is ReLU else "l0_coefficient"
-    return cls(**({sparsity: l1} if l1 is not None else {}))
+    if cls is ReLU:
+        return cls(**({"l1_coefficient": l1} if l1 is not None else {}))
+    return cls(target_l0=float(k), **({"l0_coefficient": l1} if l1 is not None else {}))
 
 
 class ForwardOutput(NamedTuple):
@@ -147,7 +191,9 @@ class ForwardOutput(NamedTuple):
     aux: torch.Tensor
     """The AuxK loss (0 when no latent is dead)."""
     loss: torch.Tensor
-    """Total training loss."""
+    """Total training loss (mse + prefix + sparsity + aux)."""
+    prefix: torch.Tensor | None = None
+    """Matryoshka: the summed reconstruction errors of the nested prefixes (None for other architectures)."""
 
 
 class _Step(torch.autograd.Function):
@@ -344,12 +390,13 @@ class SAE(nn.Module):
             case TopK():
                 latents, recon, aux = self._topk_forward(x, dead_mask)
                 sparsity = x.new_zeros(())
-            case JumpReLU(l0_coefficient=lam, bandwidth=eps):
+            case JumpReLU(l0_coefficient=lam, bandwidth=eps, target_l0=target):
                 pre = self.pre_acts(x)
                 theta = self.log_threshold.exp()
                 latents = _Jump.apply(pre, theta, eps)
                 recon = latents @ self.W_dec + self.b_dec
-                sparsity = lam * _Step.apply(pre, theta, eps).sum(-1).mean()
+                l0 = _Step.apply(pre, theta, eps).sum(-1).mean()
+                sparsity = lam * (l0 if target is None else self.d_in * (l0 / target - 1).pow(2))
                 aux = x.new_zeros(())
             case ReLU(l1_coefficient=lam):
                 latents = self.pre_acts(x).relu()
@@ -359,7 +406,21 @@ class SAE(nn.Module):
             case _:
                 raise TypeError(f"unknown architecture {self.arch!r}")
         mse = (recon - x).pow(2).sum(-1).mean()
+        if isinstance(self.arch, MatryoshkaBatchTopK):
+            prefix = self._prefix_loss(x, latents)
+            return ForwardOutput(latents, recon, mse, sparsity, aux, mse + prefix + sparsity + aux, prefix)
         return ForwardOutput(latents, recon, mse, sparsity, aux, mse + sparsity + aux)
+
+    def _prefix_loss(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """Σ over the Matryoshka prefixes of the error when only the first w latents decode (sparse pairs)."""
+        (rows, cols), values = latents._indices(), latents._values()      # the selected pairs, values >= 0
+        total = x.new_zeros(())
+        for width in self.arch.widths(self.d_sae):
+            keep = cols < width
+            recon = _PairDecode.apply(x, self.b_dec, self.W_enc, self.b_enc, self.W_dec, rows[keep], cols[keep],
+                                      values[keep]) + self.b_dec
+            total = total + (recon - x).pow(2).sum(-1).mean()
+        return total
 
     def _topk_forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None):
         arch = self.arch

@@ -40,6 +40,7 @@ from mmfeatures.sae.modeling import (
     SAE,
     Arch,
     BatchTopK,
+    JumpReLU,
     ReLU,
     TopK,
     arch_name,
@@ -64,7 +65,7 @@ class TrainConfig:
     """One SAE to train. Fields in SHARED must agree across SAEs trained in one pass."""
 
     arch: Arch
-    """ReLU(...), TopK(...), BatchTopK(...) or JumpReLU(...)."""
+    """ReLU(...), TopK(...), BatchTopK(...), MatryoshkaBatchTopK(...) or JumpReLU(...)."""
     width: int
     """Number of latents (SAELens calls it d_sae)."""
     seed: int = 0
@@ -243,6 +244,7 @@ def _metrics(x: torch.Tensor, out, st: _State, step: int, rows_seen: int) -> dic
             "dead_fraction": float((st.since_fired >= st.dead_rows).float().mean()),
             "dense_fraction": float((density > 0.1).float().mean()),
             "mse": float(out.mse), "sparsity_loss": float(out.sparsity), "aux_loss": float(out.aux),
+            **({"prefix_loss": float(out.prefix)} if out.prefix is not None else {}),
             "density_hist": {"log10_edges": edges.tolist(), "counts": hist.tolist()}}
 
 
@@ -376,10 +378,13 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
                 on_log(step + 1, logs)
         if (step + 1) % base.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(ckpt_path, states, step + 1, gen)
-    sample = next(_stream(store, base, scale, device, 0))
+    stream = _stream(store, base, scale, device, 0)
+    batches = max(1, min(CALIBRATION_ROWS // base.batch_size, store.n_rows // base.batch_size - 1))
+    calibration = [next(stream) for _ in range(batches)]
+    held_out = next(stream) if store.n_rows // base.batch_size > batches else calibration[-1]
     for st, key, folder in zip(states, keys, folders, strict=True):
         st.sae.eval()
-        final = {**(st.history[-1] if st.history else {}), **_inference(st, sample),
+        final = {**(st.history[-1] if st.history else {}), **_inference(st, calibration, held_out),
                  "dead_rows": st.dead_rows}
         log_density = (st.last_density + 1e-10).log10() if st.last_density is not None else None
         metrics = {"config": _jsonable(st.cfg), "input_scale": scale, "steps": steps, "history": st.history,
@@ -394,19 +399,29 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
     Path(f"{ckpt_path}.sha256").unlink(missing_ok=True)
 
 
+CALIBRATION_ROWS = 65_536
+"""Rows BatchTopK's inference threshold is calibrated on at the end of training."""
+
+
 @torch.no_grad()
-def _inference(st: _State, x: torch.Tensor) -> dict[str, float]:
-    """The final SAE as ``encode`` runs it, on one batch of training rows. BatchTopK's inference threshold is set
-    here so that the mean L0 there is k (the running estimate during training trails the weights), and
-    ``l0_inference`` reports what inference measures, for every architecture."""
+def _inference(st: _State, calibration: list[torch.Tensor], held_out: torch.Tensor) -> dict[str, float]:
+    """The final SAE as ``encode`` runs it. BatchTopK's (and Matryoshka's) global threshold is set from the
+    ``calibration`` batches so that their mean L0 is k (the running estimate during training trails the weights);
+    ``l0_inference`` and ``nmse_inference`` are measured on ``held_out``, rows of the next batch (the same batch
+    only when the store holds no other), for every architecture."""
     sae = st.sae
     if isinstance(st.cfg.arch, BatchTopK):
-        flat = sae.pre_acts(x).relu().flatten()
-        n = min(st.cfg.arch.k * len(x), flat.numel() - 1)
-        top = flat.topk(n + 1).values                      # between the n-th and (n+1)-th largest: L0 = k
-        sae.threshold_ema.fill_(float(top[n - 1] + top[n]) / 2)
-    z = sae.encode(x)
-    err = (sae.decode(z) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+        k = st.cfg.arch.k
+        tops = []
+        for x in calibration:                       # each batch's 2 k B largest: the global k N-th is among them
+            flat = sae.pre_acts(x).relu().flatten()
+            tops.append(flat.topk(min(2 * k * len(x), flat.numel())).values)
+        top = torch.cat(tops)
+        n = min(k * sum(len(x) for x in calibration), top.numel() - 1)
+        pair = top.topk(n + 1).values[-2:]                 # between the n-th and (n+1)-th largest: L0 = k
+        sae.threshold_ema.fill_(float(pair.sum()) / 2)
+    z = sae.encode(held_out)
+    err = (sae.decode(z) - held_out).pow(2).sum() / (held_out - held_out.mean(0)).pow(2).sum().clamp_min(1e-12)
     return {"l0_inference": float((z > 0).sum(1).float().mean()), "nmse_inference": float(err)}
 
 
@@ -427,12 +442,14 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
     if step == 0 and isinstance(cfg.arch, TopK) and cfg.b_dec_init == "geometric_median":
         with torch.no_grad():
             sae.b_dec.copy_(geometric_median(x))
+    if step == 0 and isinstance(cfg.arch, JumpReLU) and cfg.arch.target_l0 is not None:
+        _threshold_init(sae, x, cfg.arch.target_l0)
     for group in st.opt.param_groups:
         group["lr"] = cfg.lr * _lr_factor(cfg, step, steps)
     dead = st.since_fired >= st.dead_rows
     out = sae(x, dead_mask=dead)
     warm = min(1.0, (step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
-    loss = out.mse + warm * out.sparsity + out.aux
+    loss = out.loss - (1 - warm) * out.sparsity
     if not torch.isfinite(loss):
         bad_in = (~torch.isfinite(x).all(1)).nonzero().squeeze(1).tolist()
         bad_out = (~torch.isfinite(out.recon).all(1)).nonzero().squeeze(1).tolist()
@@ -458,6 +475,17 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
         st.window_fires.zero_()
         st.window_rows = 0
     return out
+
+
+@torch.no_grad()
+def _threshold_init(sae: SAE, x: torch.Tensor, target_l0: float) -> None:
+    """JumpReLU with a target: start each latent's threshold at the quantile of its pre-activations on the first
+    batch at which it fires on target_l0 / d_sae of the rows, so the run starts at the target L0 (Adam moves a log
+    threshold by about lr a step: from a fixed small start a short run never gets there)."""
+    pre = sae.pre_acts(x)
+    fires = min(max(round(target_l0 / sae.d_sae * len(x)), 1), len(x) - 1)
+    theta = pre.kthvalue(len(x) - fires, dim=0).values          # `fires` rows lie above it
+    sae.log_threshold.copy_(theta.clamp_min(sae.arch.init_threshold).log())
 
 
 def _save_checkpoint(path: Path, states: list[_State], step: int, gen: torch.Generator) -> None:
