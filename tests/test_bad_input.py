@@ -50,15 +50,16 @@ def test_bad_architecture_fields_name_field_value_type_and_fix(make, field, valu
 
 
 def test_architecture_names_are_one_vocabulary():
-    assert set(ARCHS) == {"relu", "topk", "batchtopk", "jumprelu"}
+    assert set(ARCHS) == {"relu", "topk", "batchtopk", "matryoshka", "jumprelu"}
     for name, cls in ARCHS.items():
         arch = make_arch(name, k=8, l1=0.5)
         assert type(arch) is cls and arch_name(arch) == name
     assert make_arch("topk", k=8).k == 8 and make_arch("ReLU", l1=2.0).l1_coefficient == 2.0
     assert make_arch("jumprelu", l1=0.3).l0_coefficient == 0.3 and make_arch("relu") == ReLU()
+    assert make_arch("jumprelu", k=12).target_l0 == 12.0 and make_arch("matryoshka", k=8).k == 8
     with pytest.raises(InputError, match=r"unknown SAE architecture 'topkk'; did you mean 'topk'\? known: relu, topk"):
         make_arch("topkk")
-    with pytest.raises(InputError, match="unknown SAE architecture 'sparse'; known: relu, topk, batchtopk, jumprelu"):
+    with pytest.raises(InputError, match="unknown SAE architecture 'sparse'; known: relu, topk, batchtopk, matryoshka, jumprelu"):
         make_arch("sparse")
     with pytest.raises(InputError, match="TopK.k must be"):
         make_arch("topk", k="8")

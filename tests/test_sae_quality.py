@@ -121,3 +121,5 @@ def test_bad_synthetic_configs_are_named():
         SyntheticConfig(mean_active=0)
     with pytest.raises(InputError, match="prefixes"):
         mmf.MatryoshkaBatchTopK(k=4, prefixes=(64, 32))
+    with pytest.raises(InputError, match="target_l0=32.0 is not below width=16"):
+        mmf.TrainConfig(mmf.JumpReLU(), 16)

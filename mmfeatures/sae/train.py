@@ -127,6 +127,9 @@ class TrainConfig:
         if isinstance(self.arch, TopK) and self.arch.k > self.width:
             raise InputError(f"k={self.arch.k} exceeds width={self.width}; a TopK SAE keeps at most width latents "
                              "per row")
+        if isinstance(self.arch, JumpReLU) and self.arch.target_l0 is not None and self.arch.target_l0 >= self.width:
+            raise InputError(f"JumpReLU target_l0={self.arch.target_l0} is not below width={self.width}; give a target "
+                             f"below the width, e.g. JumpReLU(target_l0={max(1, self.width // 32)})")
         if self.b_dec_init not in ("geometric_median", "zeros"):
             raise ValueError(f"b_dec_init={self.b_dec_init!r}; use 'geometric_median' or 'zeros'")
         if self.checkpoint_every < 1 or self.log_every < 1:
