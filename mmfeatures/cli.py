@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("mmfeatures.pipeline:TrainStep", "mmfeatures.pipeline:run", "train an SAE on a store",
               "mmfeatures train --store STORE --width 1536 --k 16 --out runs/e5/train\n"
               "  mmfeatures train --store STORE --arch relu --l1 5 --epochs 10"),
+    "eval": ("mmfeatures.pipeline:EvalStep", "mmfeatures.pipeline:run",
+             "how good an SAE is: reconstruction, sparsity, k-sparse probes, splice",
+             "mmfeatures eval --sae SAE --store HELD_OUT_STORE --out runs/e5/eval\n"
+             "  mmfeatures eval --sae data:e5-small-l8-s0 --store STORE --ks 1,5 --splice false"),
     "analyze": ("mmfeatures.pipeline:AnalyzeStep", "mmfeatures.pipeline:run",
                 "cross-lingual or cross-modal consistency, with nulls",
                 "mmfeatures analyze --stores STORE --sae SAE --kind crosslingual --out runs/e5/crosslingual\n"

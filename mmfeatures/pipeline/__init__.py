@@ -1,4 +1,4 @@
-"""The pipeline: every step (extract, train, analyze, match, steer, fidelity, alignment) is a frozen config and
+"""The pipeline: every step (extract, train, eval, analyze, match, steer, fidelity, alignment) is a frozen config and
 a function returning a ``Record``, the one typed result a step leaves (verdict, scores, figures, and the stores
 or SAEs it wrote as ``Artifact``s, named by their keys). The command line, the demo, the notebooks and the studies
 all call these; nothing else chains extract → train → score → verdict.
@@ -15,6 +15,7 @@ from typing import Any
 
 from mmfeatures.pipeline.alignment import SENTENCES, AlignmentStep, run_alignment
 from mmfeatures.pipeline.analyze import AnalyzeStep, run_analyze
+from mmfeatures.pipeline.evaluate import EvalStep, run_eval
 from mmfeatures.pipeline.extract import ExtractStep, run_extract
 from mmfeatures.pipeline.fidelity import FidelityStep, run_fidelity
 from mmfeatures.pipeline.match import MatchStep, run_match
@@ -25,7 +26,7 @@ from mmfeatures.pipeline.train import TrainStep, run_train
 
 RUNNERS: dict[type, Callable[[Any], Record]] = {
     ExtractStep: run_extract, TrainStep: run_train, AnalyzeStep: run_analyze, MatchStep: run_match,
-    SteerStep: run_steer, FidelityStep: run_fidelity, AlignmentStep: run_alignment,
+    SteerStep: run_steer, FidelityStep: run_fidelity, AlignmentStep: run_alignment, EvalStep: run_eval,
 }
 
 
@@ -40,7 +41,7 @@ def run(step: Any) -> Record:
     return runner(step)
 
 
-__all__ = ["SENTENCES", "AlignmentStep", "AnalyzeStep", "Artifact", "ExtractStep", "FidelityStep", "MatchStep",
+__all__ = ["SENTENCES", "AlignmentStep", "AnalyzeStep", "Artifact", "EvalStep", "ExtractStep", "FidelityStep", "MatchStep",
            "PlanStep", "RUNNERS", "Record", "SAEOf", "SteerStep", "StepOutcome", "StoreOf", "TrainStep", "check_sizes",
-           "run", "run_alignment", "run_analyze", "run_extract", "run_fidelity", "run_match", "run_plan", "run_steer",
+           "run", "run_alignment", "run_analyze", "run_eval", "run_extract", "run_fidelity", "run_match", "run_plan", "run_steer",
            "run_train"]
