@@ -416,7 +416,9 @@ def _inference(st: _State, calibration: list[torch.Tensor], held_out: torch.Tens
     if isinstance(st.cfg.arch, BatchTopK):
         k = st.cfg.arch.k
         tops = []
-        for x in calibration:                       # each batch's 2 k B largest: the global k N-th is among them
+        # each batch's 2 k B largest: the global k N-th is among them unless one batch holds more than twice its
+        # share of the k N largest
+        for x in calibration:
             flat = sae.pre_acts(x).relu().flatten()
             tops.append(flat.topk(min(2 * k * len(x), flat.numel())).values)
         top = torch.cat(tops)
