@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies saes train-embedded lint clean
+.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies saes sae-results train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,11 @@ studies: setup data
 	MPLBACKEND=Agg $(PY) scripts/matching_study.py
 	MPLBACKEND=Agg $(PY) scripts/crossmodal_study.py
 	MPLBACKEND=Agg $(PY) scripts/consistency_study.py
+
+# Regenerate docs/results/saes.md: every architecture x 2 widths x 3 L0s x 3 seeds on e5-small and the synthetic
+# benchmark, each scored by the eval step (resumable; see the page for the time it took).
+sae-results: setup data
+	MPLBACKEND=Agg $(PY) scripts/sae_results.py
 
 # Retrain the SAEs shipped in data/saes on LibreOffice's help (about 70 minutes on 2 CPU cores; resumable).
 saes: setup data

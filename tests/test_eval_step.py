@@ -33,16 +33,22 @@ def test_eval_reports_reconstruction_probes_and_density(store, tmp_path):
         assert 0.6 < row[2] <= row[3] + 0.02 <= 1.02, row
     assert probes[("concept", "neurons")][4] > 0.85   # the dense probe: the ceiling
     assert record.tables[2]["rows"] == [["not run (--splice false)"]]
+    assert record.metrics["l0"] == pytest.approx(core["l0"]) and "probe_language_k1_latents" in record.metrics
     assert (tmp_path / "eval" / "density.png").is_file()
 
 
 @pytest.mark.slow
 def test_eval_splices_the_sae_against_ablations(store, tmp_path):
-    record = run(EvalStep(sae=SAE, store=str(store.path), ks=(1,), out=str(tmp_path / "eval")))
-    rows = {r[0]: r[1:] for r in record.tables[2]["rows"]}
-    assert rows["clean"][0] == pytest.approx(1.0)
-    assert rows["zero"][0] < rows["mean"][0] < rows["sae"][0] < 1.0          # measured: 0.67, 0.80, 0.97
-    assert 0.5 < rows["recovered vs zero"][0] <= 1.0
+    record = run(EvalStep(sae=SAE, store=str(store.path), ks=(1,), languages=("en", "ja"), out=str(tmp_path / "eval")))
+    splice = record.tables[2]
+    overall = {r[1]: [float(c) for c in r[2:]] for r in splice["rows"] if r[0] == "all"}
+    assert overall["clean"][0] == pytest.approx(1.0)
+    assert overall["zero"][0] < overall["mean"][0] < overall["sae"][0] < 1.0          # measured: 0.67, 0.80, 0.97
+    assert 0.5 < overall["recovered vs zero"][0] <= 1.0
+    assert record.metrics["splice_cosine_sae"] == pytest.approx(overall["sae"][0], abs=1e-3)
+    ja = {r[1]: r[2:] for r in splice["rows"] if r[0] == "ja"}
+    mean, low, high = (float(v) for v in ja["sae"][0].replace("[", "").replace("]", "").replace(",", "").split())
+    assert low <= mean <= high and ja["zero"][2]                                         # translation retrieval too
 
 
 def test_bad_eval_configs_are_named():

@@ -123,3 +123,27 @@ def test_bad_synthetic_configs_are_named():
         mmf.MatryoshkaBatchTopK(k=4, prefixes=(64, 32))
     with pytest.raises(InputError, match="target_l0=32.0 is not below width=16"):
         mmf.TrainConfig(mmf.JumpReLU(), 16)
+
+
+def test_the_eval_step_scores_an_sae_against_the_truth_of_a_synthetic_store(trained, data, tmp_path):
+    """`mmfeatures eval` on a synthetic store rebuilds the planted dictionary from the store's model name and
+    scores the SAE against it and against an untrained SAE of the same shape."""
+    from mmfeatures.pipeline import EvalStep, run
+
+    heldout = synthetic_store(data, 8192, seed=2, store_dir=tmp_path / "stores")
+    assert SyntheticConfig.from_spec(heldout.config.model) == SMALL
+    record = run(EvalStep(sae=str(trained["topk"].folder), store=str(heldout.path), out=str(tmp_path / "eval")))
+    truth = next(t for t in record.tables if t["title"].startswith("Ground truth"))
+    rows = {r[0]: r[1:] for r in truth["rows"]}
+    assert rows["mcc"][0] > rows["mcc"][1] + 0.15 and rows["recall"][0] > rows["recall"][1] + 0.08
+    assert record.metrics["truth_mcc"] == pytest.approx(rows["mcc"][0], abs=1e-4)
+    assert record.metrics["l0"] == pytest.approx(K, rel=0.1)      # TopK keeps k, minus latents that are <= 0
+    assert "no model" in record.tables[-1]["rows"][0][0]
+
+
+def test_a_synthetic_spec_round_trips_and_a_foreign_one_is_named():
+    assert SyntheticConfig.from_spec(SMALL.spec) == SMALL and SyntheticConfig.from_spec(SyntheticConfig().spec) \
+        == SyntheticConfig()
+    assert SyntheticConfig.from_spec("offline:e5-small") is None
+    with pytest.raises(InputError, match="zipf=2"):
+        SyntheticConfig.from_spec("synthetic:zipf=2")

@@ -16,14 +16,21 @@ as the baselines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mmfeatures.analysis.steering import embed_normalized, splice
 from mmfeatures.errors import InputError
+from mmfeatures.types import Modality
+
+BOOTSTRAP = 1000
+"""Resamples of the percentile bootstrap behind every interval here (95%, over sentences or images)."""
+
+Interval = tuple[float, float, float]
+"""(mean, low, high): a mean and its 95% percentile-bootstrap interval."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class Fidelity:
     """condition ('clean', 'sae', 'zero', 'mean') -> metric ('cosine', 'retrieval', 'crosslingual') -> value."""
     recovered: dict[str, dict[str, float]]
     """baseline ('zero', 'mean') -> metric -> fraction recovered by the SAE."""
+    by_language: dict[str, dict[str, dict[str, Interval]]] = field(default_factory=dict)
+    """condition -> language -> metric -> (mean, low, high) over that language's sentences (or queries); English
+    has no 'crosslingual' (it is the pool)."""
 
     def row(self) -> dict[str, float | str]:
         out: dict[str, float | str] = {"site": self.site}
@@ -46,13 +56,25 @@ class Fidelity:
         return out
 
 
-def _retrieval(emb: np.ndarray, concepts: np.ndarray, queries: np.ndarray, pool: np.ndarray) -> float:
+def interval(values, rng: np.random.Generator, n: int = BOOTSTRAP) -> Interval:
+    """The mean of ``values`` and its 95% percentile-bootstrap interval (``n`` resamples)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return (float("nan"),) * 3
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(values.mean()), float(low), float(high)
+
+
+def _hits(emb: np.ndarray, concepts: np.ndarray, queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """1.0 where a query's nearest pool item has its concept, else 0.0."""
     best = (emb[queries] @ emb[pool].T).argmax(1)
-    return float((concepts[pool][best] == concepts[queries]).mean())
+    return (concepts[pool][best] == concepts[queries]).astype(np.float64)
 
 
-def scores(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, float]:
-    """Cosine to clean, monolingual and cross-lingual top-1 retrieval accuracy (see the module docstring)."""
+def items(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, dict[str, np.ndarray]]:
+    """Per language, per-item values: each sentence's cosine to its clean embedding, each query's monolingual
+    and (not for English) cross-lingual retrieval hit; ``scores`` averages them (see the module docstring)."""
     ids = [e.id.split("/") for e in dataset]
     if not all(len(i) == 4 and i[0] == "concepts" for i in ids):
         raise InputError("fidelity needs the built-in parallel sentences (ids 'concepts/<c>/<lang>/<n>'); use "
@@ -60,42 +82,52 @@ def scores(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, float]:
     concepts = np.array([i[1] for i in ids])
     langs = np.array([i[2] for i in ids])
     sentence = np.array([i[3] for i in ids])
-    mono = [_retrieval(emb, concepts, np.flatnonzero((langs == lang) & (sentence == "1")),
-                       np.flatnonzero((langs == lang) & (sentence == "2"))) for lang in np.unique(langs)]
     english_pool = np.flatnonzero((langs == "en") & (sentence == "2"))
-    cross = [_retrieval(emb, concepts, np.flatnonzero((langs == lang) & (sentence == "1")), english_pool)
-             for lang in np.unique(langs) if lang != "en"]
-    return {"cosine": float((emb * clean).sum(1).mean()), "retrieval": float(np.mean(mono)),
+    cosine = (emb * clean).sum(1)
+    out = {}
+    for lang in np.unique(langs):
+        queries = np.flatnonzero((langs == lang) & (sentence == "1"))
+        out[str(lang)] = {"cosine": cosine[langs == lang],
+                          "retrieval": _hits(emb, concepts, queries, np.flatnonzero((langs == lang) & (sentence == "2")))}
+        if lang != "en":
+            out[str(lang)]["crosslingual"] = _hits(emb, concepts, queries, english_pool)
+    return out
+
+
+def scores(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, float]:
+    """Cosine to clean (over all sentences), monolingual and cross-lingual top-1 retrieval accuracy (means over
+    languages; see the module docstring)."""
+    per = items(emb, clean, dataset)
+    cross = [v["crosslingual"].mean() for v in per.values() if "crosslingual" in v]
+    return {"cosine": float(np.concatenate([v["cosine"] for v in per.values()]).mean()),
+            "retrieval": float(np.mean([v["retrieval"].mean() for v in per.values()])),
             "crosslingual": float(np.mean(cross)) if cross else float("nan")}
 
 
-def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = None,
-             batch_size: int = 64) -> Fidelity:
-    """Splice ``sae`` in at ``site`` and score the model against clean, zero- and mean-ablated runs.
+def spliced_embeddings(encoder, site: str, replacement, inputs: Sequence, batch_size: int = 64) -> np.ndarray:
+    """Unit-norm embeddings of ``inputs`` (texts or images, the site's modality) by the model with ``site``
+    replaced at content positions (``steering.splice``: an SAE, 'zero' or a mean vector)."""
+    tower = encoder.tower(encoder.check_site(site).modality)
+    outs = []
+    for start in range(0, len(inputs), batch_size):
+        batch = tower.prepare(list(inputs[start:start + batch_size])).to(encoder.device)
+        with splice(encoder, site, replacement, batch.mask_bt & ~batch.special_bt), encoder.autocast(), \
+                torch.no_grad():
+            outs.append(tower.embed(batch).float().cpu())
+    emb = torch.cat(outs)
+    return (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
 
-    ``mean``: the site's mean activation (e.g. ``store.stats().mean_d``); without it the
-    mean-ablation baseline is left out."""
-    texts = [e.content for e in dataset]
-    clean = embed_normalized(encoder, texts, batch_size)
-    tower = encoder.tower("text")
 
-    def spliced(replacement) -> np.ndarray:
-        """Unit-norm embeddings with ``replacement`` at the content tokens of every batch."""
-        outs = []
-        for start in range(0, len(texts), batch_size):
-            batch = tower.prepare(texts[start:start + batch_size]).to(encoder.device)
-            with splice(encoder, site, replacement, batch.mask_bt & ~batch.special_bt), encoder.autocast(), \
-                    torch.no_grad():
-                outs.append(tower.embed(batch).float().cpu())
-        emb = torch.cat(outs)
-        return (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
-
+def _conditions(sae, mean) -> dict[str, object]:
     conditions: dict[str, object] = {"sae": sae, "zero": "zero"}
     if mean is not None:
         conditions["mean"] = torch.as_tensor(mean, dtype=torch.float32)
-    result = {"clean": scores(clean, clean, dataset)}
-    for name, replacement in conditions.items():
-        result[name] = scores(spliced(replacement), clean, dataset)
+    return conditions
+
+
+def recovered_fractions(result: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """(score_SAE - score_ablated) / (score_clean - score_ablated) per baseline and metric; NaN where the
+    ablation costs nothing."""
     recovered = {}
     for baseline in (b for b in ("zero", "mean") if b in result):
         recovered[baseline] = {}
@@ -103,7 +135,58 @@ def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = No
             gap = result["clean"][metric] - result[baseline][metric]
             recovered[baseline][metric] = float((result["sae"][metric] - result[baseline][metric]) / gap) \
                 if abs(gap) > 1e-9 else float("nan")
-    return Fidelity(site, result, recovered)
+    return recovered
+
+
+def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = None,
+             batch_size: int = 64, seed: int = 0) -> Fidelity:
+    """Splice ``sae`` in at the text site ``site`` and score the model against clean, zero- and mean-ablated runs,
+    overall and per language (with bootstrap intervals, ``seed``).
+
+    ``mean``: the site's mean activation (e.g. ``store.stats().mean_d``); without it the
+    mean-ablation baseline is left out."""
+    if encoder.check_site(site).modality.value != "text":
+        raise InputError(f"fidelity scores sentences, so {site!r} must be a text site; for an image site of a "
+                         "two-tower model use crossmodal_fidelity")
+    texts = [e.content for e in dataset]
+    clean = embed_normalized(encoder, texts, batch_size)
+    rng = np.random.default_rng(seed)
+    embeddings = {"clean": clean, **{name: spliced_embeddings(encoder, site, replacement, texts, batch_size)
+                                     for name, replacement in _conditions(sae, mean).items()}}
+    result = {name: scores(emb, clean, dataset) for name, emb in embeddings.items()}
+    by_language = {name: {lang: {metric: interval(values, rng) for metric, values in per.items()}
+                          for lang, per in items(emb, clean, dataset).items()}
+                   for name, emb in embeddings.items()}
+    return Fidelity(site, result, recovered_fractions(result), by_language)
+
+
+def crossmodal_fidelity(encoder, site: str, sae, images: Sequence, captions: Sequence[str], *,
+                        mean: torch.Tensor | None = None, batch_size: int = 64,
+                        seed: int = 0) -> dict[str, dict[str, Interval]]:
+    """For a two-tower model: splice ``sae`` into ``site`` (in either tower) and score image -> caption top-1
+    retrieval (image i must find caption i among all captions; a caption equal to the right one counts) and the
+    spliced tower's cosine to its clean embeddings, against clean, zero- and mean-ablated runs.
+    Returns condition -> metric -> (mean, low, high)."""
+    if len(images) != len(captions) or not images:
+        raise InputError(f"{len(images)} images and {len(captions)} captions; give one caption per image")
+    spliced_side = encoder.check_site(site).modality.value
+    if set(encoder.modalities) != {Modality.TEXT, Modality.IMAGE}:
+        raise InputError(f"{encoder.name} is not a two-tower model; image -> caption retrieval needs text and "
+                         "image towers")
+    rng = np.random.default_rng(seed)
+    image = encoder.embed_image(list(images), batch_size=batch_size).float()
+    clean = {"image": (image / image.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy(),
+             "text": embed_normalized(encoder, captions, batch_size)}
+    captions = np.asarray(captions, dtype=object)
+    out = {}
+    for name, replacement in {"clean": None, **_conditions(sae, mean)}.items():
+        side = clean[spliced_side] if name == "clean" else spliced_embeddings(
+            encoder, site, replacement, images if spliced_side == "image" else list(captions), batch_size)
+        image, text = (side, clean["text"]) if spliced_side == "image" else (clean["image"], side)
+        hits = (captions[(image @ text.T).argmax(1)] == captions).astype(np.float64)
+        out[name] = {"image_to_caption": interval(hits, rng),
+                     f"{spliced_side}_cosine": interval((side * clean[spliced_side]).sum(1), rng)}
+    return out
 
 
 def fidelity_sweep(encoder, site: str, saes: Mapping[str, object], dataset, *, mean: torch.Tensor | None = None,

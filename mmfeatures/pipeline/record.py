@@ -218,6 +218,9 @@ class Record:
     scores: tuple[dict[str, Any], ...] = ()
     """``Score.row()`` dicts; the first is the headline number."""
     tables: tuple[dict[str, Any], ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Named numbers a script reads back (the eval step's NMSE, L0, splice and ground-truth scores); the report
+    shows the tables."""
     figures: tuple[dict[str, str], ...] = ()
     """``{"file": "x.png", "caption": ...}``, files beside result.json."""
     artifacts: tuple[Artifact, ...] = ()

@@ -16,13 +16,13 @@ matched decoder rows and true directions), precision and recall at a cosine thre
 dead and dense latents, and absorption. In the spirit of SAELens's SynthSAEBench, at CPU sizes. (Not to be confused
 with ``mmfeatures.analysis.synthetic``, which plants concept and language directions to test the analyses.)
 
->>> data = SyntheticFeatures(SyntheticConfig(n_features=512, d=64))
->>> x, codes = data.sample(1000, seed=1)                 # (1000, 64) activations, (1000, 512) true codes
+>>> data = SyntheticFeatures(SyntheticConfig(n_features=1024, d=64))
+>>> x, codes = data.sample(1000, seed=1)                 # (1000, 64) activations, (1000, 1024) true codes
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -67,6 +67,30 @@ class SyntheticConfig:
         if not (0 <= self.correlation < 1 and 0 < self.child_given_parent <= 1):
             raise InputError(f"correlation = {self.correlation} (give [0, 1)), child_given_parent = "
                              f"{self.child_given_parent} (give (0, 1])")
+
+    @property
+    def spec(self) -> str:
+        """The model name of its stores: 'synthetic:' and the fields that differ from the defaults.
+
+        >>> SyntheticConfig(n_features=1024, d=64).spec
+        'synthetic:n_features=1024,d=64'
+        """
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return "synthetic:" + (",".join(changed) or "default")
+
+    @classmethod
+    def from_spec(cls, spec: str) -> SyntheticConfig | None:
+        """The config a store's model name ``spec`` was written from, or None if it is not a synthetic one."""
+        if not spec.startswith("synthetic:"):
+            return None
+        body = spec.removeprefix("synthetic:")
+        types = {f.name: type(f.default) for f in fields(cls)}
+        try:
+            pairs = [part.split("=", 1) for part in body.split(",")] if body != "default" else []
+            return cls(**{name: types[name](value) for name, value in pairs})
+        except (KeyError, ValueError) as e:
+            raise InputError(f"{spec!r} is not a synthetic config this version reads ({e}); rewrite the store "
+                             "with synthetic_store") from None
 
 
 class SyntheticFeatures:
@@ -195,12 +219,13 @@ def _absorption(data: SyntheticFeatures, codes: torch.Tensor, fires: np.ndarray,
 
 def synthetic_store(data: SyntheticFeatures, n: int, *, seed: int = 1, store_dir=None, rows_per_example: int = 256):
     """``n`` rows of ``data`` (sample ``seed``) written as a token store that ``train`` reads (pooling 'none',
-    examples of ``rows_per_example`` rows); keyed by the config, n and seed, so it is written once."""
+    examples of ``rows_per_example`` rows); keyed by the config, n and seed, so it is written once. Its model
+    name is the config's ``spec``, from which ``mmfeatures eval`` rebuilds the truth to score an SAE against."""
     from mmfeatures.activations import write_store
 
     x = data.sample(n, seed)[0].numpy()
     starts = range(0, n, rows_per_example)
     return write_store((x[s:s + rows_per_example] for s in starts), [{"id": f"rows-{s}"} for s in starts],
-                       model=f"synthetic-{data.config.n_features}x{data.config.d}", site="text.layer.0.resid",
+                       model=data.config.spec, site="text.layer.0.resid",
                        source=f"mmfeatures.sae.synthetic {asdict(data.config)} n={n} seed={seed}", pooling="none",
                        store_dir=store_dir)
