@@ -128,6 +128,8 @@ def _reference(rows: list[dict], name: str, metric: str) -> str:
 
 
 def page(rows: list[dict], environment: str) -> str:
+    from mmfeatures.sae.synthetic import SyntheticConfig
+
     def ref(name, metric):
         return _reference(rows, name, metric)
 
@@ -152,7 +154,7 @@ the clean model (1); "transl. top-1" is retrieval of the English translation wit
 {ref("e5", "splice_crosslingual_clean")}, zero-ablated {ref("e5", "splice_crosslingual_zero")}, mean-ablated {ref("e5", "splice_crosslingual_mean")}).
 
 {summary(rows, "e5")}
-## Synthetic benchmark (`mmfeatures.sae.synthetic`, {SYNTH})
+## Synthetic benchmark (`mmfeatures.sae.synthetic`, `{SyntheticConfig(**SYNTH).spec}`)
 
 {SYNTH_ROWS:,} training rows, {SYNTH_EPOCHS} passes in batches of {SYNTH_BATCH}; scored on 20,000 fresh rows against the planted dictionary.
 MCC: mean cosine of one-to-one matched decoder rows and true directions (an untrained SAE of the same shape
@@ -163,9 +165,12 @@ a child fires (0 = none). The data fire 16 features per row, so L0 8 is too few 
 {summary(rows, "synthetic")}
 ## What to read from it
 
-The tables are measurements, not tuned: no architecture's defaults were changed to make them. See
-`docs/analysis.md` ("SAE quality") for what each metric means and `benchmarks/bench_synthetic.py` for the
-single-L0 comparison at the CPU default size (4,096 features in 256 dimensions).
+The tables are measurements, not tuned: no architecture's defaults were changed to make them. The metrics are
+described in the README ("SAEs") and in `mmfeatures/sae/synthetic.py`; `benchmarks/bench_synthetic.py` runs the
+single-L0 comparison at the CPU default size (4,096 features in 256 dimensions). Each step's record (tables,
+density histogram, the neurons' probes, the untrained floor) is under `reports/sae-results/` after a run. The
+runs are short (a few hundred to a few thousand steps on 2 CPU cores): they rank the architectures' defaults at
+this budget, not at convergence.
 """
 
 

@@ -31,14 +31,16 @@ from mmfeatures.pipeline.train import open_store
 @dataclass(frozen=True)
 class EvalStep:
     """Evaluate one SAE on one store: reconstruction, sparsity and shrinkage; k-sparse probes of the labels from
-    latents against neurons; splice fidelity against zero- and mean-ablation."""
+    latents against neurons; splice fidelity per language (and image -> caption for a two-tower model) against
+    zero- and mean-ablation; on a synthetic store, recovery of the planted dictionary."""
 
     sae: str | None = opt(None, "SAE folder or name", required=True, artifact=True)
     store: str | None = opt(None, "a store of the SAE's model and site, ideally of rows it was not trained on",
                             required=True, artifact=True)
     ks: tuple[int, ...] = opt((1, 2, 5, 10), "k of the k-sparse probes")
     max_rows: int | None = opt(None, "rows scored for reconstruction (default: every row)")
-    splice: bool = opt(True, "splice the SAE into the store's model on the built-in sentences")
+    splice: bool = opt(True, "splice the SAE into the store's model on the built-in sentences (and, for a two-tower "
+                             "model, on the emoji pictures)")
     languages: tuple[str, ...] = opt(("en", "es", "ja", "sw"), "languages of the built-in sentences spliced")
     out: str | None = opt("runs/eval", "folder for result.json and the figures", volatile=True)
 
