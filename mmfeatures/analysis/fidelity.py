@@ -97,7 +97,10 @@ def items(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, dict[str, np
 def scores(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, float]:
     """Cosine to clean (over all sentences), monolingual and cross-lingual top-1 retrieval accuracy (means over
     languages; see the module docstring)."""
-    per = items(emb, clean, dataset)
+    return _summary(items(emb, clean, dataset))
+
+
+def _summary(per: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
     cross = [v["crosslingual"].mean() for v in per.values() if "crosslingual" in v]
     return {"cosine": float(np.concatenate([v["cosine"] for v in per.values()]).mean()),
             "retrieval": float(np.mean([v["retrieval"].mean() for v in per.values()])),
@@ -153,10 +156,11 @@ def fidelity(encoder, site: str, sae, dataset, *, mean: torch.Tensor | None = No
     rng = np.random.default_rng(seed)
     embeddings = {"clean": clean, **{name: spliced_embeddings(encoder, site, replacement, texts, batch_size)
                                      for name, replacement in _conditions(sae, mean).items()}}
-    result = {name: scores(emb, clean, dataset) for name, emb in embeddings.items()}
-    by_language = {name: {lang: {metric: interval(values, rng) for metric, values in per.items()}
-                          for lang, per in items(emb, clean, dataset).items()}
-                   for name, emb in embeddings.items()}
+    per_item = {name: items(emb, clean, dataset) for name, emb in embeddings.items()}
+    result = {name: _summary(per) for name, per in per_item.items()}
+    by_language = {name: {lang: {metric: interval(values, rng) for metric, values in metrics.items()}
+                          for lang, metrics in per.items()}
+                   for name, per in per_item.items()}
     return Fidelity(site, result, recovered_fractions(result), by_language)
 
 
