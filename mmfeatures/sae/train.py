@@ -348,7 +348,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
     states = []
     for c in cfgs:
         sae = SAE(store.d, c.width, c.arch, seed=c.seed, tied_init=c.tied_init).to(device).train()
-        opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=c.lr, betas=(0.9, 0.999))
+        opt = torch.optim.Adam(_param_groups(sae), lr=c.lr, betas=(0.9, 0.999))
         states.append(_State(c, sae, opt, torch.zeros(c.width, dtype=torch.long, device=device),
                              torch.zeros(c.width, dtype=torch.long, device=device),
                              dead_rows=dead_rows(c, steps * base.batch_size)))
@@ -430,6 +430,15 @@ def _inference(st: _State, calibration: list[torch.Tensor], held_out: torch.Tens
     return {"l0_inference": float((z > 0).sum(1).float().mean()), "nmse_inference": float(err)}
 
 
+def _param_groups(sae: SAE) -> list[dict[str, Any]]:
+    """Adam's groups: every trained weight at the run's lr, a JumpReLU's thresholds at ``threshold_lr`` times it."""
+    rest = [p for p in sae.parameters() if p.requires_grad and p is not sae.log_threshold]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if isinstance(sae.arch, JumpReLU):
+        groups.append({"params": [sae.log_threshold], "lr_scale": sae.arch.threshold_lr})
+    return groups
+
+
 def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torch.device, start_step: int):
     """Batches from ``start_step`` on; epoch e reshuffles with seed data_seed + e. Resuming skips
     the consumed batches without reading them."""
@@ -450,7 +459,7 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
     if step == 0 and isinstance(cfg.arch, JumpReLU) and cfg.arch.target_l0 is not None:
         _threshold_init(sae, x, cfg.arch.target_l0)
     for group in st.opt.param_groups:
-        group["lr"] = cfg.lr * _lr_factor(cfg, step, steps)
+        group["lr"] = cfg.lr * _lr_factor(cfg, step, steps) * group["lr_scale"]
     dead = st.since_fired >= st.dead_rows
     out = sae(x, dead_mask=dead)
     warm = min(1.0, (step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
