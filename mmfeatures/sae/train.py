@@ -395,11 +395,24 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
         save_sae(st.sae, folder, model_name=store.config.model, hook_name=store.config.site, input_scale=scale,
                  metadata={"modality": store.config.site.split(".")[0], "store": str(store.path),
                            "store_key": store.key, "store_dataset": store.config.dataset,
-                           "pooling": store.config.pooling, "train_config": _jsonable(st.cfg)},
+                           "pooling": store.config.pooling, **data_metadata(store),
+                           "train_config": _jsonable(st.cfg)},
                  log_density=log_density, files={"metrics.json": json.dumps(metrics, indent=1)},
                  key=key, inputs={"store": store.key}, fields=st.cfg.fields())
     ckpt_path.unlink(missing_ok=True)
     Path(f"{ckpt_path}.sha256").unlink(missing_ok=True)
+
+
+def data_metadata(store: ActivationStore) -> dict[str, Any]:
+    """What an SAE trained on ``store`` read, for its cfg.json: the languages, and a summary of the training data
+    (the store's key and description, its dataset fingerprint, and counts of examples, rows and concepts)."""
+    examples = store.examples
+    return {"languages": sorted({e["language"] for e in examples if e.get("language")}),
+            "training_data": {"store_key": store.key, "store_summary": store.config.summary,
+                              "dataset_fingerprint": store.config.dataset, "n_examples": store.config.n_examples,
+                              "n_rows": store.n_rows, "n_concepts": len({e["concept"] for e in examples
+                                                                         if e.get("concept")}),
+                              "pooling": store.config.pooling, "role": store.config.role}}
 
 
 CALIBRATION_ROWS = 65_536
