@@ -36,11 +36,12 @@ data: setup
 	@$(PY) -m mmfeatures data fetch || { echo "refreshing apt's package lists (apt-get update) and retrying"; \
 		apt-get update -qq && $(PY) -m mmfeatures data fetch; }
 
-# Debian's chromium (the browser tests drive it with Playwright; no browser download) and the emoji font.
+# Chromium and the fonts the dashboards' scripts need (CJK, Arabic, Devanagari), from Debian.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (needs root: apt-get)"; \
+	@{ command -v chromium && fc-list | grep -q "Noto Sans CJK" && fc-list | grep -q "Noto Sans Arabic"; } \
+		>/dev/null 2>&1 || { echo "installing Debian's chromium and Noto fonts (needs root: apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-		fonts-noto-color-emoji unicode-data >/dev/null; }
+		fonts-noto-color-emoji fonts-noto-core fonts-noto-cjk unicode-data >/dev/null; }
 
 # Longer checks, kept out of `make test` (includes the SAELens round trip, in its own venv).
 test-slow: setup data $(SAELENS)/.installed-stamp

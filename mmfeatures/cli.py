@@ -30,6 +30,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
              "how good an SAE is: reconstruction, sparsity, k-sparse probes, splice",
              "mmfeatures eval --sae SAE --store HELD_OUT_STORE --out runs/e5/eval\n"
              "  mmfeatures eval --sae data:e5-small-l8-s0 --store STORE --ks 1,5 --splice false"),
+    "inspect": ("mmfeatures.pipeline:InspectStep", "mmfeatures.pipeline:run",
+                "feature dashboards: a page per feature and an index with search (and a Neuronpedia export)",
+                "mmfeatures inspect --sae data:e5-small-layer8-seed0 --store STORE --features 12,40 --out runs/e5/inspect\n"
+                "  mmfeatures inspect --sae SAE --store TEXT_STORE --beside IMAGE_STORE --features 7 --neuronpedia\n"
+                "  mmfeatures inspect --sae SAE_A --store STORE_A --partner-sae SAE_B --partner-store STORE_B "
+                "--features 3"),
     "analyze": ("mmfeatures.pipeline:AnalyzeStep", "mmfeatures.pipeline:run",
                 "cross-lingual or cross-modal consistency, with nulls",
                 "mmfeatures analyze --stores STORE --sae SAE --kind crosslingual --out runs/e5/crosslingual\n"

@@ -31,8 +31,9 @@ from mmfeatures.encoders import resolve_device
 from mmfeatures.pipeline.alignment import AlignmentStep
 from mmfeatures.pipeline.analyze import AnalyzeStep
 from mmfeatures.pipeline.extract import ExtractStep
+from mmfeatures.pipeline.inspect import InspectStep
 from mmfeatures.pipeline.match import MatchStep
-from mmfeatures.pipeline.plan import PlanStep, SAEOf, StepOutcome, StoreOf, run_plan
+from mmfeatures.pipeline.plan import FeaturesOf, PlanStep, SAEOf, StepOutcome, StoreOf, run_plan
 from mmfeatures.pipeline.record import Timer, config_dict, environment, opt, writable
 from mmfeatures.pipeline.steer import SteerStep
 from mmfeatures.pipeline.train import TrainStep
@@ -142,6 +143,9 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
                                              label="independently trained; null: its random-init copy")),
         PlanStep("14-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
                                        n_perm=n, seed=seed)),
+        PlanStep("15-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
+                                              features=(FeaturesOf("02-crosslingual"), FeaturesOf("14-steer")),
+                                              title="the e5-small features this report names")),
     )
 
 

@@ -93,11 +93,26 @@ def _section(record: Record, anchor: str, root: Path, level: int = 2) -> str:
     for t in record.tables:
         if t["rows"]:
             parts.append(_table(t["columns"], t["rows"], t["title"]))
+    parts += _dashboards(record, root)
     outputs = "".join(f"<li>{_e(a.kind)} {_e(a.site)}: <code>{_e(a.path)}</code> (key {_e(a.key)})</li>"
                       for a in record.artifacts)
     parts.append(f"<details><summary>config, outputs and time ({record.seconds:.1f} s)</summary>"
                  f"<pre>{_e(json.dumps(record.config, indent=1, ensure_ascii=False))}</pre><ul>{outputs}</ul></details>")
     return "\n".join(parts)
+
+
+def _dashboards(record: Record, root: Path) -> list[str]:
+    """Links to the feature dashboards a record wrote inside the report's folder (``mmfeatures inspect``)."""
+    out = []
+    for a in record.artifacts:
+        index = Path(a.path).resolve()
+        if a.kind == "dashboards" and index.is_relative_to(root.resolve()):
+            rel = index.parent.relative_to(root.resolve()).as_posix()
+            links = " · ".join(f'<a href="{_e(quote(f"{rel}/feature-{f}.html"))}">f{f}</a>'
+                               for f in record.config.get("features", ()))
+            out.append(f'<p>Feature dashboards ({_e(record.title)}): {links} · '
+                       f'<a href="{_e(quote(rel + "/index.html"))}">index with search</a></p>')
+    return out
 
 
 def figure_path(folder: Path, name: str, root: Path) -> str:
@@ -147,7 +162,7 @@ def render_report(job: ReportJob) -> Path:
     if run.get("intro"):
         body.append(f"<p>{_e(run['intro'])}</p>")
     if claims:
-        body += ["<h2>Verdicts</h2>", summary]
+        body += ["<h2>Verdicts</h2>", summary, *(link for r in records for link in _dashboards(r, root))]
     body += [_section(r, f"s{i}", root) for i, r in enumerate(records) if r.claim]
     setup = [_section(r, f"s{i}", root, 3 if claims else 2) for i, r in enumerate(records) if not r.claim]
     if setup and claims:

@@ -57,7 +57,8 @@ def _panel(controls: dict[str, Any], draw: Callable[[dict[str, Any], dict[str, A
                 print(result)
             else:
                 display(result)
-                plt.close(result)
+                if isinstance(result, plt.Figure):
+                    plt.close(result)
 
     for c in controls.values():
         c.observe(render, names="value")
@@ -265,5 +266,25 @@ def curve_picker(families: Mapping[str, Mapping[str, Mapping[float, float]]], *,
         state.update({label: key, "curves": families[key]})
         return plotting.curves(families[key], xlabel=xlabel, ylabel=ylabel, xscale=xscale,
                                title=f"{title}: {key}" if title else key)
+
+    return _panel(controls, draw)
+
+
+def feature_dashboard(views: Mapping[int, Sequence[Any]], *, feature: int | None = None, title: str = "") -> Panel:
+    """A dropdown over features: the chosen feature's dashboard (``dashboards.feature_html``, the page
+    ``mmfeatures inspect`` writes), from ``views`` (feature -> its ``FeatureView`` on each store)."""
+    import ipywidgets as w
+    from IPython.display import HTML
+
+    from mmfeatures.dashboards import feature_html
+
+    features = list(views)
+    controls = {"feature": w.Dropdown(options=features, value=features[0] if feature is None else feature,
+                                      description="feature")}
+
+    def draw(v, state):
+        shown = views[v["feature"]]
+        state.update(feature=v["feature"], top=[s.id for s in shown[0].top])
+        return HTML(feature_html(shown, title=title, index=None))
 
     return _panel(controls, draw)

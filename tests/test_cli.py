@@ -140,8 +140,14 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
     reference; what each verdict says is checked in test_falsification.py, where it must fail."""
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 17
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 18
     records = {s.name: s.record for s in quick_demo.stages}
+    named = (*records["02-crosslingual"].features, *records["14-steer"].features)   # the features the report names
+    assert records["14-steer"].features and records["15-dashboards"].config["features"] == list(dict.fromkeys(named))
+    report = quick_demo.index.read_text(encoding="utf-8")
+    for f in named:                                      # linked from the report, and there
+        assert f'href="15-dashboards/feature-{f}.html"' in report
+        assert (quick_demo.index.parent / "15-dashboards" / f"feature-{f}.html").is_file()
     assert len(quick_demo.verdicts) == len(CLAIMS) and all(records[n].supported is not None for n in CLAIMS)
     for name in CLAIMS[:4]:
         assert "Reference, not a target" in records[name].verdict

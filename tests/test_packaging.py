@@ -47,7 +47,8 @@ CORE = ["version", "types", "errors", "disk", "encoders", "datasets", "activatio
 ALLOWED = {name: set(CORE[:i]) for i, name in enumerate(CORE)}      # a core layer reads only lower core layers
 ALLOWED["__init__"] = set(CORE)                                     # the public facade
 ABOVE = set(CORE) | {"__init__"}
-ALLOWED.update({"plotting": ABOVE, "widgets": ABOVE | {"plotting"}, "pipeline": ABOVE | {"plotting"}})
+ALLOWED.update({"plotting": ABOVE, "dashboards": ABOVE, "neuronpedia": ABOVE,          # presentation and export
+                "widgets": ABOVE | {"plotting", "dashboards"}, "pipeline": ABOVE | {"plotting", "dashboards", "neuronpedia"}})
 ALLOWED["report"] = ALLOWED["pipeline"] | {"pipeline"}
 ALLOWED["demo"] = ALLOWED["report"] | {"report"}
 ALLOWED["cli"] = ALLOWED["demo"] | {"demo"}

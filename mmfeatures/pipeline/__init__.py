@@ -1,4 +1,4 @@
-"""The pipeline: every step (extract, train, eval, analyze, match, steer, fidelity, alignment) is a frozen config and
+"""The pipeline: every step (extract, train, eval, analyze, match, steer, fidelity, alignment, inspect) is a frozen config and
 a function returning a ``Record``, the one typed result a step leaves (verdict, scores, figures, and the stores
 or SAEs it wrote as ``Artifact``s, named by their keys). The command line, the demo, the notebooks and the studies
 all call these; nothing else chains extract → train → score → verdict.
@@ -18,8 +18,9 @@ from mmfeatures.pipeline.analyze import AnalyzeStep, run_analyze
 from mmfeatures.pipeline.evaluate import EvalStep, run_eval
 from mmfeatures.pipeline.extract import ExtractStep, run_extract
 from mmfeatures.pipeline.fidelity import FidelityStep, run_fidelity
+from mmfeatures.pipeline.inspect import InspectStep, run_inspect
 from mmfeatures.pipeline.match import MatchStep, run_match
-from mmfeatures.pipeline.plan import PlanStep, SAEOf, StepOutcome, StoreOf, run_plan
+from mmfeatures.pipeline.plan import FeaturesOf, PlanStep, SAEOf, StepOutcome, StoreOf, run_plan
 from mmfeatures.pipeline.record import Artifact, Record, check_sizes
 from mmfeatures.pipeline.steer import SteerStep, run_steer
 from mmfeatures.pipeline.train import TrainStep, run_train
@@ -27,6 +28,7 @@ from mmfeatures.pipeline.train import TrainStep, run_train
 RUNNERS: dict[type, Callable[[Any], Record]] = {
     ExtractStep: run_extract, TrainStep: run_train, AnalyzeStep: run_analyze, MatchStep: run_match,
     SteerStep: run_steer, FidelityStep: run_fidelity, AlignmentStep: run_alignment, EvalStep: run_eval,
+    InspectStep: run_inspect,
 }
 
 
@@ -41,7 +43,7 @@ def run(step: Any) -> Record:
     return runner(step)
 
 
-__all__ = ["SENTENCES", "AlignmentStep", "AnalyzeStep", "Artifact", "EvalStep", "ExtractStep", "FidelityStep", "MatchStep",
+__all__ = ["SENTENCES", "AlignmentStep", "AnalyzeStep", "Artifact", "EvalStep", "ExtractStep", "FeaturesOf", "FidelityStep", "InspectStep", "MatchStep",
            "PlanStep", "RUNNERS", "Record", "SAEOf", "SteerStep", "StepOutcome", "StoreOf", "TrainStep", "check_sizes",
-           "run", "run_alignment", "run_analyze", "run_eval", "run_extract", "run_fidelity", "run_match", "run_plan", "run_steer",
+           "run", "run_alignment", "run_analyze", "run_eval", "run_extract", "run_fidelity", "run_inspect", "run_match", "run_plan", "run_steer",
            "run_train"]

@@ -263,11 +263,12 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baselin
     saved = tuple({"file": name, "caption": caption} for fig, name, caption in figures
                   if save_figure(fig, out, name))
     texts = contents(labels.example_id.tolist())
-    rows = []
+    rows, named = [], []
     for f in np.argsort(-np.where(cl.multilingual, cl.concept_auroc, -1))[:8]:
         if not cl.multilingual[f]:
             break
         top = np.argsort(-z[:, f])[:4]
+        named.append(int(f))
         rows.append([f"f{f}", str(cl.concepts[cl.best_concept[f]]), round(float(cl.concept_auroc[f]), 3),
                      round(float(cl.entropy[f]), 3),
                      " · ".join(f"{labels.language[i]}: {texts.get(labels.example_id[i], labels.example_id[i])}"
@@ -298,6 +299,7 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baselin
     scores = (versus.row(), *(cl.scores[n].row() for n in order if n in cl.scores))
     return {"title": "Across languages: {what}", "claim": "The same features fire for a concept in every language",
             "verdict": verdict, "supported": ok, "scores": scores, "figures": saved,
+            "features": () if neurons else tuple(named),
             "tables": (table("The most concept-selective multilingual units and their top sentences",
                              ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),)}
 

@@ -2,7 +2,7 @@
 
 A plan is a tuple of ``PlanStep(name, config)``. A config field may hold a handle instead of a path:
 ``StoreOf("01-extract-e5", "text.layer.8.resid")`` is the store that step wrote at that site, ``SAEOf("04-train-emoji-0")``
-the SAE that step trained. ``run_plan`` runs the steps in order, each into ``root/<name>``, resolving handles from
+the SAE that step trained, ``FeaturesOf("14-steer")`` the features its record names. ``run_plan`` runs the steps in order, each into ``root/<name>``, resolving handles from
 the records of the steps before it, and every step reuses its result when its key is unchanged.
 
 >>> plan = (PlanStep("extract", ExtractStep(sites=("text.layer.8.resid",))),           # doctest: +SKIP
@@ -43,7 +43,18 @@ class SAEOf:
         return _record(done, self.step).artifact("sae").path
 
 
-Handle = StoreOf | SAEOf
+@dataclass(frozen=True)
+class FeaturesOf:
+    """Handle: the features of its SAE that plan step ``step``'s record names (``Record.features``); in a tuple
+    field it stands for all of them."""
+
+    step: str
+
+    def resolve(self, done: dict[str, Record]) -> tuple[int, ...]:
+        return tuple(_record(done, self.step).features)
+
+
+Handle = StoreOf | SAEOf | FeaturesOf
 
 
 def _record(done: dict[str, Record], step: str) -> Record:
@@ -84,7 +95,11 @@ def resolve(config: Any, done: dict[str, Record]) -> Any:
     def one(v):
         return v.resolve(done) if isinstance(v, Handle) else v
 
-    changes = {name: tuple(map(one, value)) if isinstance(value := getattr(config, name), tuple) else one(value)
+    def many(values: tuple) -> tuple:
+        resolved = [one(v) for v in values]
+        return tuple(x for r in resolved for x in (r if isinstance(r, tuple) else (r,)))
+
+    changes = {name: many(value) if isinstance(value := getattr(config, name), tuple) else one(value)
                for name in handles(config)}
     return dataclasses.replace(config, **changes) if changes else config
 

@@ -223,6 +223,8 @@ class Record:
     shows the tables."""
     figures: tuple[dict[str, str], ...] = ()
     """``{"file": "x.png", "caption": ...}``, files beside result.json."""
+    features: tuple[int, ...] = ()
+    """Features of the step's SAE that its tables or verdict name (``FeaturesOf`` hands them to inspect)."""
     artifacts: tuple[Artifact, ...] = ()
     """Stores and SAEs written elsewhere."""
     key: str = ""
@@ -256,7 +258,7 @@ class Record:
             return None                                        # an older layout: recompute
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in body.items() if k in names}
-        for name in ("scores", "tables", "figures"):
+        for name in ("scores", "tables", "figures", "features"):
             values[name] = tuple(values.get(name, ()))
         values["artifacts"] = tuple(Artifact(**a) for a in values.get("artifacts", ()))
         values["folder"] = str(folder)

@@ -213,7 +213,7 @@ def _steer(job: SteerStep, out) -> Record:
         claim=f"Clamping one feature steers the model toward '{job.concept}'" + (
             f" (control: {job.control}; must not be supported)" if job.control != "none" else ""),
         verdict=verdict, supported=ok,
-        scores=(score.row(),),
+        scores=(score.row(),), features=(int(feature),) if job.control == "none" else (),
         tables=tuple(tables),
         figures=({"file": "steering.png", "caption": "The feature's curve, other concepts' features clamped at the "
                                                      "strongest value (the null), the mean-difference baseline and "
