@@ -6,13 +6,13 @@ metadata mmfeatures writes into cfg.json."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_hub_cache import fill_cache
 
 from mmfeatures.errors import InputError, ModelNotAvailableError
 from mmfeatures.sae import SAE, JumpReLU, ReLU, TopK, load_sae, save_sae
@@ -289,15 +289,6 @@ def test_a_folder_saelens_wrote_maps_its_hook_and_keeps_its_metadata(tmp_path):
 
 
 # -- SAELens releases and hub files, offline -------------------------------------------------------------------------
-
-def fill_cache(cache: Path, repo: str, source: Path) -> None:
-    """Lay out files exactly as huggingface_hub stores a downloaded snapshot."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    root = cache / f"models--{repo.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True)
-    (root / "refs" / "main").write_text(commit)
-    shutil.copytree(source, root / "snapshots" / commit)
-
 
 @pytest.fixture()
 def hub_cache(tmp_path, monkeypatch):
