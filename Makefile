@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
-.PHONY: setup browser data demo test test-slow test-compat notebooks bench studies saes sae-results train-embedded lint clean
+TOOLS   := .venv-tools
+.PHONY: setup browser data demo test test-slow test-compat test-tools notebooks bench studies saes sae-results train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -58,6 +59,20 @@ $(SAELENS)/.installed-stamp:
 	$(SAELENS)/bin/python -m pip install -q sae-lens==6.54.12
 	@touch $@
 
+# The sparsify, dictionary_learning and saev readers against SAEs those tools train and save themselves (docs/formats.md).
+test-tools: setup $(TOOLS)/.installed-stamp
+	MMF_TOOLS_PYTHON=$(TOOLS)/bin/python $(PY) -m pytest -m slow tests/test_sae_tools_compat.py
+
+# One venv for the three tools (1.5 GB, about 90 s the first time): torch 2.13.0 is the CPU wheel on this machine's
+# disk. dictionary-learning and saev go in with --no-deps and only what their save/load modules import (their full
+# sets add nnsight, torchvision, diffusers, wandb, open-clip, marimo...); tests/tools_side.py stubs nnsight and wandb.
+$(TOOLS)/.installed-stamp:
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS)/bin/python -m pip install -q torch==2.13.0 eai-sparsify==1.3.3 einops zstandard beartype jaxtyping
+	$(TOOLS)/bin/python -m pip install -q --no-deps dictionary-learning==0.1.0 saev==0.1.0
+	@touch $@
+
 # Rebuild the notebooks from their sources (notebooks/NN_*.py, jupytext percent format) and re-execute
 # them, storing outputs so GitHub renders them and nbval has the checked outputs.
 notebooks: setup
@@ -91,4 +106,4 @@ lint: setup
 	$(VENV)/bin/ruff check mmfeatures tests benchmarks scripts data notebooks/*.py
 
 clean:
-	rm -rf $(VENV) $(SAELENS) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(SAELENS) $(TOOLS) .pytest_cache build *.egg-info

@@ -223,9 +223,10 @@ def read_sparsify(path: str | Path, hookpoint: str | None = None, *, model: str 
     sae = build(TopK(k=k), W_enc_fd.T, _tensor(state, "encoder.bias", where), _tensor(state, "W_dec", where),
                 _tensor(state, "b_dec", where), where=where)
     run = folder.parent / "config.json"         # the training run's config, when the checkpoint kept it
-    tool_model = _json_object(run).get("model") if run.is_file() else None
-    return describe(sae, "sparsify", folder, hook=folder.name, tool_model=tool_model if isinstance(tool_model, str)
-                    else None, model=model, site=site, k=k, multi_topk=bool(cfg.get("multi_topk", False)))
+    tool_model = _json_object(run).get("model") if run.is_file() else None    # RunConfig.model: a hub name
+    return describe(sae, "sparsify", folder, hook=folder.name, tool_model=f"hf:{tool_model}" if
+                    isinstance(tool_model, str) else None, model=model, site=site, k=k,
+                    multi_topk=bool(cfg.get("multi_topk", False)))
 
 
 # -- saprmarks/dictionary_learning ------------------------------------------------------------------------------
@@ -351,7 +352,8 @@ def read_saev(path: str | Path, *, model: str | None = None, site: str | None = 
                          "TopK, BatchTopK")
     sae = build(arch, W_enc, b_enc, W_dec, b_dec, threshold, where=file)
     run = file.parent / "config.json"
-    train_data = _json_object(run).get("train_data", {}) if run.is_file() else {}
+    run_cfg = _json_object(run) if run.is_file() else {}
+    train_data = run_cfg.get("train_data", run_cfg.get("data", {}))     # saev 0.1.0's training.py names it "data"
     if isinstance(train_data, dict) and train_data.get("scale_norm"):
         raise InputError(f"{run}: train_data.scale_norm is true: the SAE reads activations rescaled to norm sqrt(d), "
                          "a scale that is not stored with it; mmfeatures can only read SAEs on raw activations")
