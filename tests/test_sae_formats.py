@@ -226,8 +226,11 @@ def test_saev_checkpoints_compute_what_saev_computes(tmp_path):
 
 def test_saev_trained_on_rescaled_inputs_is_refused(tmp_path):
     write_saev(tmp_path / "sae.pt", saev_cfg({"cls": "Relu", "params": {}}), saev_state(), layer=3)
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"layer": 3, "scale_mean": True}}))
+    with pytest.raises(InputError, match=r"data\.scale_mean is true"):
+        load_sae(f"saev:{tmp_path / 'sae.pt'}")
     (tmp_path / "config.json").write_text(json.dumps({"train_data": {"layer": 3, "scale_norm": True}}))
-    with pytest.raises(InputError, match="scale_norm"):
+    with pytest.raises(InputError, match=r"train_data\.scale_norm is true"):
         read_saev(tmp_path / "sae.pt")
 
 

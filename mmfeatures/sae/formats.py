@@ -353,10 +353,12 @@ def read_saev(path: str | Path, *, model: str | None = None, site: str | None = 
     sae = build(arch, W_enc, b_enc, W_dec, b_dec, threshold, where=file)
     run = file.parent / "config.json"
     run_cfg = _json_object(run) if run.is_file() else {}
-    train_data = run_cfg.get("train_data", run_cfg.get("data", {}))     # saev 0.1.0's training.py names it "data"
-    if isinstance(train_data, dict) and train_data.get("scale_norm"):
-        raise InputError(f"{run}: train_data.scale_norm is true: the SAE reads activations rescaled to norm sqrt(d), "
-                         "a scale that is not stored with it; mmfeatures can only read SAEs on raw activations")
+    section = "train_data" if "train_data" in run_cfg else "data"          # saev 0.1.0's training.py names it "data"
+    train_data = run_cfg.get(section, {})
+    for flag, what in (("scale_norm", "rescaled to norm sqrt(d)"), ("scale_mean", "minus the dataset's mean")):
+        if isinstance(train_data, dict) and train_data.get(flag):
+            raise InputError(f"{run}: {section}.{flag} is true: the SAE reads activations {what}, which is not stored "
+                             "with it; mmfeatures can only read SAEs trained on raw activations")
     layer = train_data.get("layer") if isinstance(train_data, dict) else None
     hook = str(layer) if isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0 else None
     return describe(sae, "saev", file, hook=hook, tool_model=None, model=model, site=site, schema=schema,
