@@ -251,16 +251,19 @@ def with_partners(views: Sequence[FeatureView], store_a, latents_a, store_b, lat
 
     from mmfeatures.analysis.partners import best_partners
 
-    za, ia = latents_a.pooled("max")
+    features = [v.feature for v in views]
+    rows_a = _Rows(store_a, None)                 # A: only the views' features, from their sparse columns
+    columns = feature_columns(latents_a, features)
+    za = np.stack([_example_scores(rows_a, *columns[f]) for f in features], 1)
+    has_rows = np.flatnonzero(np.diff(rows_a.starts) > 0)
     zb, ib = latents_b.pooled("max")
-    ids_a = {store_a.examples[i]["id"]: j for j, i in enumerate(ia)}
+    ids_a = {store_a.examples[i]["id"]: i for i in has_rows}
     ids_b = {store_b.examples[i]["id"]: j for j, i in enumerate(ib)}
     shared = [i for i in ids_a if i in ids_b]
     if len(shared) < 3:
         raise InputError(f"the two stores share {len(shared)} example ids; partners are correlated over the same "
                          "examples: extract both from the same data")
-    features = [v.feature for v in views]
-    a = za[[ids_a[i] for i in shared]][:, features]
+    a = za[[ids_a[i] for i in shared]]
     b = zb[[ids_b[i] for i in shared]]
     found = best_partners(a, b, m=min(m, b.shape[1]))
     partner_features = sorted({int(j) for j in found.index.ravel()})
