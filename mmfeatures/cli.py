@@ -271,8 +271,8 @@ def _summary(command: str, result: Any) -> None:
         for s in result.stages:
             print(f"{s.name:24s} {s.seconds:8.1f}  {'yes' if s.reused else ''}")
         print("\nverdicts:")
-        for claim, ok in result.verdicts.items():
-            print(f"  [{'supported' if ok else 'NOT supported'}] {claim}")
+        for claim, status in result.verdicts.items():
+            print(f"  [{status}] {claim}")
         print(f"\nwrote {result.index} (with its figures and job records beside it); "
               f"{result.seconds / 60:.1f} min. Open it in a browser.")
     else:

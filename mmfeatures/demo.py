@@ -78,6 +78,11 @@ class DemoConfig:
     def permutations(self) -> int:
         return self.n_perm if self.n_perm is not None else (19 if self.quick else 99)
 
+    @property
+    def precision(self) -> dict[str, int]:
+        """Bootstrap draws and power simulations per size of the verdicts (fewer in the quick run)."""
+        return {"n_boot": 50, "simulations": 5} if self.quick else {"n_boot": 200, "simulations": 20}
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -87,8 +92,9 @@ class DemoResult:
     seconds: float
 
     @property
-    def verdicts(self) -> dict[str, bool | None]:
-        return {s.record.claim: s.record.supported for s in self.stages if s.record.claim}
+    def verdicts(self) -> dict[str, str]:
+        """Each claim's status: supported, not supported, inconclusive at this sample size, cannot be tested."""
+        return {s.record.claim: s.record.status for s in self.stages if s.record.claim}
 
 
 def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
@@ -108,18 +114,18 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
     def crossmodal(stores_step, subset, label):
         return AnalyzeStep(stores=tuple(StoreOf(stores_step, s) for s in emoji_sites), sae=SAEOf("04-train-emoji-0"),
                            seeds=(SAEOf("04-train-emoji-1"), SAEOf("04-train-emoji-2")), kind="crossmodal",
-                           subset=subset, label=label, n_perm=n, seed=seed)
+                           subset=subset, label=label, n_perm=n, seed=seed, **cfg.precision)
 
     def match(other_store, other_sae, **kw):
         return MatchStep(store_a=StoreOf("09-extract-e5-en", e5_site), store_b=other_store, sae_a=E5_SAES[0],
-                         sae_b=other_sae, n_perm=n, seed=seed, **kw)
+                         sae_b=other_sae, n_perm=n, seed=seed, **cfg.precision, **kw)
 
     return (
         PlanStep("00-alignment", AlignmentStep(model=E5, store_dir=cfg.store_dir, device=cfg.device)),
         PlanStep("01-extract-e5", extract(E5, (e5_site,))),
         PlanStep("02-crosslingual", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
                                                 seeds=E5_SAES[1:], n_perm=n, n_baseline=min(n, 39), seed=seed,
-                                                label="SAEs trained on LibreOffice's help")),
+                                                label="SAEs trained on LibreOffice's help", **cfg.precision)),
         PlanStep("03-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
         *(PlanStep(f"04-train-emoji-{s}", TrainStep(store=StoreOf("03-extract-emoji", "text.embed"), width=1024, k=8,
                                                     epochs=30, batch_size=1024, seed=seed + s, **run))
@@ -138,8 +144,8 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
         PlanStep("11-extract-minilm-en", extract(UNRELATED, (minilm_site,), english)),
         PlanStep("12-extract-minilm-random-en", extract(f"{UNRELATED}+random-init-0", (minilm_site,), english)),
         PlanStep("13-match-unrelated", match(StoreOf("11-extract-minilm-en", minilm_site), MINILM_SAE,
-                                             store_null=StoreOf("12-extract-minilm-random-en", minilm_site),
-                                             sae_null=MINILM_RANDOM_SAE, seeds_a=E5_SAES[1:],
+                                             store_null=(StoreOf("12-extract-minilm-random-en", minilm_site),),
+                                             sae_null=(MINILM_RANDOM_SAE,), seeds_a=E5_SAES[1:],
                                              label="independently trained; null: its random-init copy")),
         PlanStep("14-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
                                        n_perm=n, seed=seed)),

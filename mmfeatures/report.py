@@ -27,9 +27,9 @@ body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100p
 h1{margin-bottom:.2em} h2{margin-top:2.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .meta{color:#666} table{border-collapse:collapse;margin:.8em 0;font-size:13px} td,th{border:1px solid #ddd;
 padding:.3em .6em;text-align:left;vertical-align:top} th{background:#f5f5f5} .ok{color:#176f2c;font-weight:600}
-.no{color:#a3261b;font-weight:600} .claim{font-style:italic} .verdict{background:#f8f8f4;border-left:4px solid #bbb;
+.no{color:#a3261b;font-weight:600} .open{color:#8a6100;font-weight:600} .claim{font-style:italic} .verdict{background:#f8f8f4;border-left:4px solid #bbb;
 padding:.6em 1em} .verdict.ok{border-color:#2e9e47;font-weight:normal;color:#222} .verdict.no{border-color:#d0473a;
-font-weight:normal;color:#222} .figs{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;max-width:100%}
+font-weight:normal;color:#222} .verdict.open{border-color:#d9a400} .figs{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:12px;color:#555;max-width:520px}
 pre{background:#f5f5f5;padding:.8em;overflow:auto;font-size:12px} details{margin:.6em 0}
 """
@@ -60,10 +60,23 @@ def _table(columns: list[str], rows: list[list[Any]], title: str = "", raw: int 
     return f"<table>{caption}<tr>{head}</tr>{body}</table>"
 
 
-def _badge(supported: bool | None) -> str:
-    if supported is None:
+def _badge(record: Record) -> str:
+    status = record.status or ({True: "supported", False: "not supported"}.get(record.supported, ""))
+    if not status:
         return ""
-    return '<span class="ok">✔ supported</span>' if supported else '<span class="no">✘ not supported</span>'
+    cls, mark = {"supported": ("ok", "✔"), "not supported": ("no", "✘")}.get(status, ("open", "?"))
+    return f'<span class="{cls}">{mark} {_e(status)}</span>'
+
+
+def _power(tests: tuple[dict[str, Any], ...]) -> str:
+    """Each test's effect, interval, baseline and power (the smallest effect it detects with 80% power)."""
+    rows = []
+    for t in tests:
+        power = t.get("power") or {}
+        rows.append([t["test"], fmt(t["effect"]), f"{fmt(t['low'])} to {fmt(t['high'])}", fmt(t["floor"]),
+                     fmt(power.get("mde", float("nan"))), "pass" if t["passes"] else (t.get("reason") or "fail")])
+    return _table(["test", "effect beyond baseline", "95% interval", "floor", "detects with 80% power", "result"],
+                  rows, "The tests this verdict rests on")
 
 
 def _scores(scores: tuple[dict[str, Any], ...]) -> str:
@@ -73,14 +86,26 @@ def _scores(scores: tuple[dict[str, Any], ...]) -> str:
     return _table(["statistic", "value", "null (mean ± sd)", "p", "K"], rows)
 
 
+def _headline(r: Record) -> str:
+    """Each test's effect with its interval, or the first score for records without tests."""
+    if r.tests:
+        return "; ".join(f"{fmt(t['effect'])} [{fmt(t['low'])}, {fmt(t['high'])}]" for t in r.tests)
+    if r.scores:
+        s = r.scores[0]
+        return f"{s['metric']} = {fmt(s['value'])} (null {fmt(s['null_mean'])}, {p_text(s['p_value'], s['n_perm'])})"
+    return ""
+
+
 def _section(record: Record, anchor: str, root: Path, level: int = 2) -> str:
     folder = Path(record.folder)
     parts = [f'<h{level} id="{anchor}">{_e(record.title)}</h{level}>']
     if record.claim:
         parts.append(f'<p class="claim">Claim: {_e(record.claim)}.</p>')
     if record.verdict:
-        cls = "ok" if record.supported else "no"
-        parts.append(f'<p class="verdict {cls}">{_e(record.verdict)}</p>')
+        cls = {True: "ok", False: "no"}.get(record.supported, "open")
+        parts.append(f'<p class="verdict {cls}">{_badge(record)} {_e(record.verdict)}</p>')
+    if record.tests:
+        parts.append(_power(record.tests))
     if record.scores:
         parts.append(_scores(record.scores))
     figures = []
@@ -147,10 +172,10 @@ def render_report(job: ReportJob) -> Path:
     run = json.loads((root / RUN).read_text()) if (root / RUN).is_file() else {}
     title = run.get("title", job.title)
     claims = [(f"s{i}", r) for i, r in enumerate(records) if r.claim]
-    summary = _table(["claim", "headline statistic", "null", "p", "verdict"],
-                     [[r.claim, f"{r.scores[0]['metric']} = {fmt(r.scores[0]['value'])}" if r.scores else "",
-                       fmt(r.scores[0]["null_mean"]) if r.scores else "", p_text(r.scores[0]["p_value"], r.scores[0]["n_perm"]) if r.scores else "",
-                       f'<a href="#{anchor}">{_badge(r.supported)}</a>'] for anchor, r in claims], raw=4)
+    summary = _table(["claim", "effect beyond the baseline [95% interval]", "detects with 80% power", "verdict"],
+                     [[r.claim, _headline(r), "; ".join(fmt((t.get("power") or {}).get("mde", float("nan")))
+                                                        for t in r.tests),
+                       f'<a href="#{anchor}">{_badge(r)}</a>'] for anchor, r in claims], raw=3)
     env = run.get("environment") or records[-1].environment
     versions = _table(["package", "version"], [[k, v] for k, v in env.get("versions", {}).items()])
     hardware = (f"device {_e(run.get('device', '?'))}, {env.get('cpu_threads', '?')} CPU threads, "

@@ -61,10 +61,14 @@ class Example:
     content: Any
     concept: str | None = None
     language: str | None = None
+    group: str | None = None
+    """Which of a concept's sentences this is: rows with the same concept and group say the same thing in
+    different languages (translations); different groups are different sentences about the concept."""
 
     def record(self) -> dict[str, Any]:
         """The JSON-able provenance of this example (no content)."""
         source = str(self.content) if isinstance(self.content, (str, os.PathLike)) and \
             self.modality is Modality.IMAGE else None
-        return {"id": self.id, "modality": self.modality.value, "concept": self.concept,
-                "language": self.language, "source": source}
+        record = {"id": self.id, "modality": self.modality.value, "concept": self.concept,
+                  "language": self.language, "source": source}
+        return record if self.group is None else {**record, "group": self.group}

@@ -20,7 +20,7 @@ def err(capsys) -> str:
     (["extract", "--device", "gpu"], "device 'gpu'"),
     (["train", "--store", "x", "--device", "gpu"], "device 'gpu'"),
     (["analyze", "--stores", "x", "--ids", "("], r"ids '\(' is not a regular expression"),
-    (["analyze", "--stores", "x", "--subset", "held-out"], "subset 'held-out'; use one of all, seen-emoji"),
+    (["analyze", "--stores", "x", "--subset", "held-out"], "subset 'held-out'; use one of heldout-emoji, seen-emoji, all"),
     (["train", "--store", "x", "--arch", "topkk"], "did you mean 'topk'"),
     (["match", "--store-a", "a", "--store-b", "b", "--n-perm", "0"], "n_perm = 0"),
 ])

@@ -68,6 +68,6 @@ def test_steering_along_a_random_direction_is_not_supported(quick_demo, tmp_path
 def test_matching_the_random_init_copy_better_than_the_trained_model_is_not_supported(quick_demo, tmp_path):
     """B and its null swapped: e5-small's features must not match MiniLM's random-init copy better than MiniLM."""
     real = _config(quick_demo, "13-match-unrelated", MatchStep)
-    swapped = dataclasses.replace(real, store_b=real.store_null, sae_b=real.sae_null, store_null=real.store_b,
-                                  sae_null=real.sae_b, label="control: B is the random-init copy", out=str(tmp_path))
+    swapped = dataclasses.replace(real, store_b=real.store_null[0], sae_b=real.sae_null[0], store_null=(real.store_b,),
+                                  sae_null=(real.sae_b,), label="control: B is the random-init copy", out=str(tmp_path))
     _not_supported(run(swapped), "control: B is the random-init copy")

@@ -49,11 +49,12 @@ def _examples(examples: Sequence[Any], modality: Modality) -> list[Example]:
         if isinstance(item, Example):
             ex = item
         elif isinstance(item, dict) and "id" in item:
+            group = item.get("group")
             ex = Example(str(item["id"]), Modality(item.get("modality", modality.value)), item.get("content") or "",
-                         item.get("concept"), item.get("language"))
+                         item.get("concept"), item.get("language"), None if group is None else str(group))
         else:
             raise InputError(f"examples[{i}] is {type(item).__name__}; give an Example or a dict with 'id' (and "
-                             "'concept', 'language', 'modality', 'content'), e.g. {'id': 'dog/en', 'concept': 'dog', "
+                             "'concept', 'language', 'group', 'modality', 'content'), e.g. {'id': 'dog/en', 'concept': 'dog', "
                              "'language': 'en'}")
         if ex.modality is not modality:
             raise InputError(f"examples[{i}] ({ex.id!r}) is a {ex.modality.value} example, but the site reads "

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmfeatures.analysis.labels import Labels
-from mmfeatures.analysis.stats import Score, auroc_by_class, permuted, ranks
+from mmfeatures.analysis.stats import Score, auroc_by_class, class_sums, permuted, ranks
 from mmfeatures.errors import InputError
 
 
@@ -54,11 +54,13 @@ def bridge_features(z: np.ndarray, labels: Labels, rate: float = 0.5) -> tuple[n
     shared = sorted(set(labels.concept[img]) & set(labels.concept[txt]))
     if not shared:
         raise InputError("no concept has both image and text rows; bridges need image-caption alignment")
-    fires = z > 0
-    both = np.zeros((len(shared), z.shape[1]), np.float32)
-    for c, concept in enumerate(shared):
-        in_c = labels.concept == concept
-        both[c] = np.minimum(fires[in_c & img].mean(0), fires[in_c & txt].mean(0))
+    fires = (z > 0).astype(np.float32)
+
+    def rates(rows):                               # (concepts, units) firing rate among those rows
+        onehot = _onehot(labels.concept[rows], shared)
+        return class_sums(fires[rows], onehot).T / np.maximum(onehot.sum(0), 1)[:, None]
+
+    both = np.minimum(rates(img), rates(txt))
     return both.max(0) >= rate, both.argmax(0)
 
 
@@ -115,7 +117,12 @@ class CrossModal:
 
 
 def _onehot(values: np.ndarray, classes: list[str]) -> np.ndarray:
-    out = (np.asarray(values)[:, None] == np.asarray(classes, object)[None, :]).astype(np.float32)
+    """(rows, classes) float32 one-hot of ``values`` in ``classes`` (rows of another class: all zero)."""
+    index = {c: i for i, c in enumerate(classes)}
+    codes = np.array([index.get(v, -1) for v in values], np.int64)
+    out = np.zeros((len(codes), len(classes)), np.float32)
+    hit = codes >= 0
+    out[np.flatnonzero(hit), codes[hit]] = 1.0
     return out
 
 
@@ -129,7 +136,7 @@ def crossmodal(z: np.ndarray, labels: Labels, *, auroc_min: float = 0.9, band: t
     shared = sorted(set(labels.concept[img]) & set(labels.concept[txt]))
     if len(shared) < 2:
         raise InputError(f"{len(shared)} concept(s) have both images and texts; need >= 2 for concept AUROCs")
-    in_shared = np.isin(labels.concept, shared)
+    in_shared = labels.mask(concept=shared)
     img_rows, txt_rows = np.flatnonzero(img & in_shared), np.flatnonzero(txt & in_shared)
     img_rank, txt_rank = ranks(z[img_rows]), ranks(z[txt_rows])
     txt_auc = auroc_by_class(txt_rank, _onehot(labels.concept[txt_rows], shared))

@@ -52,14 +52,13 @@ class Labels:
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]]) -> Labels:
-        """From example records (``store.examples`` or ``Example.record()``); the group of
-        'concepts/dog/ja/2' is '2', of 'photos/chelsea/ja' is ''."""
-        ids = [r.get("id", "") for r in records]
-        groups = [_group(i) for i in ids]
+        """From example records (``store.examples`` or ``Example.record()``); a record without a ``group`` has
+        group ''."""
         return cls(np.array([r.get("concept") or "" for r in records], dtype=object),
                    np.array([r.get("language") or "" for r in records], dtype=object),
                    np.array([r.get("modality") or "text" for r in records], dtype=object),
-                   np.array(groups, dtype=object), np.array(ids, dtype=object))
+                   np.array([r.get("group") or "" for r in records], dtype=object),
+                   np.array([r.get("id", "") for r in records], dtype=object))
 
     @classmethod
     def concat(cls, *parts: Labels) -> Labels:
@@ -87,14 +86,10 @@ class Labels:
         """Rows whose labels match, e.g. ``mask(modality="text")``."""
         keep = np.ones(len(self), bool)
         for name, value in where.items():
-            allowed = (value,) if isinstance(value, str) else tuple(value)
-            keep &= np.isin(getattr(self, name).astype(str), allowed)
+            allowed = {value} if isinstance(value, str) else set(value)
+            column = getattr(self, name)
+            keep &= np.fromiter((v in allowed for v in column), bool, len(column))
         return keep
-
-
-def _group(example_id: str) -> str:
-    parts = str(example_id).split("/")
-    return parts[3] if len(parts) == 4 and parts[0] == "concepts" else ""
 
 
 def pool_by_example(z: np.ndarray, example_index: np.ndarray, how: str = "max") -> tuple[np.ndarray, np.ndarray]:

@@ -49,29 +49,42 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 def planted(n_concepts: int = 24, n_languages: int = 6, n_groups: int = 2, n_images: int = 2, d: int = 128,
             concept_scale: float = 3.0, language_scale: float = 3.0, modality_scale: float = 3.0,
-            noise: float = 0.3, signal: bool = True, seed: int = 0) -> Planted:
+            noise: float = 0.3, signal: bool = True, seed: int = 0, noise_seed: int | None = None,
+            image_concepts: np.ndarray | None = None, sentence_scale: float = 0.0,
+            shared_concepts: bool = True) -> Planted:
     """Rows for every concept x group x language (texts) and ``n_images`` images per concept.
 
-    With ``signal=False`` the rows are pure noise with the same labels."""
+    With ``signal=False`` the rows are pure noise with the same labels. ``seed`` draws the directions;
+    ``noise_seed`` (default: the same stream) the noise, so two draws can share their directions (an SAE trained on
+    one, scored on the other). ``image_concepts[c]``: the concept direction the images of concept c carry (default
+    c itself; a permutation breaks the link between pictures and names while keeping both modalities' structure).
+    ``sentence_scale``: each (concept, group) adds its own random direction (drawn from the noise stream), so a
+    sentence and its translations share more than two sentences about one concept. ``shared_concepts=False``: each
+    language says a concept with its own direction (concepts exist, but no direction is shared across languages)."""
     rng = np.random.default_rng(seed)
     concepts = _unit(rng.standard_normal((n_concepts, d)))
     languages = _unit(rng.standard_normal((n_languages, d)))
     modalities = _unit(rng.standard_normal((2, d)))
+    shown = np.arange(n_concepts) if image_concepts is None else np.asarray(image_concepts)
+    own = None if shared_concepts else _unit(rng.standard_normal((n_languages * n_concepts, d))).reshape(
+        n_languages, n_concepts, d)
     rows, concept, language, modality, group, ids = [], [], [], [], [], []
     lang_names = [f"l{i}" for i in range(n_languages)]
+    noise_rng = rng if noise_seed is None else np.random.default_rng(noise_seed)
     for c in range(n_concepts):
         for g in range(1, n_groups + 1):
+            sentence = sentence_scale * _unit(noise_rng.standard_normal((1, d)))[0] if sentence_scale else 0.0
             for li, lang in enumerate(lang_names):
-                rows.append(concept_scale * concepts[c] + language_scale * languages[li]
-                            + modality_scale * modalities[0])
+                rows.append(concept_scale * (concepts[c] if own is None else own[li, c])
+                            + language_scale * languages[li] + modality_scale * modalities[0] + sentence)
                 concept.append(f"c{c}"), language.append(lang), modality.append("text"), group.append(str(g))
                 ids.append(f"concepts/c{c}/{lang}/{g}")
         for i in range(n_images):
-            rows.append(concept_scale * concepts[c] + modality_scale * modalities[1])
+            rows.append(concept_scale * concepts[shown[c]] + modality_scale * modalities[1])
             concept.append(f"c{c}"), language.append(""), modality.append("image"), group.append("")
             ids.append(f"images/c{c}/{i}")
     x = np.array(rows) if signal else np.zeros((len(rows), d))
-    x = x + noise * rng.standard_normal(x.shape) * (1.0 if signal else 3.0)
+    x = x + noise * noise_rng.standard_normal(x.shape) * (1.0 if signal else 3.0)
     labels = Labels(np.array(concept, object), np.array(language, object), np.array(modality, object),
                     np.array(group, object), np.array(ids, object))
     return Planted(x.astype(np.float32), labels, concepts, languages, modalities)

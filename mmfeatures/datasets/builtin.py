@@ -91,10 +91,10 @@ def load_sentences(root: str | Path | None = None, *, with_keywords: bool = Fals
             raise CorruptFileError(f"{path}:{line}: concept {concept!r} has category {r['category']!r} here but "
                                    f"{categories[concept]!r} earlier; a concept has one category")
         examples.append(Example(f"concepts/{concept}/{r['language']}/{r['sentence']}", Modality.TEXT, r["text"],
-                                concept, r["language"]))
+                                concept, r["language"], r["sentence"]))
         if with_keywords and r["sentence"] == "1":
             examples.append(Example(f"concepts/{concept}/{r['language']}/keyword", Modality.TEXT,
-                                    r["keyword"].split("/")[0], concept, r["language"]))
+                                    r["keyword"].split("/")[0], concept, r["language"], "keyword"))
     return BuiltinPart(tuple(examples), categories, "concepts")
 
 

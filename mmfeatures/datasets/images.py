@@ -91,6 +91,8 @@ def fingerprint(examples: Sequence[Example]) -> str:
     h = hashlib.sha256()
     for ex in examples:
         h.update(f"{ex.id}\x1f{ex.modality.value}\x1f{ex.concept}\x1f{ex.language}\x1f".encode())
+        if ex.group is not None:                       # examples without a group keep their old fingerprint
+            h.update(f"group={ex.group}\x1f".encode())
         h.update(content_digest(ex).encode())
         h.update(b"\x1e")
     return h.hexdigest()

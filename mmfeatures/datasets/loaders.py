@@ -39,11 +39,12 @@ def load_image_folder(root: str | Path, *, category: str | None = None) -> Conce
 
 
 def load_table(path: str | Path, *, text: str = "text", language: str = "language", concept: str = "concept",
-               category: str | None = "category", id: str | None = "id") -> ConceptDataset:
+               category: str | None = "category", id: str | None = "id", group: str | None = "group") -> ConceptDataset:
     """A CSV (.csv/.tsv) or JSON-lines (.jsonl) file with one text per row.
 
-    ``text``, ``language`` and ``concept`` name required columns; ``category`` and ``id`` optional
-    ones (ids default to '<file>:<line>')."""
+    ``text``, ``language`` and ``concept`` name required columns; ``category``, ``id`` and ``group`` optional
+    ones (ids default to '<file>:<line>'; rows with the same concept and group are translations of one sentence,
+    different groups different sentences about the concept)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -75,7 +76,9 @@ def load_table(path: str | Path, *, text: str = "text", language: str = "languag
                 raise InputError(f"{where}: concept {cid!r} has category {cat!r} here but {categories[cid]!r} "
                                  "earlier; a concept has one category")
         ex_id = str(row[id]) if id and row.get(id) not in (None, "") else f"{path.name}:{line}"
-        examples.append(Example(ex_id, Modality.TEXT, value, cid.strip(), lang))
+        sentence = row.get(group) if group else None
+        examples.append(Example(ex_id, Modality.TEXT, value, cid.strip(), lang,
+                                None if sentence in (None, "") else str(sentence)))
     return ConceptDataset.from_examples(examples, categories, name=path.stem)
 
 

@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
-from mmfeatures.analysis.stats import check_n_perm, p_text, permuted
-from mmfeatures.pipeline.record import Record, beats_null, fmt, opt, over_seeds, run_step, save_figure, table
+from mmfeatures.analysis.evidence import Settings
+from mmfeatures.analysis.stats import check_n_perm, permuted
+from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
 KINDS = ("crosslingual", "crossmodal")
 CONTROLS = ("none", "shuffled-concepts")
-SUBSETS = ("all", "seen-emoji", "heldout-emoji")
+SUBSETS = ("heldout-emoji", "seen-emoji", "all")
+HALVES = {"crosslingual": ("multilingual", "overlap"), "crossmodal": ("multimodal", "bridge")}
+"""The two tests of each kind; a verdict rests on both unless ``rests_on`` names one."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,9 @@ class AnalyzeStep:
                                      "also needs the interval above 0", artifact=True)
     kind: str = opt("crosslingual", f"which analysis: {', '.join(KINDS)}")
     n_perm: int = opt(19, "permutations per null (the smallest p-value is 1/(n_perm+1))")
-    subset: str = opt("all", f"which examples: {', '.join(SUBSETS)} (the emoji the image tower of "
-                             "offline:e5-emoji-clip saw in training, or those it never saw)")
+    subset: str = opt("heldout-emoji", f"which emoji: {', '.join(SUBSETS)} (those the image tower of "
+                                       "offline:e5-emoji-clip never saw; those it was trained on, a fit check only; "
+                                       "or all); other examples are always kept")
     ids: str | None = opt(None, "keep only the examples whose id matches this regular expression, e.g. "
                                 "'^emoji/(3|17)/' (default: all)")
     label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
@@ -43,8 +47,18 @@ class AnalyzeStep:
     control: str = opt("none", "none, or shuffled-concepts: the same analysis with every concept label shuffled "
                                "within its language and modality, where the verdict must come out 'not supported' "
                                "(a falsification check)")
-    n_baseline: int = opt(19, "crosslingual: random-direction dictionaries (same width and sparsity as the units) "
-                              "whose multilingual fraction the units must beat; the smallest p is 1/(n_baseline+1)")
+    n_baseline: int = opt(19, "random-direction dictionaries (same width and L0 as the units: the baseline every "
+                              "test's effect is measured beyond)")
+    floor: float = opt(0.01, "the smallest effect beyond the baseline that counts, for the fractions (multilingual, "
+                             "multimodal, bridge), declared before the run")
+    overlap_floor: float = opt(0.01, "the smallest concept-overlap excess (Jaccard) beyond the baseline that counts")
+    max_density: float = opt(0.2, "units active on more than this share of the rows are left out of the concept "
+                                  "overlap (ubiquitous units carry most of any overlap)")
+    rests_on: str = opt("both", "the tests the verdict needs: both, or one of multilingual, overlap (crosslingual), "
+                                "multimodal, bridge (crossmodal); e.g. overlap cannot be computed with one sentence "
+                                "per concept, so a parallel corpus rests on multilingual")
+    n_boot: int = opt(100, "bootstrap draws of each effect's interval (concepts, seeds, baseline dictionaries)")
+    simulations: int = opt(10, "planted-effect simulations per size for each test's power")
     out: str | None = opt("runs/analyze", "folder for result.json and the figures (none: nothing written)",
                           volatile=True)
 
@@ -60,8 +74,14 @@ class AnalyzeStep:
         check_n_perm(self.n_perm)
         if self.seeds and not self.sae:
             raise InputError("seeds are further SAEs beside sae; give sae too (neurons have no seeds)")
-        if self.kind == "crosslingual":
-            check_n_perm(self.n_baseline)
+        if self.n_baseline < 2 or self.n_boot < 20 or self.simulations < 1:
+            raise InputError(f"n_baseline {self.n_baseline}, n_boot {self.n_boot}, simulations {self.simulations}; "
+                             "use n_baseline >= 2, n_boot >= 20 and simulations >= 1")
+        if not 0 < self.max_density <= 1:
+            raise InputError(f"max_density {self.max_density}; give a share of rows in (0, 1], e.g. 0.2")
+        if self.rests_on != "both" and self.rests_on not in HALVES[self.kind]:
+            raise InputError(f"rests_on {self.rests_on!r} for kind {self.kind}; use both or one of "
+                             f"{', '.join(HALVES[self.kind])}")
         if self.ids is not None:
             try:
                 re.compile(self.ids)
@@ -141,26 +161,22 @@ def run_analyze(step: AnalyzeStep) -> Record:
         if step.ids:
             pattern = re.compile(step.ids)
             keep &= np.array([bool(pattern.search(i)) for i in labels.example_id])
+        if step.kind == "crosslingual":                  # text rows with a language
+            keep &= (labels.modality == "text") & (labels.language != "")
         if not keep.any():
             raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
                              f"examples (ids look like {labels.example_id[0]!r})")
-        z, labels = z[keep], labels.take(np.flatnonzero(keep))
+        rows = np.flatnonzero(keep)
+        z, labels = z[rows], labels.take(rows)
         if step.control == "shuffled-concepts":   # within language: texts per language, images (no language) apart
             labels = permuted(labels, "concept", np.random.default_rng(step.seed + 7919), within="language")
         neurons = sae is None
+        seeds = [z, *(units(stores, load_sae(p))[0][rows] for p in step.seeds)]
         if step.kind == "crossmodal" and neurons:
-            z = np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)   # signed neurons as two units each
-        if step.kind == "crosslingual":
-            rows, kept = np.flatnonzero(keep), labels
-
-            def baseline() -> np.ndarray:
-                return baseline_fractions(step, stores, rows, kept, sae)
-
-            body = _crosslingual(step, z, labels, neurons, out, baseline)
-        else:
-            body = _crossmodal(step, z, labels, neurons, out)
-        if step.seeds:
-            _over_seeds(step, body, z, [units(stores, load_sae(p))[0][keep] for p in step.seeds], labels)
+            seeds = [signed_units(s) for s in seeds]
+        baseline = Baseline(step, stores, rows, sae)
+        body = (_crosslingual if step.kind == "crosslingual" else _crossmodal)(step, seeds, labels, neurons, out,
+                                                                               baseline)
         what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
         if step.control != "none":
             what += f", control: {step.control}"
@@ -168,79 +184,107 @@ def run_analyze(step: AnalyzeStep) -> Record:
         if step.label:
             what += f", {step.label}"
             body["claim"] += f" ({step.label})"
+        if step.kind == "crossmodal" and step.subset == "seen-emoji" and "fit check" not in step.label:
+            body["claim"] += " (fit check: emoji the image tower was trained on, not evidence)"
         return Record("analyze", body.pop("title").format(what=what), {}, **body)
 
     return run_step("analyze", step, compute)
 
 
-EFFECTS = {"crosslingual": (("multilingual fraction against random directions", "multilingual fraction beyond "
-                                                                            "random directions"),
-                            ("concept overlap across languages, other sentence (Jaccard)", "concept overlap beyond "
-                                                                                           "other concepts")),
-           "crossmodal": (("multimodal fraction", "multimodal fraction beyond shuffled pictures"),
-                          ("bridge-feature fraction", "bridge fraction beyond shuffled pictures"))}
-"""Per kind: (the score a verdict rests on, what its effect, value minus null mean, is called)."""
+def signed_units(z: np.ndarray) -> np.ndarray:
+    """Signed neurons as two non-negative units each (the neuron and its sign flip)."""
+    return np.concatenate([np.maximum(z, 0), np.maximum(-z, 0)], 1)
 
 
-def effects(kind: str, z: np.ndarray, labels, baseline: dict[str, float], seed: int) -> list[float]:
-    """The headline effects of one SAE's units: each score minus its null's mean. ``baseline`` holds null means
-    that do not depend on the SAE's weights (the random-direction dictionaries); the others are redrawn."""
-    from mmfeatures.analysis import crossmodal
-    from mmfeatures.analysis.consistency import multilingual_fraction, overlap_controls
+class Baseline:
+    """``n_baseline`` random-direction dictionaries with the units' width and L0 (signed and dense for neurons),
+    centred where the SAE centres its inputs, read on the analysed rows; each is made and summarised in turn
+    (``summaries``), and the first ``kept`` are held for the intervals and the power."""
 
-    if kind == "crosslingual":
-        concept = overlap_controls(z, labels, n_perm=5, seed=seed)["concept_overlap"]
-        multi = multilingual_fraction(z, labels) - baseline["multilingual fraction against random directions"]
-        return [multi, concept.value - concept.null_mean]
-    scores = crossmodal(z, labels, n_perm=5, seed=seed).scores
-    return [scores[n].value - scores[n].null_mean for n in ("multimodal", "bridge")]
+    kept = 4
 
+    def __init__(self, job: AnalyzeStep, stores, rows: np.ndarray, sae):
+        from mmfeatures.analysis.labels import encode_rows
 
-def _over_seeds(step: AnalyzeStep, body: dict, z: np.ndarray, others: list[np.ndarray], labels) -> None:
-    """Add the effects of every seed (``z``: the main SAE's units, ``others``: the seeds') with a 95% t-interval
-    to ``body``'s verdict and tables; the verdict needs every interval above 0."""
-    rows = {r["metric"]: r for r in body["scores"]}
-    baseline = {name: rows[name]["null_mean"] for name, _ in EFFECTS[step.kind] if name in rows}
-    per_seed = [effects(step.kind, zs, labels, baseline, step.seed) for zs in (z, *others)]
-    seeds, sentence, held = over_seeds([step.sae, *step.seeds], [label for _, label in EFFECTS[step.kind]], per_seed)
-    body["tables"] = (*body["tables"], seeds)
-    body["verdict"] += " " + sentence
-    if body["supported"] and not held:
-        body["supported"] = False
-        body["verdict"] = "Not supported" + body["verdict"][len("Supported"):]
+        self.job, self.stores, self.rows, self.neurons = job, stores, rows, sae is None
+        self.width = stores[0].d if sae is None else sae.d_sae
+        self.k = None if sae is None else getattr(getattr(sae, "arch", None), "k", None)
+        if sae is not None and self.k is None:         # ReLU, JumpReLU: the L0 the SAE has on these rows
+            first = next(stores[0].iter_shards([0]))[1]["acts"][:4096]
+            self.k = max(1, int(round(float((encode_rows(sae, first) != 0).sum(1).mean()))))
+        self.mean = stores[0].stats().mean_d.numpy() if sae is None else sae.b_dec.detach().float().numpy()
+        self.name = (f"random directions ({self.width} wide, " + ("dense, signed" if self.neurons else f"L0 {self.k}")
+                     + f"; {job.n_baseline} dictionaries)")
 
+    def summaries(self, summary) -> tuple[list, list[np.ndarray]]:
+        """(``summary(z)`` of every dictionary, the first ``kept`` dictionaries' units)."""
+        from tqdm.auto import tqdm
 
-def baseline_fractions(job: AnalyzeStep, stores, rows: np.ndarray, labels, sae) -> np.ndarray:
-    """The multilingual fraction of ``job.n_baseline`` random-direction dictionaries with the units' width and
-    sparsity (signed and dense for neurons), on the analysed rows (``rows`` of ``units(stores, ...)``)."""
-    from tqdm.auto import tqdm
+        from mmfeatures.analysis.baselines import RandomDirections
+        from mmfeatures.analysis.labels import pooled_units
 
-    from mmfeatures.analysis.baselines import RandomDirections
-    from mmfeatures.analysis.consistency import multilingual_fraction
-    from mmfeatures.analysis.labels import encode_rows, pooled_units
-
-    neurons = sae is None
-    width = stores[0].d if neurons else sae.d_sae
-    k = None if neurons else getattr(getattr(sae, "arch", None), "k", None)
-    if not neurons and k is None:                  # ReLU, JumpReLU: the L0 the SAE has on these rows
-        first = next(stores[0].iter_shards([0]))[1]["acts"][:4096]
-        k = max(1, int(round(float((encode_rows(sae, first) != 0).sum(1).mean()))))
-    mean = stores[0].stats().mean_d.numpy()
-    fractions = []
-    for seed in tqdm(range(job.n_baseline), desc="random-direction baseline", leave=False, disable=None):
-        directions = RandomDirections(mean, width, k, seed=job.seed * 1000 + seed)
-        parts = [pooled_units(store, directions)[0] for store in stores]      # streamed: one pass per dictionary
-        fractions.append(multilingual_fraction(np.concatenate(parts)[rows], labels, signed=neurons))
-    return np.array(fractions)
+        found, kept = [], []
+        for i in tqdm(range(self.job.n_baseline), desc="random-direction baseline", leave=False, disable=None):
+            directions = RandomDirections(self.mean, self.width, self.k, seed=self.job.seed * 1000 + i)
+            z = np.concatenate([pooled_units(store, directions)[0] for store in self.stores])[self.rows]
+            if self.neurons and self.job.kind == "crossmodal":
+                z = signed_units(z)
+            found.append(summary(z))
+            if len(kept) < self.kept:
+                kept.append(z)
+        return found, kept
 
 
-def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baseline) -> dict:
+def settings(job: AnalyzeStep, neurons: bool, floor: float) -> Settings:
+    return Settings(n_perm=job.n_perm, n_boot=job.n_boot, simulations=job.simulations, floor=floor,
+                    max_density=job.max_density, overlap_k=16 if neurons and job.kind == "crosslingual" else None,
+                    signed=neurons and job.kind == "crosslingual", seed=job.seed)
+
+
+def _seed_table(job: AnalyzeStep, tests, per_seed: list[list[float]]) -> dict:
+    names = [job.sae or "neurons", *job.seeds]
+    rows = [[str(n), *(round(float(v), 4) for v in values)] for n, values in zip(names, per_seed, strict=True)]
+    return table("Each SAE seed's statistics and the baseline's (the intervals in the verdict draw seeds, concepts "
+                 "and baseline dictionaries together)", ["units", *(t.score.name for t in tests)],
+                 rows + [["baseline (mean)", *(round(float(t.baseline), 4) for t in tests)]])
+
+
+def _verdict(job: AnalyzeStep, claim: str, tests, details: str, extra=()):
+    from mmfeatures.analysis.evidence import power_table
+    from mmfeatures.analysis.verdict import decide
+
+    names = {half: t.name for half, t in zip(HALVES[job.kind], tests, strict=True)}
+    verdict = decide(claim, tests, rests_on=None if job.rests_on == "both" else (names[job.rests_on],),
+                     details=details, notes=extra)
+    return verdict, table(*power_table(tests))
+
+
+def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline: Baseline) -> dict:
     from mmfeatures import plotting
-    from mmfeatures.analysis import Score, concept_features, crosslingual, language_entropy
+    from mmfeatures.analysis import concept_features, crosslingual, language_entropy
+    from mmfeatures.analysis.evidence import draw_pairs, fraction, multilingual_test, overlap_sums, overlap_test
+    from mmfeatures.analysis.verdict import Test
 
-    cl = crosslingual(z, labels, signed=neurons, n_perm=job.n_perm, overlap_k=16 if neurons else None,
-                      seed=job.seed)
-    versus = Score("multilingual fraction against random directions", cl.scores["multilingual"].value, baseline())
+    z = seeds[0]
+    s = settings(job, neurons, job.floor)
+    cl = crosslingual(z, labels, signed=neurons, n_perm=job.n_perm, overlap_k=s.overlap_k, seed=job.seed)
+    pairs = draw_pairs(labels, job.n_perm, job.seed)
+    so = settings(job, neurons, job.overlap_floor)
+
+    def summary(zb):
+        return fraction(zb, labels, neurons), overlap_sums(zb, pairs, so) if pairs is not None else None
+
+    found, kept = baseline.summaries(summary)
+    multi = multilingual_test(seeds, kept, [f for f, _ in found], cl.scores["multilingual"].null, labels, s,
+                              baseline_name=baseline.name)
+    if pairs is not None:
+        overlap = overlap_test([overlap_sums(zs, pairs, so) for zs in seeds], [o for _, o in found], pairs, so,
+                               baseline_name=baseline.name, planted_from=(kept[0], labels))
+    else:
+        overlap = Test("concept overlap beyond " + baseline.name, None,
+                       reason="the rows have no second sentence per concept in another language (one sentence per "
+                              "concept, as in a parallel corpus): rest the verdict on multilingual, or add sentences")
+    tests = (multi, overlap)
     null_h = language_entropy(z, permuted(labels, "language", np.random.default_rng(job.seed)))
     figures = [
         (plotting.distributions({"units": cl.entropy[cl.alive], "languages shuffled (null)": null_h[cl.alive]},
@@ -273,43 +317,42 @@ def _crosslingual(job: AnalyzeStep, z, labels, neurons: bool, out: Path, baselin
                      round(float(cl.entropy[f]), 3),
                      " · ".join(f"{labels.language[i]}: {texts.get(labels.example_id[i], labels.example_id[i])}"
                                 for i in top)])
-    n_alive = int(cl.alive.sum())
-    concept, translation, same_language = (cl.scores.get(n) for n in ("concept_overlap", "overlap",
-                                                                       "overlap_vs_language"))
-    ok = beats_null(versus.row()) and concept is not None and beats_null(concept.row())
-    verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * versus.value:.1f}% of the {n_alive} live units are "
-               f"multilingual: they pick out one concept (AUROC >= 0.9) and spread over languages (normalised "
-               f"entropy >= 0.8). Random directions of the same width and sparsity reach {100 * versus.null_mean:.1f}% "
-               f"± {100 * versus.null_sd:.1f}% (K = {len(versus.null)} dictionaries, "
-               f"{p_text(versus.p_value, len(versus.null))}).")
-    if concept is not None:
-        verdict += (f" Two different sentences about the same concept, in different languages, share "
-                    f"{fmt(concept.value)} of their active units (mean Jaccard), against {fmt(concept.null_mean)} for "
-                    f"other concepts in other languages ({p_text(concept.p_value, len(concept.null))}).")
-    else:
-        verdict += " The rows have no second sentence per concept, so the concept-level overlap cannot be tested."
+    details = (f"{100 * multi.score.value:.1f}% of the {int(cl.alive.sum())} live units are multilingual: they pick "
+               "out one concept (AUROC >= 0.9) and spread over languages (normalised entropy >= 0.8).")
+    if pairs is not None:
+        details += (" Two different sentences about one concept in two languages share more active units than "
+                    f"other concepts in other languages (units active on over {job.max_density:.0%} of the rows left "
+                    "out).")
+    translation, same_language = cl.scores.get("overlap"), cl.scores.get("overlap_vs_language")
     if translation is not None and same_language is not None:
-        verdict += (f" A sentence and its translation share {fmt(translation.value)}, another concept in the same "
-                    f"language {fmt(same_language.null_mean)} ({p_text(same_language.p_value, len(same_language.null))}"
-                    f"); translation overlap also counts shared sentence content, so it is reported, not used for "
-                    f"the verdict.")
-    verdict += " " + anchor("translation_jaccard")
+        details += (f" A sentence and its translation share {fmt(translation.value)}, another concept in the same "
+                    f"language {fmt(same_language.null_mean)}; translation overlap also counts shared sentence "
+                    "content, so it is reported, not used for the verdict.")
+    verdict, power = _verdict(job, "The same features fire for a concept in every language", tests, details,
+                              (anchor("translation_jaccard"),))
+    per_seed = [[fraction(zs, labels, neurons), *([overlap_sums(zs, pairs, so).excess()] if pairs else [])]
+                for zs in seeds]
     order = ["concept_overlap", "overlap", "overlap_vs_language", "multilingual", "language_specific", "entropy",
              "monolinguality"]
-    scores = (versus.row(), *(cl.scores[n].row() for n in order if n in cl.scores))
-    return {"title": "Across languages: {what}", "claim": "The same features fire for a concept in every language",
-            "verdict": verdict, "supported": ok, "scores": scores, "figures": saved,
+    return {"title": "Across languages: {what}", "claim": verdict.claim, "verdict": verdict.text,
+            "supported": verdict.supported, "status": verdict.status.value, "tests": tuple(t.row() for t in tests),
+            "scores": tuple(cl.scores[n].row() for n in order if n in cl.scores), "figures": saved,
             "features": () if neurons else tuple(named),
             "tables": (table("The most concept-selective multilingual units and their top sentences",
-                             ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),)}
+                             ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),
+                       _seed_table(job, [t for t in tests if t.computed], per_seed), power)}
 
 
-def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
+def _crossmodal(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline: Baseline) -> dict:
     from mmfeatures import plotting
     from mmfeatures.analysis import crossmodal
+    from mmfeatures.analysis.evidence import crossmodal_fractions, crossmodal_tests
 
+    z = seeds[0]
     cm = crossmodal(z, labels, n_perm=job.n_perm, seed=job.seed)
-    mm, bridge = cm.scores["multimodal"].row(), cm.scores["bridge"].row()
+    _, kept = baseline.summaries(lambda zb: None)
+    mm, bridge = crossmodal_tests(seeds, kept, labels, (cm.scores["multimodal"].null, cm.scores["bridge"].null),
+                                  settings(job, neurons, job.floor), baseline_name=baseline.name)
     counts, edges = cm.histogram()
     figures = [(plotting.modality_histogram(counts, edges, title="ModalityScore of live units"), "modality.png",
                 "ModalityScore: the share of a unit's activation on images (0 = texts only, 1 = images only).")]
@@ -340,17 +383,18 @@ def _crossmodal(job: AnalyzeStep, z, labels, neurons: bool, out: Path) -> dict:
                             "of the figure; the table below lists the units."))
     saved = tuple({"file": name, "caption": caption} for fig, name, caption in figures
                   if save_figure(fig, out, name))
-    ok = beats_null(mm) and beats_null(bridge)
-    verdict = (f"{'Supported' if ok else 'Not supported'}. {100 * mm['value']:.1f}% of the {int(cm.alive.sum())} live "
-               f"units are multimodal: they fire on both modalities (ModalityScore 0.2–0.8) and pick out the same "
-               f"concept in pictures and in texts (AUROC >= 0.9 in each). With the pictures' concepts shuffled the "
-               f"fraction is {100 * mm['null_mean']:.1f}% ± {100 * mm['null_sd']:.1f}% (K = {mm['n_perm']}, "
-               f"{p_text(mm['p_value'], mm['n_perm'])}). {100 * bridge['value']:.1f}% are bridge units, firing on most pictures and most "
-               f"names of one concept, against {100 * bridge['null_mean']:.1f}% under the null "
-               f"({p_text(bridge['p_value'], bridge['n_perm'])}).")
-    verdict += " " + anchor("modality_score")
-    return {"title": "Across modalities: {what}", "claim": "Features fire for a concept's picture and for its names",
-            "verdict": verdict, "supported": ok, "scores": tuple(s.row() for s in cm.scores.values()),
-            "figures": saved,
+    details = (f"{100 * mm.score.value:.1f}% of the {int(cm.alive.sum())} live units are multimodal: they fire on "
+               "both modalities (ModalityScore 0.2–0.8) and pick out the same concept in pictures and in texts "
+               f"(AUROC >= 0.9 in each); {100 * bridge.score.value:.1f}% are bridge units, firing on most pictures "
+               "and most names of one concept. The null shuffles the pictures' concepts.")
+    if job.subset == "seen-emoji":
+        details = "Fit check only (emoji the image tower was trained on). " + details
+    verdict, power = _verdict(job, "Features fire for a concept's picture and for its names", (mm, bridge), details,
+                              (anchor("modality_score"),))
+    per_seed = [list(crossmodal_fractions(zs, labels)) for zs in seeds]
+    return {"title": "Across modalities: {what}", "claim": verdict.claim, "verdict": verdict.text,
+            "supported": verdict.supported, "status": verdict.status.value, "tests": (mm.row(), bridge.row()),
+            "scores": tuple(s.row() for s in cm.scores.values()), "figures": saved,
             "tables": (table("Bridge units with the most concept-selective activation",
-                             ["unit", "concept", "joint AUROC", "ModalityScore"], rows),)}
+                             ["unit", "concept", "joint AUROC", "ModalityScore"], rows),
+                       _seed_table(job, (mm, bridge), per_seed), power)}

@@ -215,6 +215,12 @@ class Record:
     verdict: str = ""
     """One paragraph: the finding, its null and its p-value."""
     supported: bool | None = None
+    """True (supported), False (not supported), None (inconclusive, cannot be tested, or no claim)."""
+    status: str = ""
+    """The verdict's status in words (``analysis.verdict.Status``): supported, not supported, inconclusive at this
+    sample size, cannot be tested; empty for steps without a claim."""
+    tests: tuple[dict[str, Any], ...] = ()
+    """``Test.row()`` dicts: each test the verdict rests on, with its effect, interval, baseline and power."""
     scores: tuple[dict[str, Any], ...] = ()
     """``Score.row()`` dicts; the first is the headline number."""
     tables: tuple[dict[str, Any], ...] = ()
@@ -258,7 +264,7 @@ class Record:
             return None                                        # an older layout: recompute
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in body.items() if k in names}
-        for name in ("scores", "tables", "figures", "features"):
+        for name in ("scores", "tables", "figures", "features", "tests"):
             values[name] = tuple(values.get(name, ()))
         values["artifacts"] = tuple(Artifact(**a) for a in values.get("artifacts", ()))
         values["folder"] = str(folder)
