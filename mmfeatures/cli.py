@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         a = actions.add_parser(action, help=text, description=text)
         a.add_argument("--languages", default=None, help="LibreOffice help languages, comma-separated (default: "
                        "the built-in languages it has: all but ar, fa and sw)")
-        a.add_argument("--only", choices=("libreoffice", "tuxpaint"), default=None, help="one corpus (default: both)")
+        a.add_argument("--only", choices=("libreoffice", "tuxpaint", "freedict", "general"), default=None,
+                       help="one corpus (default: all; general is fortunes plus the others' parts it reads)")
     return p
 
 
@@ -309,30 +310,46 @@ def _cmd_train_embedded(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from mmfeatures.datasets import data_card, data_cards, fetch_libreoffice, fetch_tuxpaint
+    from mmfeatures.datasets import freedict, general
     from mmfeatures.datasets.libreoffice import DEFAULT_LANGUAGES, package
     from mmfeatures.datasets.tuxpaint import PACKAGE
 
     languages = tuple(c.strip() for c in (args.languages or "").split(",") if c.strip()) or DEFAULT_LANGUAGES
-    names = [package(c) for c in ("en", *languages)] if args.only != "tuxpaint" else []
-    names += [PACKAGE] if args.only != "libreoffice" else []
+    wanted = {args.only} if args.only else {"libreoffice", "tuxpaint", "freedict", "general"}
+    names = [package(c) for c in ("en", *languages)] if "libreoffice" in wanted else []
+    names += [PACKAGE] if "tuxpaint" in wanted else []
+    dictionaries = [c for c in languages if c in freedict.LANGUAGES] if args.languages else list(freedict.LANGUAGES)
+    names += [freedict.package(c) for c in dictionaries] if "freedict" in wanted else []
+    names += list(general.FORTUNES.values()) if "general" in wanted else []
     if args.action == "fetch":
-        if args.only != "tuxpaint":
+        if "libreoffice" in wanted:
             fetch_libreoffice(languages)
-        if args.only != "libreoffice":
+        if "tuxpaint" in wanted:
             fetch_tuxpaint()
+        if "freedict" in wanted:
+            freedict.fetch_freedict(dictionaries)
+        if "general" in wanted:
+            general.fetch_general()
     cards = data_cards() if args.action == "card" and not args.languages and not args.only else \
         [data_card(name) for name in dict.fromkeys(names)]
     for card in cards:
-        n = card["counts"]
-        counts = (f"{n['stamps']} stamps ({n['png']} PNG, {n['svg_only']} SVG only), {n['captions']} captions in "
-                  f"{n['languages']} languages") if "stamps" in n else \
-            f"{n['paragraphs']} paragraphs" + (f", {n['translated']} translated ({n['train']} train, "
-                                               f"{n['heldout']} held out)" if "translated" in n else "") \
-            if "paragraphs" in n else f"counts {n}"
-        print(f"{card['package']} {card['version']} ({card['licence']}): {counts}")
+        print(f"{card['package']} {card['version']} ({card['licence']}): {_counts(card['counts'])}")
     if args.action == "fetch" and args.only != "tuxpaint" and not args.languages:
         print("(LibreOffice's help has no ar, fa or sw in Debian: those built-in languages are not in the corpus)")
     return 0
+
+
+def _counts(n: dict) -> str:
+    """A data card's counts in words (Tux Paint, a FreeDict dictionary, LibreOffice's help)."""
+    if "stamps" in n:
+        return (f"{n['stamps']} stamps ({n['png']} PNG, {n['svg_only']} SVG only), {n['captions']} captions in "
+                f"{n['languages']} languages")
+    if "headwords" in n:
+        return f"{n['headwords']} headwords"
+    if "paragraphs" in n:
+        return f"{n['paragraphs']} paragraphs" + (f", {n['translated']} translated ({n['train']} train, "
+                                                  f"{n['heldout']} held out)" if "translated" in n else "")
+    return f"counts {n}"
 
 
 def _interrupt(signum, frame):

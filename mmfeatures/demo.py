@@ -1,8 +1,9 @@
 """``mmfeatures demo``: the main job on the offline defaults, ending in ``reports/demo/index.html``.
 
-It extracts activations, trains the cross-modal SAEs and tests four claims, each against a null and a baseline,
-with SAEs scored on data they were not trained on (the text SAEs ship in data/saes, trained on LibreOffice's
-help) and effects given with intervals over three SAE seeds:
+It extracts activations, trains the cross-modal SAEs and tests six claims, each against a null and a baseline that
+can win, with SAEs scored on data they were not trained on (the text SAEs ship in data/saes) and effects given with
+intervals over three SAE seeds and the rows; every verdict states the smallest effect it detects with 80% power, and
+says "inconclusive at this sample size" where its data cannot exclude an effect of that size (analysis/verdict.py):
 
 1. across languages: e5-small's SAE features fire for a concept in every language, more often than random
    directions of the same width and sparsity;
@@ -11,7 +12,11 @@ help) and effects given with intervals over three SAE seeds:
    image tower was trained on are a fit check only;
 3. across models: e5-small's features have counterparts in an independently trained model (MiniLM-L6), more
    than in MiniLM's random-init copy; two SAEs of e5-small that differ only in seed are the seed baseline;
-4. steering: clamping the 'dog' feature drags retrieval toward dog sentences, unlike other features.
+4. steering: clamping the 'dog' feature (confirmed on held-out sentences first) drags retrieval toward dog sentences,
+   unlike other features and random directions;
+5. features against neurons: e5-small's SAE features pick out concepts more precisely than its neurons read the
+   same way (sparse, max-pooled), each beyond random directions of its own width;
+6. splice: the SAEs spliced into e5-small keep its embeddings better than untrained SAEs of the same width and L0.
 
 The demo is a plan (``demo_plan``): pipeline steps held as data, each writing into its own folder under ``out``,
 whose stores and SAEs reach later steps as typed handles. A rerun reuses every step whose key is unchanged,
@@ -31,6 +36,7 @@ from mmfeatures.encoders import resolve_device
 from mmfeatures.pipeline.alignment import AlignmentStep
 from mmfeatures.pipeline.analyze import AnalyzeStep
 from mmfeatures.pipeline.extract import ExtractStep
+from mmfeatures.pipeline.fidelity import FidelityStep
 from mmfeatures.pipeline.inspect import InspectStep
 from mmfeatures.pipeline.match import MatchStep
 from mmfeatures.pipeline.plan import FeaturesOf, PlanStep, SAEOf, StepOutcome, StoreOf, run_plan
@@ -44,10 +50,14 @@ E5, UNRELATED = "offline:e5-small", "offline:minilm-l6"
 E5_SAES = tuple(f"data:e5-small-layer8-seed{s}" for s in range(3))     # shipped: data/saes/README.md
 MINILM_SAE, MINILM_RANDOM_SAE = "data:minilm-l6-layer4-seed1", "data:minilm-l6-random-init-0-layer4-seed1"
 EMOJI_MODEL = "offline:e5-emoji-clip"
-INTRO = ("Are the concepts a model learns shared units? This report tests four claims on real models that ship "
+INTRO = ("Are the concepts a model learns shared units? This report tests six claims on real models that ship "
          "offline: multilingual-e5-small (text), all-MiniLM-L6-v2 (text) and offline:e5-emoji-clip (e5-small's "
          "text tower with an image tower this project trained on emoji renders; a small teaching model, see "
-         "data/models/README.md). Each verdict states its statistic, its null and the p-value. A permutation "
+         "data/models/README.md). Each verdict rests on tests that each compare a statistic with a null (its "
+         "p-value) and with a baseline that has nothing learnt and can win (its effect, with a 95% interval over "
+         "what varies and a floor declared before the run), and says the smallest effect it detects with 80% power "
+         "at this sample size. A claim is supported when every test passes; not supported when a test fails and its "
+         "interval excludes the effect it can detect; otherwise inconclusive at this sample size. A permutation "
          "p-value is at least 1/(K+1), so K bounds how small it can be.")
 
 
@@ -149,7 +159,14 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
                                              label="independently trained; null: its random-init copy")),
         PlanStep("14-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
                                        n_perm=n, seed=seed)),
-        PlanStep("15-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
+        PlanStep("15-features-vs-neurons", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
+                                                       seeds=E5_SAES[1:], kind="features-vs-neurons", n_perm=n,
+                                                       n_baseline=min(n, 39), seed=seed, **cfg.precision)),
+        PlanStep("16-splice", FidelityStep(saes=E5_SAES, seeds=True, store=StoreOf("01-extract-e5", e5_site),
+                                           languages=("en", "es") if cfg.quick else ("en", "es", "ja", "sw"),
+                                           n_sentences=64 if cfg.quick else 128, n_perm=min(n, 19), seed=seed,
+                                           n_boot=cfg.precision["n_boot"])),
+        PlanStep("17-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
                                               features=(FeaturesOf("02-crosslingual"), FeaturesOf("14-steer")),
                                               title="the e5-small features this report names")),
     )

@@ -4,8 +4,10 @@
 # `offline:e5-emoji-clip` is e5-small's text tower plus a small image tower that this project trained on emoji
 # renders (a teaching model, not a CLIP; see `data/models/README.md`). TopK SAEs (three seeds) are trained on the
 # shared space's **text** embeddings only (emoji names), then encode pictures too. The pipeline's cross-modal
-# analysis scores how features split between modalities (the ModalityScore histogram) and how many are bridge
-# features, firing on a concept's picture and its names, each against a null, with an interval over the seeds.
+# verdict (docs/verdicts.md) scores how features split between modalities (the ModalityScore histogram) and how
+# many are multimodal and bridge features, firing on a concept's picture and its names: each against a null (the
+# pictures' concepts shuffled) and beyond random directions of the same width and L0, with an interval over concepts
+# and the three seeds and the smallest effect it detects with 80% power.
 #
 # Which pictures count: the image tower was trained to map the seen emoji onto their names, so on those a
 # bridge is the training objective restated (a fit check only). The evidence is **Tux Paint's stamps** (pictures
@@ -58,7 +60,12 @@ def analyze(stores, subset, label):
                            out=tempfile.mkdtemp(prefix='mmf-04-')))
 
 
+words = run(ExtractStep(model=model, sites=('text.embed',), data='freedict', pooling='mean', progress=False))
 analyses = {'Tux Paint (held out)': analyze([stamps.store(s) for s in sites], 'all', 'Tux Paint stamps'),
+            'Tux Paint pictures, FreeDict words': run(AnalyzeStep(
+                stores=(str(stamps.store('image.embed').path), str(words.store('text.embed').path)), sae=saes[0],
+                seeds=tuple(saes[1:]), kind='crossmodal', ids='^(tuxpaint/.*/image|freedict/)',
+                label='Tux Paint pictures, FreeDict words', n_perm=n_perm, seed=seed, out=None)),
             'held-out emoji': analyze([img_store, txt_store], 'heldout-emoji', 'held-out emoji'),
             'seen emoji (fit check)': analyze([img_store, txt_store], 'seen-emoji', 'fit check: seen emoji')}
 analyzed = analyses['Tux Paint (held out)']
@@ -71,14 +78,15 @@ for name, a in analyses.items():
 # %%
 for figure in analyzed.figures:
     display(Image(filename=str(Path(analyzed.folder) / figure['file'])))
-pd.DataFrame([{'pictures': name, **row} for name, a in analyses.items() for row in a.scores
-              if row['metric'] in ('multimodal fraction', 'bridge-feature fraction')]).set_index('pictures').round(4)
+pd.DataFrame([{'pictures': name, **{k: t[k] for k in ('test', 'value', 'null_mean', 'p_value', 'baseline', 'effect',
+                                                      'low', 'high')}, 'detects (80% power)': t['power']['mde']}
+              for name, a in analyses.items() for t in a.tests]).set_index('pictures').round(4)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, a in analyses.items():
-    mm = next(row for row in a.scores if row['metric'] == 'multimodal fraction')
-    print(f"{name}: multimodal fraction above its null: {mm['value'] > mm['null_mean']}; supported: {a.supported}")
+    mm = a.tests[0]
+    print(f"{name}: multimodal fraction above its null: {mm['value'] > mm['null_mean']}; verdict: {a.status}")
 
 # %% [markdown]
 # **Measured: on pictures that nothing here was trained on, the cross-modal effect is small.** On Tux Paint's

@@ -57,13 +57,15 @@ e5, minilm, minilm_random = (stored(model, site), stored(model_unrelated, site_u
 e5_mean = stored(model, site, 'mean')
 pairs = {'SAE features, seed 0 vs 1 (seed baseline)': dict(store_a=e5, store_b=e5, sae_a=sae_a, sae_b=sae_b),
          'SAE features, e5 vs MiniLM': dict(store_a=e5, store_b=minilm, sae_a=sae_a, sae_b=sae_unrelated,
-                                            store_null=minilm_random, sae_null=sae_null, seeds_a=tuple(seeds_a)),
+                                            store_null=(minilm_random,), sae_null=(sae_null,), seeds_a=tuple(seeds_a)),
          'neurons, e5 vs MiniLM': dict(store_a=e5_mean, store_b=stored(model_unrelated, site_unrelated, 'mean'),
-                                       store_null=stored(f'{model_unrelated}+random-init-0', site_unrelated, 'mean')),
+                                       store_null=(stored(f'{model_unrelated}+random-init-0', site_unrelated, 'mean'),)),
          'neurons, e5 vs e5-enpt (same weights)': dict(store_a=e5_mean, store_b=stored(model_related, site, 'mean'))}
 matches = {name: run(MatchStep(**pair, n_perm=n_perm, seed=seed, out=str(out / f'match-{i}')))
            for i, (name, pair) in enumerate(pairs.items())}
-pd.DataFrame([{'pair': name, **row} for name, m in matches.items() for row in m.scores]).set_index('pair').round(3)
+pd.DataFrame([{'pair': name, **{k: t[k] for k in ('value', 'null_mean', 'p_value', 'baseline', 'effect', 'low', 'high')},
+               'detects (80% power)': t['power']['mde'], 'verdict': m.status}
+              for name, m in matches.items() for t in m.tests]).set_index('pair').round(3)
 
 # %%
 print('Published anchor (a reference, not a target): about 30% of features shared by two SAEs that differ only in '
@@ -74,7 +76,7 @@ for name, m in matches.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-med = {name: m.scores[0] for name, m in matches.items()}   # median best-match correlation, with its null
+med = {name: m.tests[0] for name, m in matches.items()}    # median best-match correlation, with its null
 seeds = med['SAE features, seed 0 vs 1 (seed baseline)']
 print(f"median best-match correlation, features across seeds: {seeds['value']:.1f} vs permuted null "
       f"{seeds['null_mean']:.1f}")
@@ -82,7 +84,7 @@ print('seed baseline beats the null:', seeds['value'] > seeds['null_mean'] + 0.2
 print('seed baseline above e5 vs MiniLM:', seeds['value'] > med['SAE features, e5 vs MiniLM']['value'])
 print('same-weights control closer than MiniLM:',
       med['neurons, e5 vs e5-enpt (same weights)']['value'] > med['neurons, e5 vs MiniLM']['value'])
-print('SAE features, e5 vs MiniLM, supported against its random-init copy:', matches['SAE features, e5 vs MiniLM'].supported)
+print('SAE features, e5 vs MiniLM, against its random-init copy:', matches['SAE features, e5 vs MiniLM'].status)
 
 # %% [markdown]
 # The explorer works per token (both SAEs read the same token rows): each seed-A feature's best seed-B match over

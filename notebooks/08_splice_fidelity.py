@@ -5,8 +5,11 @@
 # clean model's behaviour survives (embedding cosine, concept retrieval, cross-lingual retrieval), against zero-
 # and mean-ablating the layer? The SAE replaces the layer at content tokens only (special tokens keep their
 # activations). First the three shipped SAEs (`data/saes`: trained on LibreOffice's help, seeds 0, 1, 2), whose
-# spread gives an interval; then over width and k, SAEs trained on a slice of LibreOffice's help (never on the
-# sentences scored), with the pipeline's fidelity step. About 3 minutes on CPU.
+# spread gives an interval, and the splice verdict (docs/verdicts.md): the spliced model's cosine to the clean one
+# against the SAE with its decoder rows shuffled (the null) and beyond untrained SAEs of the same width and L0 (the
+# baseline that can win: the top k of many random directions already rebuild much of an input); then over width and
+# k, SAEs trained on a slice of LibreOffice's help (never on the sentences scored), with the pipeline's fidelity
+# step. About 4 minutes on CPU.
 #
 # *In context:* Scaling Monosemanticity and Gao et al. express this cost as the compute a model would need to
 # reach the spliced model's loss (the former: its SAEs' reconstruction is worth roughly a model trained with ~10×
@@ -42,6 +45,7 @@ check_sizes(epochs=(epochs, 1))
 sentences = run(ExtractStep(model=model, sites=(site,), progress=False)).store(site)   # mean-ablation's mean
 seeds = run(FidelityStep(saes=tuple(shipped), store=str(sentences.path), seeds=True,
                          names=tuple(f'seed {i}' for i in range(len(shipped))), languages=tuple(languages), out=None))
+print(seeds.verdict)
 print(seeds.tables[0]['title'])
 display(pd.DataFrame(seeds.tables[0]['rows'], columns=seeds.tables[0]['columns']).set_index('sae'))
 
@@ -78,6 +82,7 @@ print('the spliced model stays below the clean one (cosine < 1):', bool((table['
 print('larger k recovers more retrieval:', bool(by_k['recovered_retrieval_vs_zero'].iloc[-1] > by_k['recovered_retrieval_vs_zero'].iloc[0]))
 shipped_rec = [row[seeds.tables[0]['columns'].index('recovered_retrieval_vs_zero')] for row in seeds.tables[0]['rows'][:-1]]
 print(f'shipped SAEs, every seed recovers > 50% of concept retrieval vs zero-ablation: {min(shipped_rec) > 0.5}')
+print('splice verdict, shipped SAEs:', seeds.status)
 
 # %% [markdown]
 # Pick a metric: the fraction of the clean model's score that the spliced SAE recovers, measured against zero-

@@ -38,14 +38,18 @@ NEURONS = ("tests/test_controls_neurons.py",)
 SPLICE = ("tests/test_controls_splice.py",)
 ALL = ANALYZE + MATCH + STEER + NEURONS + SPLICE
 V, E, A = "mmfeatures/analysis/verdict.py", "mmfeatures/analysis/evidence.py", "mmfeatures/pipeline/analyze.py"
-M = "mmfeatures/analysis/evidence_models.py"
+M, S = "mmfeatures/analysis/evidence_models.py", "mmfeatures/pipeline/steer.py"
+N, P = "mmfeatures/analysis/evidence_neurons.py", "mmfeatures/analysis/evidence_splice.py"
 
+GROUPS = {"cross-lingual and cross-modal": ANALYZE, "cross-model": MATCH, "steering": STEER,
+          "features against neurons": NEURONS, "splice": SPLICE}
 MUTATIONS = (
-    # the rule, shared by every verdict
-    Mutation("rule: always supported", V, "    return Verdict(claim, status, tests,",
-             "    return Verdict(claim, Status.SUPPORTED, tests,", ALL),
-    Mutation("rule: never supported", V, "    return Verdict(claim, status, tests,",
-             "    return Verdict(claim, Status.NOT_SUPPORTED, tests,", ALL),
+    # the rule, shared by every verdict: always / never supported must fail each verdict's own controls
+    *(Mutation(f"rule: always supported [{g}]", V, "    return Verdict(claim, status, tests,",
+               "    return Verdict(claim, Status.SUPPORTED, tests,", t) for g, t in GROUPS.items()),
+    *(Mutation(f"rule: never supported [{g}]", V, "    return Verdict(claim, status, tests,",
+               "    return Verdict(claim, Status.NOT_SUPPORTED, tests,", t) for g, t in GROUPS.items()),
+    # the rule's parts, once for all verdicts
     Mutation("rule: p-value ignored", V, '"p": bool(self.p_value <= ALPHA)', '"p": True', ALL),
     Mutation("rule: interval ignored", V, '"interval": bool(lo > 0)', '"interval": True', ALL),
     Mutation("rule: floor ignored", V, '"floor": bool(self.effect >= self.floor)', '"floor": True', ALL),
@@ -77,6 +81,27 @@ MUTATIONS = (
              'Score("median best-match correlation", value, np.full(len(null), value))', MATCH),
     Mutation("match: baseline (random-init copies) returns 0", M,
              "    return median_best_r(a, copy, absolute)\n", "    return 0.0\n", MATCH),
+    # steering
+    Mutation("steer: null returns the observed value", S, 'value, np.array(null), "less")',
+             'value, np.full(len(null), value), "less")', STEER),
+    Mutation("steer: baseline (random directions) returns 0", S,
+             "return np.stack([self.shifted(d / d.norm() * norm) for d in self.directions])",
+             "return np.zeros((len(self.directions), len(self.queries)))", STEER),
+    # features against neurons
+    Mutation("neurons: null returns the observed value", N, "                      value, null), reference,",
+             "                      value, np.full(len(null), value)), reference,", NEURONS),
+    Mutation("neurons: baseline (the neurons read the same way) returns 0", A,
+             "    as_dictionary = np.concatenate([pooled_units(store, basis)[0] for store in baseline.stores])"
+             "[baseline.rows]",
+             "    as_dictionary = 0 * np.concatenate([pooled_units(store, basis)[0] for store in baseline.stores])"
+             "[baseline.rows]", NEURONS),
+    # splice
+    Mutation("splice: null returns the observed value", P,
+             'Score("mean cosine of the spliced model\'s embeddings to the clean ones", value, null)',
+             'Score("mean cosine of the spliced model\'s embeddings to the clean ones", value, '
+             "np.full(len(null), value))", SPLICE),
+    Mutation("splice: baseline (random directions) returns 0", P,
+             "    baseline = np.mean([cosines(", "    baseline = 0 * np.mean([cosines(", SPLICE),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,35 +133,40 @@ def test_report_of_an_empty_folder_names_the_fix(tmp_path, capsys):
 
 
 CLAIMS = ("02-crosslingual", "06-crossmodal-tuxpaint", "07-crossmodal-heldout", "08-crossmodal-seen", "10-match-seed",
-          "13-match-unrelated", "14-steer")
+          "13-match-unrelated", "14-steer", "15-features-vs-neurons", "16-splice")
+STATUSES = {"supported", "not supported", "inconclusive at this sample size", "cannot be tested"}
 
 
 def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
-    """Every claim gets a verdict with its null, an interval over SAE seeds where SAEs are trained, and a published
-    reference; what each verdict says is checked in test_falsification.py, where it must fail."""
+    """Every claim gets a verdict: its tests, each with a null, a baseline, an interval and its power, and a status
+    the rule gives (what each verdict says where it must, or must not, be supported: tests/test_controls_*.py and
+    test_falsification.py)."""
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 18
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 20
     records = {s.name: s.record for s in quick_demo.stages}
     named = (*records["02-crosslingual"].features, *records["14-steer"].features)   # the features the report names
-    assert records["14-steer"].features and records["15-dashboards"].config["features"] == list(dict.fromkeys(named))
-    report = quick_demo.index.read_text(encoding="utf-8")
-    for f in named:                                      # linked from the report, and there
-        assert f'href="15-dashboards/feature-{f}.html"' in report
-        assert (quick_demo.index.parent / "15-dashboards" / f"feature-{f}.html").is_file()
-    assert len(quick_demo.verdicts) == len(CLAIMS) and all(records[n].supported is not None for n in CLAIMS)
+    assert records["17-dashboards"].config["features"] == list(dict.fromkeys(named))
+    assert len(quick_demo.verdicts) == len(CLAIMS) and set(quick_demo.verdicts.values()) <= STATUSES
+    for name in CLAIMS:
+        record = records[name]
+        assert record.status in STATUSES and record.tests, name
+        assert (record.supported is True) == (record.status == "supported"), name
+        for t in record.tests:
+            assert t["reason"] or (t["power"] and t["power"]["effects"] and t["interval_over"]), (name, t)
     for name in CLAIMS[:4]:
         assert "Reference, not a target" in records[name].verdict
-    for name in (*CLAIMS[:4], *CLAIMS[5:]):             # the seed baseline compares two seeds: it has no interval
-        assert "Over 3 SAE seeds" in records[name].verdict
+    for name in (*CLAIMS[:4], *CLAIMS[5:6], *CLAIMS[7:]):   # the seed baseline compares two seeds: no seed level
+        assert "3 SAE seed(s)" in records[name].verdict, name
     seen, heldout = (records[n].scores[0]["value"] for n in ("08-crossmodal-seen", "07-crossmodal-heldout"))
     assert seen >= heldout          # the fit check (pictures the image tower learnt) is the easy case
-    seed, unrelated = (records[n].scores[0]["value"] for n in ("10-match-seed", "13-match-unrelated"))
+    seed, unrelated = (records[n].tests[0]["value"] for n in ("10-match-seed", "13-match-unrelated"))
     assert seed > unrelated         # two seeds of one SAE share more than two models do
-    assert records["13-match-unrelated"].scores[2]["metric"] == "median best-match r beyond B's random-init copy"
+    assert records["13-match-unrelated"].tests[0]["test"] == "median best-match r beyond B's random-init copy"
     again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=True, device="cpu"))
     assert all(s.reused for s in again.stages), [s.name for s in again.stages if not s.reused]
-    assert [s.record.scores for s in again.stages] == [s.record.scores for s in quick_demo.stages]
+    as_json = [json.dumps(s.record.tests, sort_keys=True) for s in quick_demo.stages]   # NaN == NaN in JSON
+    assert [json.dumps(s.record.tests, sort_keys=True) for s in again.stages] == as_json
 
 
 def test_demo_refuses_a_folder_holding_other_results(tmp_path, capsys):

@@ -125,3 +125,14 @@ def test_a_floor_declared_above_the_effect_is_not_met(store_dir, floors):
     for t, floor in zip(record.tests, floors, strict=True):
         assert t["p_value"] <= 0.05 and t["low"] > 0 and t["floor"] == floor, t
         assert t["passes"] is (t["effect"] >= floor) is (floor < 0.5), t
+
+
+def test_a_verdict_computed_twice_is_the_same(store_dir):
+    """Every draw (permutations, bootstrap, power simulations, baseline dictionaries) is seeded: the step computed
+    twice from scratch (no folder, so nothing reused) gives the same record."""
+    scored = write(draw(), store_dir, "cl-shared")["text.embed"]
+    saes = train_saes(write(draw(train=True), store_dir, "cl-shared")["text.embed"])
+    step = AnalyzeStep(stores=(scored,), sae=saes[0], seeds=tuple(saes[1:]), concept="c0", n_perm=19, out=None)
+    first, second = run(step), run(step)
+    assert not first.reused and not second.reused
+    assert first.verdict == second.verdict and first.tests == second.tests and first.scores == second.scores

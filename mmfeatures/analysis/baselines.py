@@ -45,3 +45,21 @@ class RandomDirections:
 
     def __repr__(self) -> str:
         return f"RandomDirections(d_in={self.d_in}, width={self.d_sae}, k={self.k}, seed={self.seed})"
+
+
+class NeuronBasis(RandomDirections):
+    """The neurons read the way an SAE's latents are: the signed basis (each coordinate and its negation, 2 d
+    units) through ``mean``, each row keeping its ``k`` largest (ReLU'd). Features and neurons compared under this
+    readout differ in what was learnt, not in how they are read (sparse, one-signed, max-pooled)."""
+
+    def __init__(self, mean: np.ndarray | torch.Tensor, k: int):
+        d = len(np.asarray(mean).ravel())
+        if not 1 <= k <= 2 * d:
+            raise InputError(f"the neuron basis has {2 * d} units; k must be 1..{2 * d}, got {k}")
+        self.mean = torch.as_tensor(np.asarray(mean, np.float32)).flatten()
+        eye = torch.eye(d)
+        self.W = torch.cat([eye, -eye], 1)
+        self.k, self.seed = k, -1
+
+    def __repr__(self) -> str:
+        return f"NeuronBasis(d_in={self.d_in}, width={self.d_sae}, k={self.k})"

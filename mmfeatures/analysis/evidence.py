@@ -31,7 +31,6 @@ from mmfeatures.analysis.stats import Score, best_auroc, ranks
 from mmfeatures.analysis.verdict import Power, Test, cluster_bootstrap, simulate_power
 from mmfeatures.errors import InputError
 
-
 SHARES = tuple(0.0025 * 2 ** (i / 2) for i in range(15))
 """Shares of a baseline dictionary's units replaced by planted concept units, for the power (stops at the first
 share detected every time)."""
@@ -324,7 +323,7 @@ def crossmodal_tests(units: Sequence[np.ndarray], baseline: Sequence[np.ndarray]
         test = Test(f"{name} beyond {baseline_name}", Score(stat, float(values[i]), np.asarray(nulls[i])), reference,
                     baseline_name, s.floor, estimate, interval, over)
 
-        def planted(share, rng, i=i):
+        def planted(share, rng, i=i, reference=reference):
             zp, cols = plant_concept_units(baseline[0], labels, share, rng, columns=live)
             if not len(cols):
                 return reference

@@ -75,13 +75,12 @@ def _hits(emb: np.ndarray, concepts: np.ndarray, queries: np.ndarray, pool: np.n
 def items(emb: np.ndarray, clean: np.ndarray, dataset) -> dict[str, dict[str, np.ndarray]]:
     """Per language, per-item values: each sentence's cosine to its clean embedding, each query's monolingual
     and (not for English) cross-lingual retrieval hit; ``scores`` averages them (see the module docstring)."""
-    ids = [e.id.split("/") for e in dataset]
-    if not all(len(i) == 4 and i[0] == "concepts" for i in ids):
-        raise InputError("fidelity needs the built-in parallel sentences (ids 'concepts/<c>/<lang>/<n>'); use "
-                         "ConceptDataset.builtin(['concepts'])")
-    concepts = np.array([i[1] for i in ids])
-    langs = np.array([i[2] for i in ids])
-    sentence = np.array([i[3] for i in ids])
+    if not all(e.concept and e.language and e.group in ("1", "2") for e in dataset):
+        raise InputError("fidelity needs parallel sentences with a concept, a language and sentence group '1' or '2' "
+                         "(the built-in set: ConceptDataset.builtin(['concepts']))")
+    concepts = np.array([e.concept for e in dataset])
+    langs = np.array([e.language for e in dataset])
+    sentence = np.array([e.group for e in dataset])
     english_pool = np.flatnonzero((langs == "en") & (sentence == "2"))
     cosine = (emb * clean).sum(1)
     out = {}
@@ -110,15 +109,10 @@ def _summary(per: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
 def spliced_embeddings(encoder, site: str, replacement, inputs: Sequence, batch_size: int = 64) -> np.ndarray:
     """Unit-norm embeddings of ``inputs`` (texts or images, the site's modality) by the model with ``site``
     replaced at content positions (``steering.splice``: an SAE, 'zero' or a mean vector)."""
-    tower = encoder.tower(encoder.check_site(site).modality)
-    outs = []
-    for start in range(0, len(inputs), batch_size):
-        batch = tower.prepare(list(inputs[start:start + batch_size])).to(encoder.device)
-        with splice(encoder, site, replacement, batch.mask_bt & ~batch.special_bt), encoder.autocast(), \
-                torch.no_grad():
-            outs.append(tower.embed(batch).float().cpu())
-    emb = torch.cat(outs)
-    return (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+    from mmfeatures.analysis.steering import embed_with
+
+    return embed_with(encoder, site, lambda positions: splice(encoder, site, replacement, positions), inputs,
+                      batch_size=batch_size)
 
 
 def _conditions(sae, mean) -> dict[str, object]:

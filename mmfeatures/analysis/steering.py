@@ -33,8 +33,10 @@ def _require_decoder(sae) -> None:
 
 @contextlib.contextmanager
 def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "clamp",
-          positions: Sequence[int] | None = None) -> Iterator[None]:
-    """Rewrite ``site``'s output while the block runs (see the module docstring)."""
+          positions: Sequence[int] | None = None, positions_bt: torch.Tensor | None = None) -> Iterator[None]:
+    """Rewrite ``site``'s output while the block runs (see the module docstring). ``positions_bt`` (batch, tokens)
+    bool limits the rewrite to those positions of the one batch run inside the block (``embed_with`` passes each
+    batch's content tokens)."""
     if mode not in ("clamp", "add"):
         raise InputError(f"mode={mode!r}; use 'clamp' or 'add'")
     _require_decoder(sae)
@@ -63,6 +65,8 @@ def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "c
                 steered[:, feature] = value
                 new = (sae.decode(steered) + (rows - sae.decode(z))).to(flat.device)
         new = new.reshape(x.shape).to(x.dtype)
+        if positions_bt is not None:
+            return _where(positions_bt, new, x, site)
         if positions is None:
             return new
         out = x.clone()
@@ -71,6 +75,13 @@ def steer(encoder, site: str, sae, feature: int, *, value: float, mode: str = "c
 
     with _rewritten(module, rewrite):
         yield
+
+
+def _where(positions_bt: torch.Tensor, new: torch.Tensor, x: torch.Tensor, site: str) -> torch.Tensor:
+    if positions_bt.shape != x.shape[:2]:
+        raise SiteError(f"positions_bt has shape {tuple(positions_bt.shape)} but site {site!r} gives "
+                        f"{tuple(x.shape[:2])} (batch, tokens); pass the mask of the batch run in the block")
+    return torch.where(positions_bt.to(x.device)[..., None], new, x)
 
 
 @contextlib.contextmanager
@@ -89,9 +100,9 @@ def _rewritten(module, rewrite) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def shift(encoder, site: str, vector: torch.Tensor) -> Iterator[None]:
-    """Add ``vector`` to ``site``'s output at every position while the block runs (e.g. a mean-difference
-    steering vector, the baseline an SAE feature must beat)."""
+def shift(encoder, site: str, vector: torch.Tensor, positions_bt: torch.Tensor | None = None) -> Iterator[None]:
+    """Add ``vector`` to ``site``'s output while the block runs (at every position, or at ``positions_bt`` of the
+    one batch run inside it): e.g. a mean-difference steering vector, or a random direction."""
     parsed = encoder.check_site(site)
     if parsed.layer is None:
         raise SiteError(f"steering needs a layer site, not {site!r}; e.g. 'text.layer.6.resid'")
@@ -101,7 +112,8 @@ def shift(encoder, site: str, vector: torch.Tensor) -> Iterator[None]:
         if vector.shape != (x.shape[-1],):
             raise SiteError(f"the steering vector has shape {tuple(vector.shape)} but site {site!r} has width "
                             f"{x.shape[-1]}")
-        return x + vector.to(x.device, x.dtype)
+        new = x + vector.to(x.device, x.dtype)
+        return new if positions_bt is None else _where(positions_bt, new, x, site)
 
     with _rewritten(module, rewrite):
         yield
@@ -122,12 +134,7 @@ def splice(encoder, site: str, replacement, positions_bt: torch.Tensor | None = 
 
     def rewrite(x: torch.Tensor) -> torch.Tensor:
         new = replaced(x)
-        if positions_bt is None:
-            return new
-        if positions_bt.shape != x.shape[:2]:
-            raise SiteError(f"positions_bt has shape {tuple(positions_bt.shape)} but site {site!r} gives "
-                            f"{tuple(x.shape[:2])} (batch, tokens); pass the mask of the batch run in the block")
-        return torch.where(positions_bt.to(x.device)[..., None], new, x)
+        return new if positions_bt is None else _where(positions_bt, new, x, site)
 
     def replaced(x: torch.Tensor) -> torch.Tensor:
         if isinstance(replacement, str):
@@ -192,6 +199,30 @@ def best_target_rank(queries, pool, target):
 
     position = np.argsort(np.argsort(-(queries @ pool.T), axis=1), axis=1)   # rank of every pool row per query
     return position[:, np.asarray(target, bool)].min(1)
+
+
+WHERE = ("content", "every")
+"""Positions an edit rewrites: content tokens (where the SAEs here were trained to read; special tokens and padding
+keep their activations), or every position."""
+
+
+def embed_with(encoder, site: str, edit, inputs: Sequence, *, where: str = "content", batch_size: int = 64):
+    """Unit-norm embeddings (numpy) of ``inputs`` (texts or images, the site's modality) with ``edit(positions_bt)``,
+    a context manager that rewrites ``site`` at those positions (``steer``, ``shift`` or ``splice`` with the
+    mask), active while each batch runs; ``where`` picks the positions (``WHERE``)."""
+    import numpy as np
+
+    if where not in WHERE:
+        raise InputError(f"where {where!r}; use one of {', '.join(WHERE)}")
+    tower = encoder.tower(encoder.check_site(site).modality)
+    outs = []
+    for start in range(0, len(inputs), batch_size):
+        batch = tower.prepare(list(inputs[start:start + batch_size])).to(encoder.device)
+        positions = batch.mask_bt & ~batch.special_bt if where == "content" else batch.mask_bt
+        with edit(positions), encoder.autocast(), torch.no_grad():
+            outs.append(tower.embed(batch).float().cpu())
+    emb = torch.cat(outs)
+    return np.asarray((emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy())
 
 
 def embed_normalized(encoder, texts: Sequence[str], batch_size: int = 64):

@@ -51,7 +51,7 @@ def planted(n_concepts: int = 24, n_languages: int = 6, n_groups: int = 2, n_ima
             concept_scale: float = 3.0, language_scale: float = 3.0, modality_scale: float = 3.0,
             noise: float = 0.3, signal: bool = True, seed: int = 0, noise_seed: int | None = None,
             image_concepts: np.ndarray | None = None, sentence_scale: float = 0.0,
-            shared_concepts: bool = True) -> Planted:
+            shared_concepts: bool = True, axis_concepts: bool = False) -> Planted:
     """Rows for every concept x group x language (texts) and ``n_images`` images per concept.
 
     With ``signal=False`` the rows are pure noise with the same labels. ``seed`` draws the directions;
@@ -60,9 +60,12 @@ def planted(n_concepts: int = 24, n_languages: int = 6, n_groups: int = 2, n_ima
     c itself; a permutation breaks the link between pictures and names while keeping both modalities' structure).
     ``sentence_scale``: each (concept, group) adds its own random direction (drawn from the noise stream), so a
     sentence and its translations share more than two sentences about one concept. ``shared_concepts=False``: each
-    language says a concept with its own direction (concepts exist, but no direction is shared across languages)."""
+    language says a concept with its own direction (concepts exist, but no direction is shared across languages).
+    ``axis_concepts``: each concept is a coordinate axis (a neuron), so the raw dimensions already pick out concepts."""
     rng = np.random.default_rng(seed)
     concepts = _unit(rng.standard_normal((n_concepts, d)))
+    if axis_concepts:
+        concepts = np.eye(d)[:n_concepts]
     languages = _unit(rng.standard_normal((n_languages, d)))
     modalities = _unit(rng.standard_normal((2, d)))
     shown = np.arange(n_concepts) if image_concepts is None else np.asarray(image_concepts)

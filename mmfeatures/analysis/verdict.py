@@ -223,8 +223,10 @@ class Verdict:
 
     @property
     def text(self) -> str:
+        aside = [f"{t.name} cannot be computed ({t.reason}), so the verdict rests on {', '.join(self.rests_on)}."
+                 for t in self.tests if not t.computed and t.name not in self.rests_on]
         parts = [f"{self.status.value.capitalize()}. {self.why}", self.details,
-                 " ".join(t.sentence() for t in self.tests), *self.notes]
+                 " ".join(t.sentence() for t in self.tests if t.computed), *aside, *self.notes]
         return " ".join(p for p in parts if p)
 
     def row(self) -> dict[str, Any]:
@@ -334,7 +336,8 @@ def shift_power(test: Test, *, simulations: int = 200, seed: int = 0, sizes: Seq
     lo, hi = test.bounds
     sd = max((hi - lo) / (2 * Z95), 1e-12) if np.isfinite(hi - lo) else test.score.null_sd
     sign = 1.0 if test.score.alternative == "greater" else -1.0
-    top = max(test.floor, abs(test.score.null_mean - test.reference), 0.0) + 5 * sd
+    beyond_null = float(np.nanmax(sign * (test.score.null - test.reference))) if len(test.score.null) else 0.0
+    top = max(test.floor, beyond_null, 0.0) + 5 * sd          # past the null's most extreme draw and the floor
     grid = np.linspace(0, top, 9)[1:] if sizes is None else np.asarray(sizes, float)
 
     def planted(size: float, rng: np.random.Generator) -> float:

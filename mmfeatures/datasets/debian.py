@@ -165,9 +165,14 @@ def licence(folder: Path, package: str) -> str:
     path = folder / "usr" / "share" / "doc" / package / "copyright"
     if not path.is_file():
         return f"unknown (no usr/share/doc/{package}/copyright in the package)"
-    for stanza in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-        fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line[0].isspace())
+    stanzas = [dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line[0].isspace())
+               for stanza in path.read_text(encoding="utf-8", errors="replace").split("\n\n")]
+    for fields in stanzas:
         if fields.get("Files", "").split() == ["*"] and fields.get("License", "").strip():
+            return fields["License"].strip()
+    for fields in stanzas:          # a source package of many data sets (FreeDict): the stanza of this one's folder
+        folders = [f.split("/")[0] for f in fields.get("Files", "").split() if f.endswith("/*")]
+        if any(package.endswith("-" + f) for f in folders) and fields.get("License", "").strip():
             return fields["License"].strip()
     return f"see usr/share/doc/{package}/copyright (it has no `Files: *` stanza naming a licence)"
 

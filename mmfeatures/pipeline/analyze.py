@@ -15,10 +15,11 @@ from mmfeatures.analysis.stats import check_n_perm, permuted
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
-KINDS = ("crosslingual", "crossmodal")
+KINDS = ("crosslingual", "crossmodal", "features-vs-neurons")
 CONTROLS = ("none", "shuffled-concepts")
 SUBSETS = ("heldout-emoji", "seen-emoji", "all")
-HALVES = {"crosslingual": ("multilingual", "overlap"), "crossmodal": ("multimodal", "bridge")}
+HALVES = {"crosslingual": ("multilingual", "overlap"), "crossmodal": ("multimodal", "bridge"),
+          "features-vs-neurons": ("detectors",)}
 """The two tests of each kind; a verdict rests on both unless ``rests_on`` names one."""
 
 
@@ -161,7 +162,7 @@ def run_analyze(step: AnalyzeStep) -> Record:
         if step.ids:
             pattern = re.compile(step.ids)
             keep &= np.array([bool(pattern.search(i)) for i in labels.example_id])
-        if step.kind == "crosslingual":                  # text rows with a language
+        if step.kind != "crossmodal":                    # text rows with a language
             keep &= (labels.modality == "text") & (labels.language != "")
         if not keep.any():
             raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
@@ -175,8 +176,8 @@ def run_analyze(step: AnalyzeStep) -> Record:
         if step.kind == "crossmodal" and neurons:
             seeds = [signed_units(s) for s in seeds]
         baseline = Baseline(step, stores, rows, sae)
-        body = (_crosslingual if step.kind == "crosslingual" else _crossmodal)(step, seeds, labels, neurons, out,
-                                                                               baseline)
+        kinds = {"crosslingual": _crosslingual, "crossmodal": _crossmodal, "features-vs-neurons": _neurons}
+        body = kinds[step.kind](step, seeds, labels, neurons, out, baseline)
         what = f"{'neurons' if neurons else 'SAE features'} of {stores[0].config.model}"
         if step.control != "none":
             what += f", control: {step.control}"
@@ -203,11 +204,11 @@ class Baseline:
 
     kept = 4
 
-    def __init__(self, job: AnalyzeStep, stores, rows: np.ndarray, sae):
+    def __init__(self, job: AnalyzeStep, stores, rows: np.ndarray, sae, width: int | None = None):
         from mmfeatures.analysis.labels import encode_rows
 
-        self.job, self.stores, self.rows, self.neurons = job, stores, rows, sae is None
-        self.width = stores[0].d if sae is None else sae.d_sae
+        self.job, self.stores, self.rows, self.neurons, self.sae = job, stores, rows, sae is None, sae
+        self.width = width or (stores[0].d if sae is None else sae.d_sae)
         self.k = None if sae is None else getattr(getattr(sae, "arch", None), "k", None)
         if sae is not None and self.k is None:         # ReLU, JumpReLU: the L0 the SAE has on these rows
             first = next(stores[0].iter_shards([0]))[1]["acts"][:4096]
@@ -262,7 +263,13 @@ def _verdict(job: AnalyzeStep, claim: str, tests, details: str, extra=()):
 def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline: Baseline) -> dict:
     from mmfeatures import plotting
     from mmfeatures.analysis import concept_features, crosslingual, language_entropy
-    from mmfeatures.analysis.evidence import draw_pairs, fraction, multilingual_test, overlap_sums, overlap_test
+    from mmfeatures.analysis.evidence import (
+        draw_pairs,
+        fraction,
+        multilingual_test,
+        overlap_sums,
+        overlap_test,
+    )
     from mmfeatures.analysis.verdict import Test
 
     z = seeds[0]
@@ -398,3 +405,52 @@ def _crossmodal(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, basel
             "tables": (table("Bridge units with the most concept-selective activation",
                              ["unit", "concept", "joint AUROC", "ModalityScore"], rows),
                        _seed_table(job, (mm, bridge), per_seed), power)}
+
+
+def _neurons(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline: Baseline) -> dict:
+    """Features against neurons read the same way (``analysis.evidence_neurons``)."""
+    from mmfeatures.analysis.baselines import NeuronBasis
+    from mmfeatures.analysis.evidence import power_table
+    from mmfeatures.analysis.evidence_neurons import detectors, neurons_test
+    from mmfeatures.analysis.labels import pooled_units
+    from mmfeatures.analysis.verdict import decide
+    from mmfeatures.errors import InputError
+
+    if neurons:
+        raise InputError("features against neurons compares an SAE's features with the neurons; give --sae")
+    basis = NeuronBasis(baseline.mean, baseline.k)
+    as_dictionary = np.concatenate([pooled_units(store, basis)[0] for store in baseline.stores])[baseline.rows]
+    narrow = Baseline(job, baseline.stores, baseline.rows, baseline.sae, width=basis.d_sae)
+    _, wide = baseline.summaries(lambda z: None)
+    _, small = narrow.summaries(lambda z: None)
+    test, shares = neurons_test(seeds, as_dictionary, wide, small, labels, n_perm=job.n_perm, n_boot=job.n_boot,
+                                simulations=job.simulations, floor=job.floor, seed=job.seed)
+    dense = units(baseline.stores, None)[0][baseline.rows]
+    rows = []
+    for name, z in (("SAE features (sparse, max-pooled)", seeds[0]), ("neurons as a dictionary (± basis, top-k, "
+                    "max-pooled)", as_dictionary), (f"random directions, SAE width ({baseline.width})", wide[0]),
+                    (f"random directions, neuron width ({basis.d_sae})", small[0])):
+        d = detectors(z, labels)
+        live = d.alive
+        rows.append([name, int(live.sum()), round(d.share, 4), round(float(np.median(d.precision[live])), 3),
+                     round(float(np.median(d.recall[live])), 3), round(float(np.median(d.auroc[live])), 3),
+                     round(float((d.auroc[live] >= 0.9).mean()), 4)])
+    d = detectors(signed_units(dense), labels)
+    rows.append(["neurons read dense and signed (each sign a unit; reported, not compared)", int(d.alive.sum()),
+                 round(d.share, 4), round(float(np.median(d.precision[d.alive])), 3),
+                 round(float(np.median(d.recall[d.alive])), 3), round(float(np.median(d.auroc[d.alive])), 3),
+                 round(float((d.auroc[d.alive] >= 0.9).mean()), 4)])
+    details = (f"{100 * shares['SAE']:.1f}% of the SAE's live units are precise concept detectors on held-out "
+               f"sentences (random directions of its width: {100 * shares['random (SAE width)']:.1f}%); the neurons "
+               f"read the same way {100 * shares['neurons']:.1f}% (random directions of their width, "
+               f"{basis.d_sae}: {100 * shares['random (neuron width)']:.1f}%).")
+    verdict = decide("SAE features pick out concepts more precisely than neurons read the same way", (test,),
+                     details=details, notes=(anchor("features_vs_neurons"),))
+    return {"title": "Features against neurons: {what}", "claim": verdict.claim, "verdict": verdict.text,
+            "supported": verdict.supported, "status": verdict.status.value, "tests": (test.row(),),
+            "scores": (test.score.row(),),
+            "tables": (table("Each unit set read sparse (a unit's concept picked on the first sentences, precision and "
+                             "recall where it fires on the second)", ["units", "live", "detector share",
+                                                                      "median precision", "median recall",
+                                                                      "median AUROC", "AUROC >= 0.9"], rows),
+                       table(*power_table((test,))))}

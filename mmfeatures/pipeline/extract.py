@@ -8,7 +8,7 @@ from pathlib import Path
 from mmfeatures.pipeline.record import Artifact, Record, opt, run_step, table, writable
 
 BUILTIN = ("concepts", "emoji", "photos")
-DEBIAN = ("libreoffice", "libreoffice-heldout", "tuxpaint")   # fetched from Debian's archive (docs/data.md)
+DEBIAN = ("libreoffice", "libreoffice-heldout", "tuxpaint", "freedict", "general", "general-heldout")   # docs/data.md
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,8 @@ class ExtractStep:
     model: str = opt("offline:e5-small", "registry name (see `mmfeatures models`)")
     sites: tuple[str, ...] = opt(("text.layer.8.resid",), "sites, comma-separated (e.g. text.layer.8.resid,text.embed)")
     data: str = opt("concepts", "built-in sources (concepts, emoji, photos) and Debian corpora (libreoffice, "
-                                "libreoffice-heldout, tuxpaint; 'libreoffice:N' keeps N paragraph keys drawn "
+                                "libreoffice-heldout, tuxpaint, freedict, general, general-heldout; 'libreoffice:N' keeps "
+                                "N paragraph keys, 'general:N' N texts per source and language, drawn "
                                 "with seed 0), comma-separated, or a CSV/TSV/JSONL file, or an image folder with "
                                 "one subfolder per concept")
     languages: tuple[str, ...] = opt((), "keep texts in these languages only (default: all); images stay")
@@ -88,12 +89,21 @@ def _debian(source: str, languages: tuple[str, ...]):
     from mmfeatures.datasets import libreoffice_corpus, tuxpaint_stamps
     from mmfeatures.errors import InputError
 
+    from mmfeatures.datasets.freedict import freedict_words
+
+    from mmfeatures.datasets.general import general_corpus
+
     name, _, count = source.partition(":")
-    if count and (name == "tuxpaint" or not count.isdigit() or int(count) < 1):
-        raise InputError(f"data {source!r}: a slice is 'libreoffice:N' or 'libreoffice-heldout:N' with N >= 1 "
-                         "paragraph keys")
+    if count and (name in ("tuxpaint", "freedict") or not count.isdigit() or int(count) < 1):
+        raise InputError(f"data {source!r}: a slice is 'libreoffice:N', 'libreoffice-heldout:N' (N >= 1 paragraph "
+                         "keys), 'general:N' or 'general-heldout:N' (N >= 1 texts per source and language)")
+    if name in ("general", "general-heldout"):
+        return general_corpus("heldout" if name == "general-heldout" else "train",
+                              per_source=int(count) if count else None, languages=languages or None)
     if name == "tuxpaint":
         return tuxpaint_stamps(languages or None)
+    if name == "freedict":
+        return freedict_words(languages or None)
     split = "heldout" if name == "libreoffice-heldout" else "train"
     limit = int(count) if count else None
     return (libreoffice_corpus(languages, split, limit) if languages

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmfeatures.analysis.stats import check_n_perm
 from mmfeatures.pipeline.record import Record, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -23,7 +24,15 @@ class FidelityStep:
     names: tuple[str, ...] = opt((), "a label per SAE for tables and figures (default: the folder names)")
     languages: tuple[str, ...] = opt(("en", "es", "ja", "sw"), "languages of the built-in sentences scored")
     seeds: bool = opt(False, "the SAEs differ only in seed: add a row with each column's mean and 95% interval "
-                             "over them")
+                             "over them, and the verdict's interval draws a seed per draw (otherwise the verdict is "
+                             "the first SAE's)")
+    n_sentences: int = opt(128, "sentences the verdict scores (drawn once from the languages' sentences): every "
+                                "null draw is a forward pass over them")
+    n_perm: int = opt(19, "SAEs with their decoder rows shuffled: the null (the smallest p is 1/(n_perm+1))")
+    floor: float = opt(0.05, "the smallest gain in mean cosine over mean-ablation that counts, declared before the "
+                             "run")
+    n_boot: int = opt(200, "bootstrap draws of the gain's interval (sentences and seeds)")
+    seed: int = opt(0, "seed of the sentences drawn, the shuffles and the bootstrap")
     out: str | None = opt("runs/fidelity", "folder for result.json and the figure", volatile=True)
 
     def __post_init__(self):
@@ -36,6 +45,12 @@ class FidelityStep:
                              "give a usable interval")
         if self.names and len(self.names) != len(self.saes):
             raise InputError(f"{len(self.names)} names for {len(self.saes)} SAEs; give one name per SAE or none")
+        if len(set(self.saes)) != len(self.saes):
+            raise InputError(f"saes repeat an SAE ({list(self.saes)}); give each once")
+        if self.n_sentences < 10 or self.n_boot < 20:
+            raise InputError(f"n_sentences {self.n_sentences}, n_boot {self.n_boot}; use n_sentences >= 10 and "
+                             "n_boot >= 20")
+        check_n_perm(self.n_perm)
 
 
 def run_fidelity(step: FidelityStep) -> Record:
@@ -80,7 +95,40 @@ def _fidelity(step: FidelityStep, out: Path | None) -> Record:
         spans = [seed_interval([rows[n][c] for n in names]) for c in columns[1:]]
         body.append([f"mean [95% interval] over {len(names)} seeds",
                      *(f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in spans)])
+    verdict, tests, extra = _verdict(step, encoder, store.config.site, saes, data, mean)
     return Record("fidelity", f"Splice fidelity of {len(saes)} SAE(s) on {store.config.model} {store.config.site}",
-                  {}, figures=figures,
+                  {}, claim=verdict.claim, verdict=verdict.text, supported=verdict.supported,
+                  status=verdict.status.value, tests=tests, scores=tuple(t["score"] for t in extra[:1]),
+                  figures=figures,
                   tables=(table(f"{len(data)} built-in sentences in {', '.join(step.languages)}; the SAE replaces "
-                                "the site at content tokens only", columns, body),))
+                                "the site at content tokens only", columns, body), *extra[1:]))
+
+
+def _verdict(step: FidelityStep, encoder, site: str, saes, data, mean):
+    """The splice verdict (``analysis.evidence_splice``) on ``n_sentences`` of ``data``: (verdict, test rows, [score
+    holder, tables])."""
+    import numpy as np
+
+    from mmfeatures.analysis.evidence import power_table
+    from mmfeatures.analysis.evidence_splice import splice_test
+    from mmfeatures.analysis.verdict import decide
+
+    texts = [e.content for e in data]
+    chosen = np.sort(np.random.default_rng(step.seed).choice(len(texts), min(step.n_sentences, len(texts)),
+                                                              replace=False))
+    used = saes if step.seeds else saes[:1]
+    test, means = splice_test(encoder, site, used, [texts[i] for i in chosen], mean, n_perm=step.n_perm,
+                              n_boot=step.n_boot, floor=step.floor, seed=step.seed)
+    name = step.names[0] if step.names else Path(step.saes[0]).name
+    claim = (f"Splicing {'the SAEs (seeds)' if step.seeds else name} into the model keeps its embeddings better "
+             "than an SAE with nothing learnt")
+    details = (f"On {len(chosen)} of the sentences, the spliced model's embeddings have mean cosine "
+               f"{means['SAE']:.3f} to the clean ones; untrained SAEs of the same width and L0 "
+               f"{means['random directions (baseline)']:.3f}; the site mean-ablated "
+               f"{means['mean-ablated (reference)']:.3f}; the SAE with its decoder rows shuffled "
+               f"{means['decoder shuffled (null, mean)']:.3f}.")
+    verdict = decide(claim, (test,), details=details)
+    return verdict, (test.row(),), [{"score": test.score.row()},
+                                     table("Mean cosine to the clean embeddings", ["condition", "mean cosine"],
+                                           [[k, round(v, 4)] for k, v in means.items()]),
+                                     table(*power_table((test,)))]
