@@ -309,8 +309,14 @@ def _cmd_train_embedded(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from mmfeatures.datasets import data_card, data_cards, fetch_libreoffice, fetch_tuxpaint
-    from mmfeatures.datasets import freedict, general
+    from mmfeatures.datasets import (
+        data_card,
+        data_cards,
+        fetch_libreoffice,
+        fetch_tuxpaint,
+        freedict,
+        general,
+    )
     from mmfeatures.datasets.libreoffice import DEFAULT_LANGUAGES, package
     from mmfeatures.datasets.tuxpaint import PACKAGE
 

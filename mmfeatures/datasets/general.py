@@ -22,7 +22,6 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from mmfeatures.datasets.debian import fetch_packages, package_dir
 from mmfeatures.errors import InputError

@@ -87,11 +87,9 @@ def _debian_name(source: str) -> str:
 
 def _debian(source: str, languages: tuple[str, ...]):
     from mmfeatures.datasets import libreoffice_corpus, tuxpaint_stamps
-    from mmfeatures.errors import InputError
-
     from mmfeatures.datasets.freedict import freedict_words
-
     from mmfeatures.datasets.general import general_corpus
+    from mmfeatures.errors import InputError
 
     name, _, count = source.partition(":")
     if count and (name in ("tuxpaint", "freedict") or not count.isdigit() or int(count) < 1):
