@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 
 SAELENS := .venv-saelens
 TOOLS   := .venv-tools
-.PHONY: setup browser data demo test test-slow test-compat test-tools notebooks bench studies saes sae-results train-embedded lint clean
+.PHONY: setup browser data demo test test-slow test-compat test-tools mutations notebooks bench studies saes sae-results train-embedded lint clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,8 @@ test: setup browser data
 		--nbval-sanitize-with notebooks/sanitize.cfg $(SLOW_NOTEBOOKS:%=--ignore=%) tests notebooks
 
 # The corpora from Debian's archive into the user cache (docs/data.md): LibreOffice's help in the built-in languages
-# it has (all but ar, fa, sw) and Tux Paint's stamps; about 200 MB, 3 minutes the first time, a no-op after.
+# it has (all but ar, fa, sw), Tux Paint's stamps, FreeDict's English dictionaries for 12 built-in languages and the
+# fortune cookies of the general-domain corpus; about 240 MB, 4 minutes the first time, a no-op after.
 # apt-get's package lists are refreshed once if the fetch cannot find a package (needs root).
 data: setup
 	@$(PY) -m mmfeatures data fetch || { echo "refreshing apt's package lists (apt-get update) and retrying"; \
@@ -79,6 +80,11 @@ notebooks: setup
 	$(PY) notebooks/build.py
 	cd notebooks && TQDM_DISABLE=1 ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace *.ipynb
 
+# Break each verdict's null, baseline and rule, one at a time on a copy of the package, and check that one of its
+# controls fails every time (docs/verdicts.md; about 15 minutes on 2 CPU cores).
+mutations: setup data
+	MPLBACKEND=Agg $(PY) scripts/mutate_verdicts.py
+
 bench: setup $(SAELENS)/.installed-stamp
 	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "no benchmarks yet (see benchmarks/README.md)"; exit 0; }; \
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
@@ -94,7 +100,8 @@ studies: setup data
 sae-results: setup data
 	MPLBACKEND=Agg $(PY) scripts/sae_results.py
 
-# Retrain the SAEs shipped in data/saes on LibreOffice's help (about 70 minutes on 2 CPU cores; resumable).
+# Retrain the SAEs shipped in data/saes on the general-domain corpus (datasets/general.py; resumable; the time the
+# last build took is in data/saes/README.md).
 saes: setup data
 	MPLBACKEND=Agg $(PY) scripts/build_saes.py
 

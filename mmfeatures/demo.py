@@ -48,7 +48,9 @@ from mmfeatures.report import RUN, ReportJob, render_report
 QUICK_LANGUAGES = ("en", "es", "de", "ru", "ja", "zh")
 E5, UNRELATED = "offline:e5-small", "offline:minilm-l6"
 E5_SAES = tuple(f"data:e5-small-layer8-seed{s}" for s in range(3))     # shipped: data/saes/README.md
-MINILM_SAE, MINILM_RANDOM_SAE = "data:minilm-l6-layer4-seed1", "data:minilm-l6-random-init-0-layer4-seed1"
+E5_RANDOM_SAE = "data:e5-small-random-init-0-layer8-seed0"
+MINILM_SAES = tuple(f"data:minilm-l6-layer4-seed{s}" for s in (1, 2, 3))
+MINILM_RANDOM_SAES = tuple(f"data:minilm-l6-random-init-{c}-layer4-seed1" for c in range(3))
 EMOJI_MODEL = "offline:e5-emoji-clip"
 INTRO = ("Are the concepts a model learns shared units? This report tests six claims on real models that ship "
          "offline: multilingual-e5-small (text), all-MiniLM-L6-v2 (text) and offline:e5-emoji-clip (e5-small's "
@@ -89,6 +91,12 @@ class DemoConfig:
         return self.n_perm if self.n_perm is not None else (19 if self.quick else 99)
 
     @property
+    def english(self) -> str:
+        """The English texts of the cross-model claim: held-out text of the SAEs' training domain (7,337 texts; 1,100
+        in the quick run)."""
+        return "general-heldout:300" if self.quick else "general-heldout:2000"
+
+    @property
     def precision(self) -> dict[str, int]:
         """Bootstrap draws and power simulations per size of the verdicts (fewer in the quick run)."""
         return {"n_boot": 50, "simulations": 5} if self.quick else {"n_boot": 200, "simulations": 20}
@@ -109,65 +117,90 @@ class DemoResult:
 
 def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
     """The demo's steps, in order, as data. Every SAE is scored on data it was not trained on: e5-small's and
-    MiniLM's are the shipped ones (``data:<name>``, trained on LibreOffice's help; data/saes/README.md), the
-    cross-modal one is trained on emoji names and scored on Tux Paint's pictures and captions, which neither it
-    nor the image tower saw. B's SAEs use another seed than A's, so that no match can come from a shared
-    initialisation."""
+    MiniLM's are the shipped ones (``data:<name>``, trained on the general-domain corpus; data/saes/README.md), the
+    cross-modal ones are trained on emoji names and scored on Tux Paint's pictures and captions (and FreeDict's
+    words), which neither they nor the image tower saw. The cross-lingual and cross-modal claims are scored on two
+    concept sets: the built-in sentences and FreeDict's word-level translations. B's SAEs use other seeds than A's,
+    so that no match can come from a shared initialisation."""
     langs, n, seed = cfg.languages, cfg.permutations, cfg.seed
     run = dict(device=cfg.device, progress=cfg.progress)
     e5_site, minilm_site, emoji_sites = "text.layer.8.resid", "text.layer.4.resid", ("image.embed", "text.embed")
     english = ("en",)
+    e5_random = f"{E5}+random-init-0"
+    emoji_seeds = (SAEOf("08-train-emoji-1"), SAEOf("08-train-emoji-2"))
 
     def extract(model, sites, languages=langs, **kw):
         return ExtractStep(model=model, sites=sites, languages=languages, store_dir=cfg.store_dir, **run, **kw)
 
-    def crossmodal(stores_step, subset, label):
-        return AnalyzeStep(stores=tuple(StoreOf(stores_step, s) for s in emoji_sites), sae=SAEOf("04-train-emoji-0"),
-                           seeds=(SAEOf("04-train-emoji-1"), SAEOf("04-train-emoji-2")), kind="crossmodal",
-                           subset=subset, label=label, n_perm=n, seed=seed, **cfg.precision)
+    def crosslingual(step, null_step, label, **kw):
+        return AnalyzeStep(stores=(StoreOf(step, e5_site),), sae=E5_SAES[0], seeds=E5_SAES[1:],
+                           null_stores=(StoreOf(null_step, e5_site),), null_sae=E5_RANDOM_SAE, n_perm=n,
+                           n_baseline=min(n, 39), seed=seed, label=label, **cfg.precision, **kw)
+
+    def crossmodal(stores, subset, label, **kw):
+        return AnalyzeStep(stores=stores, sae=SAEOf("08-train-emoji-0"), seeds=emoji_seeds, kind="crossmodal",
+                           subset=subset, label=label, n_perm=n, seed=seed, **cfg.precision, **kw)
 
     def match(other_store, other_sae, **kw):
-        return MatchStep(store_a=StoreOf("09-extract-e5-en", e5_site), store_b=other_store, sae_a=E5_SAES[0],
+        return MatchStep(store_a=StoreOf("15-extract-e5-en", e5_site), store_b=other_store, sae_a=E5_SAES[0],
                          sae_b=other_sae, n_perm=n, seed=seed, **cfg.precision, **kw)
 
+    def emoji(step):
+        return tuple(StoreOf(step, s) for s in emoji_sites)
+
+    copies = range(len(MINILM_RANDOM_SAES))
     return (
         PlanStep("00-alignment", AlignmentStep(model=E5, store_dir=cfg.store_dir, device=cfg.device)),
         PlanStep("01-extract-e5", extract(E5, (e5_site,))),
-        PlanStep("02-crosslingual", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
-                                                seeds=E5_SAES[1:], n_perm=n, n_baseline=min(n, 39), seed=seed,
-                                                label="SAEs trained on LibreOffice's help", **cfg.precision)),
-        PlanStep("03-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
-        *(PlanStep(f"04-train-emoji-{s}", TrainStep(store=StoreOf("03-extract-emoji", "text.embed"), width=1024, k=8,
+        PlanStep("02-extract-e5-random", extract(e5_random, (e5_site,))),
+        PlanStep("03-crosslingual", crosslingual("01-extract-e5", "02-extract-e5-random", "the built-in sentences")),
+        PlanStep("04-extract-e5-freedict", extract(E5, (e5_site,), data="freedict")),
+        PlanStep("05-extract-e5-random-freedict", extract(e5_random, (e5_site,), data="freedict")),
+        PlanStep("06-crosslingual-freedict", crosslingual("04-extract-e5-freedict", "05-extract-e5-random-freedict",
+                                                          "FreeDict's words: one per concept and language",
+                                                          rests_on="multilingual")),
+        PlanStep("07-extract-emoji", extract(EMOJI_MODEL, emoji_sites, data="emoji", pooling="mean")),
+        *(PlanStep(f"08-train-emoji-{s}", TrainStep(store=StoreOf("07-extract-emoji", "text.embed"), width=1024, k=8,
                                                     epochs=30, batch_size=1024, seed=seed + s, **run))
           for s in range(3)),
-        PlanStep("05-extract-tuxpaint", extract(EMOJI_MODEL, emoji_sites, langs or BUILTIN_LANGUAGES, data="tuxpaint",
+        PlanStep("09-extract-tuxpaint", extract(EMOJI_MODEL, emoji_sites, langs or BUILTIN_LANGUAGES, data="tuxpaint",
                                                 pooling="mean")),
-        PlanStep("06-crossmodal-tuxpaint", crossmodal("05-extract-tuxpaint", "all", "Tux Paint stamps: pictures and "
-                                                      "captions that neither the SAE nor the image tower saw")),
-        PlanStep("07-crossmodal-heldout", crossmodal("03-extract-emoji", "heldout-emoji", "emoji the image tower "
-                                                     "never saw (their names trained the SAE)")),
-        PlanStep("08-crossmodal-seen", crossmodal("03-extract-emoji", "seen-emoji", "fit check only: emoji the image "
-                                                  "tower was trained on")),
-        PlanStep("09-extract-e5-en", extract(E5, (e5_site,), english)),
-        PlanStep("10-match-seed", match(StoreOf("09-extract-e5-en", e5_site), E5_SAES[1],
+        PlanStep("10-extract-emoji-clip-freedict", extract(EMOJI_MODEL, ("text.embed",), data="freedict",
+                                                           pooling="mean")),
+        PlanStep("11-crossmodal-tuxpaint", crossmodal(emoji("09-extract-tuxpaint"), "all", "Tux Paint stamps: "
+                                                      "pictures and captions that neither the SAE nor the image tower "
+                                                      "saw")),
+        PlanStep("12-crossmodal-tuxpaint-freedict", crossmodal(
+            (StoreOf("09-extract-tuxpaint", "image.embed"), StoreOf("10-extract-emoji-clip-freedict", "text.embed")),
+            "all", "Tux Paint's pictures and FreeDict's words", ids="^(tuxpaint/.*/image|freedict/)")),
+        PlanStep("13-crossmodal-heldout", crossmodal(emoji("07-extract-emoji"), "heldout-emoji", "emoji the image "
+                                                     "tower never saw, near-duplicates of seen ones left out (their "
+                                                     "names trained the SAE)")),
+        PlanStep("14-crossmodal-seen", crossmodal(emoji("07-extract-emoji"), "seen-emoji", "fit check only: emoji "
+                                                  "the image tower was trained on")),
+        PlanStep("15-extract-e5-en", extract(E5, (e5_site,), english, data=cfg.english)),
+        PlanStep("16-match-seed", match(StoreOf("15-extract-e5-en", e5_site), E5_SAES[1],
                                         label="seed baseline: the same model and data, another SAE seed")),
-        PlanStep("11-extract-minilm-en", extract(UNRELATED, (minilm_site,), english)),
-        PlanStep("12-extract-minilm-random-en", extract(f"{UNRELATED}+random-init-0", (minilm_site,), english)),
-        PlanStep("13-match-unrelated", match(StoreOf("11-extract-minilm-en", minilm_site), MINILM_SAE,
-                                             store_null=(StoreOf("12-extract-minilm-random-en", minilm_site),),
-                                             sae_null=(MINILM_RANDOM_SAE,), seeds_a=E5_SAES[1:],
-                                             label="independently trained; null: its random-init copy")),
-        PlanStep("14-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
+        PlanStep("17-extract-minilm-en", extract(UNRELATED, (minilm_site,), english, data=cfg.english)),
+        *(PlanStep(f"18-extract-minilm-random-en-{c}", extract(f"{UNRELATED}+random-init-{c}", (minilm_site,), english,
+                                                               data=cfg.english)) for c in copies),
+        PlanStep("19-match-unrelated", match(StoreOf("17-extract-minilm-en", minilm_site), MINILM_SAES[0],
+                                             seeds_b=MINILM_SAES[1:], seeds_a=E5_SAES[1:],
+                                             store_null=tuple(StoreOf(f"18-extract-minilm-random-en-{c}", minilm_site)
+                                                              for c in copies),
+                                             sae_null=MINILM_RANDOM_SAES,
+                                             label="independently trained; baseline: three random-init copies")),
+        PlanStep("20-steer", SteerStep(sae=E5_SAES[0], seeds=E5_SAES[1:], store=StoreOf("01-extract-e5", e5_site),
                                        n_perm=n, seed=seed)),
-        PlanStep("15-features-vs-neurons", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
+        PlanStep("21-features-vs-neurons", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
                                                        seeds=E5_SAES[1:], kind="features-vs-neurons", n_perm=n,
                                                        n_baseline=min(n, 39), seed=seed, **cfg.precision)),
-        PlanStep("16-splice", FidelityStep(saes=E5_SAES, seeds=True, store=StoreOf("01-extract-e5", e5_site),
+        PlanStep("22-splice", FidelityStep(saes=E5_SAES, seeds=True, store=StoreOf("01-extract-e5", e5_site),
                                            languages=("en", "es") if cfg.quick else ("en", "es", "ja", "sw"),
                                            n_sentences=64 if cfg.quick else 128, n_perm=min(n, 19), seed=seed,
                                            n_boot=cfg.precision["n_boot"])),
-        PlanStep("17-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
-                                              features=(FeaturesOf("02-crosslingual"), FeaturesOf("14-steer")),
+        PlanStep("23-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
+                                              features=(FeaturesOf("03-crosslingual"), FeaturesOf("20-steer")),
                                               title="the e5-small features this report names")),
     )
 

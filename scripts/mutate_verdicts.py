@@ -76,6 +76,9 @@ MUTATIONS = (
     Mutation("crosslingual: overlap baseline returns 0", E,
              "reference = float(np.mean([b.excess() for b in baseline]))", "reference = 0.0", ANALYZE),
     Mutation("crossmodal: baseline returns 0", E, "reference = float(base[:, i].mean())", "reference = 0.0", ANALYZE),
+    Mutation("crosslingual: the random-init model returns 0", A,
+             "    return z[[where[e] for e in labels.example_id]], stores[0].config.model",
+             "    return 0 * z[[where[e] for e in labels.example_id]], stores[0].config.model", ANALYZE),
     # cross-model
     Mutation("match: null returns the observed value", M, 'Score("median best-match correlation", value, null)',
              'Score("median best-match correlation", value, np.full(len(null), value))', MATCH),

@@ -33,3 +33,10 @@ def sae(store, width: int, k: int, epochs: int, **fields):
                            **fields))
     folder = Path(record.artifact("sae").path)
     return record.sae(), read_json(folder / "metrics.json", f"delete {folder}; the study retrains it").get("final", {})
+
+
+def sae_folder(store, width: int, k: int, epochs: int, **fields) -> str:
+    """The folder of the TopK SAE ``sae`` trains (trained once, then found by its key)."""
+    record = run(TrainStep(store=str(store.path), width=width, k=k, epochs=epochs, device="cpu", progress=False,
+                           **fields))
+    return record.artifact("sae").path

@@ -22,6 +22,20 @@ LOW = dict(d=8, n_concepts=8, sentence_scale=0.0, language_scale=0.5, noise=0.3)
 """Eight concepts in eight dimensions: so few directions that random ones pick out concepts as well as an SAE."""
 
 
+def supported(record) -> None:
+    """The verdict says 'supported', every test passes, and each detects (with 80% power) an effect its interval
+    reaches."""
+    assert record.status == "supported" and record.supported is True, record.verdict
+    for t in record.tests:
+        assert t["passes"] and t["low"] > 0 and t["power"]["mde"] <= t["high"], t
+
+
+def not_supported(record) -> None:
+    """The verdict says 'not supported', and no test passes on its own."""
+    assert record.status == "not supported" and record.supported is False, record.verdict
+    assert not any(t["passes"] for t in record.tests), "a test passes on its own: " + record.verdict
+
+
 def draw(*, signal: bool = True, train: bool = False, n_images: int = 0, image_concepts=None, shared: bool = True,
          axis: bool = False, seed: int = 0, **sizes):
     """The scored rows (two sentences per concept in every language), or their training twin (``train``: eight

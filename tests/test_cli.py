@@ -132,8 +132,9 @@ def test_report_of_an_empty_folder_names_the_fix(tmp_path, capsys):
     assert "no job records" in capsys.readouterr().err
 
 
-CLAIMS = ("02-crosslingual", "06-crossmodal-tuxpaint", "07-crossmodal-heldout", "08-crossmodal-seen", "10-match-seed",
-          "13-match-unrelated", "14-steer", "15-features-vs-neurons", "16-splice")
+CLAIMS = ("03-crosslingual", "06-crosslingual-freedict", "11-crossmodal-tuxpaint", "12-crossmodal-tuxpaint-freedict",
+          "13-crossmodal-heldout", "14-crossmodal-seen", "16-match-seed", "19-match-unrelated", "20-steer",
+          "21-features-vs-neurons", "22-splice")
 STATUSES = {"supported", "not supported", "inconclusive at this sample size", "cannot be tested"}
 
 
@@ -143,10 +144,10 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
     test_falsification.py)."""
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 20
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 28
     records = {s.name: s.record for s in quick_demo.stages}
-    named = (*records["02-crosslingual"].features, *records["14-steer"].features)   # the features the report names
-    assert records["17-dashboards"].config["features"] == list(dict.fromkeys(named))
+    named = (*records["03-crosslingual"].features, *records["20-steer"].features)   # the features the report names
+    assert records["23-dashboards"].config["features"] == list(dict.fromkeys(named))
     assert len(quick_demo.verdicts) == len(CLAIMS) and set(quick_demo.verdicts.values()) <= STATUSES
     for name in CLAIMS:
         record = records[name]
@@ -154,15 +155,18 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
         assert (record.supported is True) == (record.status == "supported"), name
         for t in record.tests:
             assert t["reason"] or (t["power"] and t["power"]["effects"] and t["interval_over"]), (name, t)
-    for name in CLAIMS[:4]:
+    for name in CLAIMS[:6]:
         assert "Reference, not a target" in records[name].verdict
-    for name in (*CLAIMS[:4], *CLAIMS[5:6], *CLAIMS[7:]):   # the seed baseline compares two seeds: no seed level
-        assert "3 SAE seed(s)" in records[name].verdict, name
-    seen, heldout = (records[n].scores[0]["value"] for n in ("08-crossmodal-seen", "07-crossmodal-heldout"))
+    for name in (*CLAIMS[:6], *CLAIMS[7:8], *CLAIMS[9:]):   # the seed baseline compares two seeds; steering may lack a
+        assert "3 SAE seed(s)" in records[name].verdict, name   # feature to steer with
+    for name in CLAIMS[:2]:                                 # each half beyond random directions and the random-init e5
+        assert sum("random-init model" in t["test"] for t in records[name].tests) >= 1, name
+    seen, heldout = (records[n].scores[0]["value"] for n in ("14-crossmodal-seen", "13-crossmodal-heldout"))
     assert seen >= heldout          # the fit check (pictures the image tower learnt) is the easy case
-    seed, unrelated = (records[n].tests[0]["value"] for n in ("10-match-seed", "13-match-unrelated"))
+    seed, unrelated = (records[n].tests[0]["value"] for n in ("16-match-seed", "19-match-unrelated"))
     assert seed > unrelated         # two seeds of one SAE share more than two models do
-    assert records["13-match-unrelated"].tests[0]["test"] == "median best-match r beyond B's random-init copy"
+    assert records["19-match-unrelated"].tests[0]["test"] == "median best-match r beyond B's random-init copies"
+    assert "3 random-init copies" in records["19-match-unrelated"].tests[0]["interval_over"]
     again = run_demo(DemoConfig(out=str(quick_demo.index.parent), quick=True, progress=True, device="cpu"))
     assert all(s.reused for s in again.stages), [s.name for s in again.stages if not s.reused]
     as_json = [json.dumps(s.record.tests, sort_keys=True) for s in quick_demo.stages]   # NaN == NaN in JSON
@@ -183,7 +187,7 @@ def test_an_interrupted_demo_says_so_and_resumes(quick_demo, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             # a suite started in the background inherits SIGINT ignored; the demo must see it
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    marker = out / "02-crosslingual" / "result.json"
+    marker = out / "03-crosslingual" / "result.json"
     while not marker.is_file() and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -192,7 +196,7 @@ def test_an_interrupted_demo_says_so_and_resumes(quick_demo, tmp_path):
         pytest.skip("the demo finished before the interrupt arrived")
     assert proc.returncode == 1 and "interrupted" in err and "run the same command again to resume" in err
     finished = sorted(p.parent.name for p in out.glob("*/result.json"))
-    assert "02-crosslingual" in finished and not (out / "index.html").exists()
+    assert "03-crosslingual" in finished and not (out / "index.html").exists()
     from mmfeatures.demo import DemoConfig, demo_plan
     from mmfeatures.pipeline import run, run_plan
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from planted_stores import LOW, draw, random_direction_sae, train_saes, write
+from planted_stores import LOW, draw, not_supported, random_direction_sae, supported, train_saes, write
 
 from mmfeatures.pipeline import AnalyzeStep, run
 
@@ -31,17 +31,6 @@ def outcome(record) -> dict[str, dict]:
     return {t["test"].split(" beyond ")[0]: t for t in record.tests}
 
 
-def _supported(record):
-    assert record.status == "supported" and record.supported is True, record.verdict
-    assert all(t["passes"] for t in record.tests), record.tests
-    assert all(t["power"]["mde"] <= t["high"] for t in record.tests), "a supported effect the test cannot detect"
-
-
-def _not_supported(record):
-    assert record.status == "not supported" and record.supported is False, record.verdict
-    assert not any(t["passes"] for t in record.tests), "a half passes on its own: " + record.verdict
-
-
 def _baseline_wins(record):
     """Every test beats its null (p <= 0.05) and none beats the baseline: only the baseline stops the claim."""
     assert record.supported is not True, record.verdict
@@ -51,16 +40,16 @@ def _baseline_wins(record):
 
 
 def test_crosslingual_supported_where_concept_directions_are_shared(store_dir):
-    _supported(analyze(store_dir, "cl-shared", draw(), draw(train=True)))
+    supported(analyze(store_dir, "cl-shared", draw(), draw(train=True)))
 
 
 def test_crosslingual_not_supported_where_each_language_has_its_own_concepts(store_dir):
     record = analyze(store_dir, "cl-own", draw(shared=False), draw(train=True, shared=False))
-    _not_supported(record)
+    not_supported(record)
 
 
 def test_crosslingual_not_supported_on_noise(store_dir):
-    _not_supported(analyze(store_dir, "cl-noise", draw(signal=False), draw(signal=False, train=True)))
+    not_supported(analyze(store_dir, "cl-noise", draw(signal=False), draw(signal=False, train=True)))
 
 
 def test_crosslingual_random_directions_do_not_beat_their_baseline(store_dir):
@@ -73,12 +62,12 @@ CONCEPTS = 24
 
 
 def test_crossmodal_supported_where_pictures_carry_their_concept(store_dir):
-    _supported(analyze(store_dir, "cm-linked", draw(n_images=2), draw(train=True), kind="crossmodal"))
+    supported(analyze(store_dir, "cm-linked", draw(n_images=2), draw(train=True), kind="crossmodal"))
 
 
 def test_crossmodal_not_supported_where_pictures_carry_another_concept(store_dir):
     other = np.roll(np.arange(CONCEPTS), 5)             # every picture shows another concept's direction
-    _not_supported(analyze(store_dir, "cm-unlinked", draw(n_images=2, image_concepts=other), draw(train=True),
+    not_supported(analyze(store_dir, "cm-unlinked", draw(n_images=2, image_concepts=other), draw(train=True),
                            kind="crossmodal"))
 
 
@@ -136,3 +125,20 @@ def test_a_verdict_computed_twice_is_the_same(store_dir):
     first, second = run(step), run(step)
     assert not first.reused and not second.reused
     assert first.verdict == second.verdict and first.tests == second.tests and first.scores == second.scores
+
+
+def test_each_half_must_also_beat_the_random_init_model(store_dir):
+    """With the random-init copy's stores and SAE (here: noise with the same examples, and an SAE trained on noise),
+    each half gets a second test beyond that model; the planted effect beats both baselines. With the model itself
+    as its own 'random-init copy', the two extra tests cannot pass."""
+    noise = write(draw(signal=False), store_dir, "cl-noise")["text.embed"]
+    noise_sae = train_saes(write(draw(signal=False, train=True), store_dir, "cl-noise")["text.embed"], seeds=(0,))[0]
+    record = analyze(store_dir, "cl-shared", draw(), draw(train=True), null_stores=(noise,), null_sae=noise_sae)
+    assert record.status == "supported" and len(record.tests) == 4 and all(t["passes"] for t in record.tests), \
+        record.verdict
+    assert sum("random-init model" in t["test"] for t in record.tests) == 2
+    scored = write(draw(), store_dir, "cl-shared")["text.embed"]
+    own = train_saes(write(draw(train=True), store_dir, "cl-shared")["text.embed"])[0]
+    itself = analyze(store_dir, "cl-shared", draw(), draw(train=True), null_stores=(scored,), null_sae=own)
+    assert itself.supported is not True
+    assert not any(t["passes"] for t in itself.tests if "random-init model" in t["test"]), itself.verdict

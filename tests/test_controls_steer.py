@@ -6,7 +6,7 @@ for the concept cannot test the claim."""
 from __future__ import annotations
 
 import pytest
-from planted_stores import planted_feature_sae
+from planted_stores import planted_feature_sae, supported
 
 from mmfeatures.pipeline import ExtractStep, SteerStep, run
 
@@ -28,9 +28,7 @@ def test_a_planted_concept_feature_steers(store, tmp_path):
     sae, feature = planted_feature_sae(SAE, store, "dog", tmp_path / "planted")
     record = steer(sae, store, tmp_path / "run")
     assert record.features == (feature,), record.tables[0]
-    assert record.status == "supported", record.verdict
-    t = record.tests[0]
-    assert t["low"] > 0 and t["power"]["mde"] <= t["high"], t
+    supported(record)
 
 
 def test_a_planted_feature_that_writes_a_random_direction_does_not_steer(store, tmp_path):

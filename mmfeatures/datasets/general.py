@@ -6,7 +6,7 @@ archive (fetched into the user cache, never into git; ``mmfeatures data fetch``)
 - ``dictionary``: the usage examples of FreeDict's English-German dictionary (Ding), in both languages;
 - ``tuxpaint``: Tux Paint's stamp captions in the built-in languages, for the stamps of one half (``stamp_split``;
   the image tower and the cross-modal SAEs never see any Tux Paint text);
-- ``libreoffice``: LibreOffice's help, its training split.
+- ``libreoffice``: LibreOffice's help, its training split (so ``libreoffice-heldout`` stays text no SAE saw).
 
 Why: SAEs trained on software help alone lack the everyday concepts the verdicts score (dog, bread, river), so a
 verdict would test features the SAE does not have. Texts are whitespace-normalised and de-duplicated by their
@@ -155,7 +155,7 @@ def general_corpus(split: str = "train", *, per_source: int | None = 2000, langu
             found.setdefault(("tuxpaint", e.language), []).append(normalise(e.content))
     codes = [c for c in DEFAULT_LANGUAGES if c in keep] + (["en"] if "en" in keep else [])
     if codes:
-        for e in libreoffice_corpus(list(dict.fromkeys(codes)), "all", aligned=False, fetch=fetch, progress=False):
+        for e in libreoffice_corpus(list(dict.fromkeys(codes)), "train", aligned=False, fetch=fetch, progress=False):
             found.setdefault(("libreoffice", e.language), []).append(normalise(e.content))
     banned, seen, examples = evaluation_texts(), set(), []
     rng = random.Random(seed)

@@ -12,6 +12,7 @@ import numpy as np
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.evidence import Settings
 from mmfeatures.analysis.stats import check_n_perm, permuted
+from mmfeatures.pipeline.examples import contents, subset_mask
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -59,6 +60,10 @@ class AnalyzeStep:
                                 "multimodal, bridge (crossmodal); e.g. overlap cannot be computed with one sentence "
                                 "per concept, so a parallel corpus rests on multilingual")
     n_boot: int = opt(100, "bootstrap draws of each effect's interval (concepts, seeds, baseline dictionaries)")
+    null_stores: tuple[str, ...] = opt((), "crosslingual: stores of the model's random-init copy over the same examples, "
+                                           "one per store: each half must also beat that model (its SAE, null_sae, "
+                                           "or its dimensions)", artifact=True)
+    null_sae: str | None = opt(None, "the SAE trained on the random-init copy's activations", artifact=True)
     simulations: int = opt(10, "planted-effect simulations per size for each test's power")
     out: str | None = opt("runs/analyze", "folder for result.json and the figures (none: nothing written)",
                           volatile=True)
@@ -80,6 +85,11 @@ class AnalyzeStep:
                              "use n_baseline >= 2, n_boot >= 20 and simulations >= 1")
         if not 0 < self.max_density <= 1:
             raise InputError(f"max_density {self.max_density}; give a share of rows in (0, 1], e.g. 0.2")
+        if self.null_stores and (self.kind != "crosslingual" or len(self.null_stores) != len(self.stores)):
+            raise InputError(f"null_stores: give one random-init store per store ({len(self.stores)}), for kind "
+                             f"crosslingual; got {len(self.null_stores)} for {self.kind}")
+        if self.null_sae and not self.null_stores:
+            raise InputError("null_sae is the SAE of the random-init model's stores; give null_stores too")
         if self.rests_on != "both" and self.rests_on not in HALVES[self.kind]:
             raise InputError(f"rests_on {self.rests_on!r} for kind {self.kind}; use both or one of "
                              f"{', '.join(HALVES[self.kind])}")
@@ -102,52 +112,6 @@ def units(stores, sae) -> tuple[np.ndarray, object]:
         zs.append(z)
         labels.append(lab)
     return np.concatenate(zs), Labels.concat(*labels)
-
-
-def heldout_emoji() -> frozenset[int]:
-    """The emoji held out of offline:e5-emoji-clip's image-tower training (from its card)."""
-    import json
-
-    from mmfeatures.encoders.emojiclip import default_weights
-
-    card = json.loads(default_weights().with_suffix(".json").read_text())
-    return frozenset(int(i) for i in card["heldout_emoji"])
-
-
-def subset_mask(ids: np.ndarray, subset: str) -> np.ndarray:
-    """Rows to keep for a named subset; non-emoji rows are kept by 'seen-emoji' and 'heldout-emoji' too."""
-    if subset == "all":
-        return np.ones(len(ids), bool)
-    held = heldout_emoji()
-    parts = [str(i).split("/") for i in ids]
-    emoji = np.array([p[0] == "emoji" for p in parts])
-    number = np.array([int(p[1]) if p[0] == "emoji" and p[1].isdigit() else -1 for p in parts])
-    inside = np.isin(number, list(held))
-    return ~emoji | (inside if subset == "heldout-emoji" else ~inside)
-
-
-def contents(ids) -> dict[str, object]:
-    """Texts and images of built-in and Tux Paint examples by id (for figures and tables); other ids are left
-    out."""
-    from mmfeatures.datasets import ConceptDataset
-
-    sources = {i.split("/")[0] for i in ids}
-    wanted = sorted(sources & {"concepts", "emoji", "photos"})
-    parts = [ConceptDataset.builtin(wanted, linked_only=False)] if wanted else []
-    if "tuxpaint" in sources:
-        import warnings
-
-        from mmfeatures.datasets import tuxpaint_stamps
-
-        with warnings.catch_warnings():                 # the SVG-only stamps were left out at extraction too
-            warnings.simplefilter("ignore")
-            parts.append(tuxpaint_stamps(fetch=False, progress=False))
-    from mmfeatures.activations import load_image
-    from mmfeatures.types import Modality
-
-    keep = set(ids)
-    return {e.id: load_image(e.content, f"example {e.id!r}") if e.modality == Modality.IMAGE and isinstance(e.content, (str, Path)) else e.content
-            for part in parts for e in part if e.id in keep}
 
 
 def run_analyze(step: AnalyzeStep) -> Record:
@@ -250,13 +214,15 @@ def _seed_table(job: AnalyzeStep, tests, per_seed: list[list[float]]) -> dict:
                  rows + [["baseline (mean)", *(round(float(t.baseline), 4) for t in tests)]])
 
 
-def _verdict(job: AnalyzeStep, claim: str, tests, details: str, extra=()):
+def _verdict(job: AnalyzeStep, claim: str, tests, details: str, extra=(), halves=None):
+    """The verdict on ``tests`` (``halves[i]``: the half test i measures; default the kind's halves in order)."""
     from mmfeatures.analysis.evidence import power_table
     from mmfeatures.analysis.verdict import decide
 
-    names = {half: t.name for half, t in zip(HALVES[job.kind], tests, strict=True)}
-    verdict = decide(claim, tests, rests_on=None if job.rests_on == "both" else (names[job.rests_on],),
-                     details=details, notes=extra)
+    halves = halves or HALVES[job.kind]
+    needed = None if job.rests_on == "both" else tuple(t.name for h, t in zip(halves, tests, strict=True)
+                                                        if h == job.rests_on)
+    verdict = decide(claim, tests, rests_on=needed, details=details, notes=extra)
     return verdict, table(*power_table(tests))
 
 
@@ -291,7 +257,17 @@ def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, bas
         overlap = Test("concept overlap beyond " + baseline.name, None,
                        reason="the rows have no second sentence per concept in another language (one sentence per "
                               "concept, as in a parallel corpus): rest the verdict on multilingual, or add sentences")
-    tests = (multi, overlap)
+    tests, halves = (multi, overlap), HALVES["crosslingual"]
+    if job.null_stores:                           # each half also beyond the random-init model's SAE
+        zr, name = _null_model(job, labels)
+        versus = f"the random-init model ({name})"
+        null_multi = multilingual_test(seeds, [zr], [fraction(zr, labels, neurons)], cl.scores["multilingual"].null,
+                                       labels, s, baseline_name=versus)
+        tests, halves = (*tests, null_multi), (*halves, "multilingual")
+        if pairs is not None:
+            tests = (*tests, overlap_test([overlap_sums(zs, pairs, so) for zs in seeds], [overlap_sums(zr, pairs, so)],
+                                          pairs, so, baseline_name=versus, planted_from=(zr, labels)))
+            halves = (*halves, "overlap")
     null_h = language_entropy(z, permuted(labels, "language", np.random.default_rng(job.seed)))
     figures = [
         (plotting.distributions({"units": cl.entropy[cl.alive], "languages shuffled (null)": null_h[cl.alive]},
@@ -336,9 +312,10 @@ def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, bas
                     f"language {fmt(same_language.null_mean)}; translation overlap also counts shared sentence "
                     "content, so it is reported, not used for the verdict.")
     verdict, power = _verdict(job, "The same features fire for a concept in every language", tests, details,
-                              (anchor("translation_jaccard"),))
+                              (anchor("translation_jaccard"),), halves)
     per_seed = [[fraction(zs, labels, neurons), *([overlap_sums(zs, pairs, so).excess()] if pairs else [])]
                 for zs in seeds]
+    shown = [multi, *([overlap] if pairs else [])]
     order = ["concept_overlap", "overlap", "overlap_vs_language", "multilingual", "language_specific", "entropy",
              "monolinguality"]
     return {"title": "Across languages: {what}", "claim": verdict.claim, "verdict": verdict.text,
@@ -347,7 +324,7 @@ def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, bas
             "features": () if neurons else tuple(named),
             "tables": (table("The most concept-selective multilingual units and their top sentences",
                              ["unit", "concept", "concept AUROC", "language entropy", "top sentences"], rows),
-                       _seed_table(job, [t for t in tests if t.computed], per_seed), power)}
+                       _seed_table(job, shown, per_seed), power)}
 
 
 def _crossmodal(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline: Baseline) -> dict:
@@ -454,3 +431,18 @@ def _neurons(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline
                                                                       "median precision", "median recall",
                                                                       "median AUROC", "AUROC >= 0.9"], rows),
                        table(*power_table((test,))))}
+
+
+def _null_model(job: AnalyzeStep, labels) -> tuple[np.ndarray, str]:
+    """The random-init model's units on ``labels``' rows (matched by example id), and its name."""
+    from mmfeatures.errors import InputError
+    from mmfeatures.sae import load_sae
+
+    stores = [open_store(p, "null_stores") for p in job.null_stores]
+    z, found = units(stores, load_sae(job.null_sae) if job.null_sae else None)
+    where = {e: i for i, e in enumerate(found.example_id)}
+    missing = [e for e in labels.example_id if e not in where]
+    if missing:
+        raise InputError(f"null_stores lack {len(missing)} of the analysed examples (e.g. {missing[0]!r}); extract the "
+                         "random-init model on the same data and languages")
+    return z[[where[e] for e in labels.example_id]], stores[0].config.model

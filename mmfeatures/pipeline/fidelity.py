@@ -29,8 +29,8 @@ class FidelityStep:
     n_sentences: int = opt(128, "sentences the verdict scores (drawn once from the languages' sentences): every "
                                 "null draw is a forward pass over them")
     n_perm: int = opt(19, "SAEs with their decoder rows shuffled: the null (the smallest p is 1/(n_perm+1))")
-    floor: float = opt(0.05, "the smallest gain in mean cosine over mean-ablation that counts, declared before the "
-                             "run")
+    floor: float = opt(0.05, "the smallest gain in mean cosine over untrained SAEs of the same width and L0 that "
+                             "counts, declared before the run")
     n_boot: int = opt(200, "bootstrap draws of the gain's interval (sentences and seeds)")
     seed: int = opt(0, "seed of the sentences drawn, the shuffles and the bootstrap")
     out: str | None = opt("runs/fidelity", "folder for result.json and the figure", volatile=True)
