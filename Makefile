@@ -23,9 +23,9 @@ demo: setup data
 	MPLBACKEND=Agg $(PY) -m mmfeatures demo $(DEMO_ARGS)
 
 # The whole suite, notebooks included (nbval), offline and on CPU. Under 25 min on 2 cores.
-# The three longest notebooks (about 3 to 5 minutes each on a cold cache) run in `make test-slow`.
-SLOW_NOTEBOOKS := notebooks/02_train_and_evaluate_saes.ipynb notebooks/06_features_vs_neurons.ipynb \
-	notebooks/08_splice_fidelity.ipynb
+# The five longest notebooks (about 2 to 5 minutes each on a cold cache) run in `make test-slow`.
+SLOW_NOTEBOOKS := notebooks/02_train_and_evaluate_saes.ipynb notebooks/03_multilingual_features.ipynb \
+	notebooks/05_cross_model_matching.ipynb notebooks/06_features_vs_neurons.ipynb notebooks/08_splice_fidelity.ipynb
 test: setup browser data
 	TQDM_DISABLE=1 MMF_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not slow" --durations=25 --nbval-lax \
 		--nbval-sanitize-with notebooks/sanitize.cfg $(SLOW_NOTEBOOKS:%=--ignore=%) tests notebooks

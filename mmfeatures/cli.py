@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "eval": ("mmfeatures.pipeline:EvalStep", "mmfeatures.pipeline:run",
              "how good an SAE is: reconstruction, sparsity, k-sparse probes, splice",
              "mmfeatures eval --sae SAE --store HELD_OUT_STORE --out runs/e5/eval\n"
-             "  mmfeatures eval --sae data:e5-small-l8-s0 --store STORE --ks 1,5 --splice false"),
+             "  mmfeatures eval --sae data:e5-small-layer8-seed0 --store STORE --ks 1,5 --splice false"),
     "inspect": ("mmfeatures.pipeline:InspectStep", "mmfeatures.pipeline:run",
                 "feature dashboards: a page per feature and an index with search (and a Neuronpedia export)",
                 "mmfeatures inspect --sae data:e5-small-layer8-seed0 --store STORE --features 12,40 --out runs/e5/inspect\n"

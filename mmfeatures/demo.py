@@ -31,6 +31,7 @@ from pathlib import Path
 
 from mmfeatures.analysis.stats import check_n_perm
 from mmfeatures.datasets.builtin import BUILTIN_LANGUAGES
+from mmfeatures.datasets.freedict import LANGUAGES as FREEDICT_LANGUAGES
 from mmfeatures.disk import write_text_atomic
 from mmfeatures.encoders import resolve_device
 from mmfeatures.pipeline.alignment import AlignmentStep
@@ -129,6 +130,9 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
     e5_random = f"{E5}+random-init-0"
     emoji_seeds = (SAEOf("08-train-emoji-1"), SAEOf("08-train-emoji-2"))
 
+    # FreeDict has English dictionaries for 12 of the built-in languages (not zh, ko, fa): the others are left out
+    words = tuple(x for x in langs if x == "en" or x in FREEDICT_LANGUAGES) if langs else ()
+
     def extract(model, sites, languages=langs, **kw):
         return ExtractStep(model=model, sites=sites, languages=languages, store_dir=cfg.store_dir, **run, **kw)
 
@@ -149,13 +153,14 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
         return tuple(StoreOf(step, s) for s in emoji_sites)
 
     copies = range(len(MINILM_RANDOM_SAES))
+    random_pictures = StoreOf("10-extract-tuxpaint-random-image", "image.embed")   # the same text tower
     return (
         PlanStep("00-alignment", AlignmentStep(model=E5, store_dir=cfg.store_dir, device=cfg.device)),
         PlanStep("01-extract-e5", extract(E5, (e5_site,))),
         PlanStep("02-extract-e5-random", extract(e5_random, (e5_site,))),
         PlanStep("03-crosslingual", crosslingual("01-extract-e5", "02-extract-e5-random", "the built-in sentences")),
-        PlanStep("04-extract-e5-freedict", extract(E5, (e5_site,), data="freedict")),
-        PlanStep("05-extract-e5-random-freedict", extract(e5_random, (e5_site,), data="freedict")),
+        PlanStep("04-extract-e5-freedict", extract(E5, (e5_site,), words, data="freedict")),
+        PlanStep("05-extract-e5-random-freedict", extract(e5_random, (e5_site,), words, data="freedict")),
         PlanStep("06-crosslingual-freedict", crosslingual("04-extract-e5-freedict", "05-extract-e5-random-freedict",
                                                           "FreeDict's words: one per concept and language",
                                                           rests_on="multilingual")),
@@ -165,14 +170,20 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
           for s in range(3)),
         PlanStep("09-extract-tuxpaint", extract(EMOJI_MODEL, emoji_sites, langs or BUILTIN_LANGUAGES, data="tuxpaint",
                                                 pooling="mean")),
-        PlanStep("10-extract-emoji-clip-freedict", extract(EMOJI_MODEL, ("text.embed",), data="freedict",
+        PlanStep("10-extract-emoji-clip-freedict", extract(EMOJI_MODEL, ("text.embed",), words, data="freedict",
                                                            pooling="mean")),
-        PlanStep("11-crossmodal-tuxpaint", crossmodal(emoji("09-extract-tuxpaint"), "all", "Tux Paint stamps: "
-                                                      "pictures and captions that neither the SAE nor the image tower "
-                                                      "saw")),
+        PlanStep("10-extract-tuxpaint-random-image", extract(f"{EMOJI_MODEL}+random-image-0", ("image.embed",),
+                                                             langs or BUILTIN_LANGUAGES, data="tuxpaint",
+                                                             pooling="mean")),
+        PlanStep("11-crossmodal-tuxpaint", crossmodal(
+            emoji("09-extract-tuxpaint"), "all", "Tux Paint stamps: pictures and captions that neither the SAE nor "
+            "the image tower saw", null_stores=(random_pictures, StoreOf("09-extract-tuxpaint", "text.embed")),
+            null_sae=SAEOf("08-train-emoji-0"))),
         PlanStep("12-crossmodal-tuxpaint-freedict", crossmodal(
             (StoreOf("09-extract-tuxpaint", "image.embed"), StoreOf("10-extract-emoji-clip-freedict", "text.embed")),
-            "all", "Tux Paint's pictures and FreeDict's words", ids="^(tuxpaint/.*/image|freedict/)")),
+            "all", "Tux Paint's pictures and FreeDict's words", ids="^(tuxpaint/.*/image|freedict/)",
+            null_stores=(random_pictures, StoreOf("10-extract-emoji-clip-freedict", "text.embed")),
+            null_sae=SAEOf("08-train-emoji-0"))),
         PlanStep("13-crossmodal-heldout", crossmodal(emoji("07-extract-emoji"), "heldout-emoji", "emoji the image "
                                                      "tower never saw, near-duplicates of seen ones left out (their "
                                                      "names trained the SAE)")),

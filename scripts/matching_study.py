@@ -164,12 +164,22 @@ def features(results: dict, save) -> None:
                    "features_max_r": np.round(best, 4).tolist(), "alive": [int(za.shape[1]), int(zb.shape[1])]})
 
 
+def shipped_keys() -> dict[str, str]:
+    """The key of each shipped SAE the study reads (a rebuilt SAE has another)."""
+    from mmfeatures.pipeline.record import artifact_key_of
+
+    return {name: artifact_key_of(name) for name in sorted({*SEEDS, *(f[2] for f in FEATURES.values())})}
+
+
 def run(args) -> None:
     out = Path(args.out)
     path = out / "matching.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     if results.get("_meta", {}).get("nulls") != VERSION:
         results = {}                                  # computed before issue 19: recompute everything
+    saes = shipped_keys()
+    if results.get("_meta", {}).get("saes") != saes:  # the shipped SAEs were rebuilt: their parts are recomputed
+        results = {k: v for k, v in results.items() if k != "seeds" and not k.startswith("features|")}
 
     def save(key, value):
         results[key] = value
@@ -182,7 +192,7 @@ def run(args) -> None:
     paragraphs = pooled(E5, E5_LAYERS[:1])[E5_LAYERS[0]]
     results["_meta"] = {"rows": int(paragraphs.n_rows), "data": DATA, "languages": list(LANGUAGES),
                         "dataset": paragraphs.config.dataset[:16], "n_perm": N_PERM,
-                        "device": "cpu", "nulls": VERSION}
+                        "device": "cpu", "nulls": VERSION, "saes": saes}
     write_text_atomic(path, json.dumps(results, indent=0, sort_keys=True))
 
 

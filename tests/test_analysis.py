@@ -127,6 +127,16 @@ def test_planted_crossmodal_units_are_recovered(truth):
     assert counts.sum() == result.alive.sum() and edges[0] == 0 and edges[-1] == 1
 
 
+def test_pictures_of_concepts_without_names_stay_out_of_the_null(truth):
+    """Most pictures have no text row of their concept (Tux Paint's pictures against FreeDict's words): the null
+    shuffles the scored pictures' concepts among themselves, so every shared concept keeps its pictures."""
+    p, z, kind = truth
+    named = sorted(set(p.labels.concept))[:10]                 # 14 of 24 concepts: pictures only
+    keep = np.flatnonzero(p.labels.mask(modality="image") | p.labels.mask(concept=named))
+    result = crossmodal(z[keep], p.labels.take(keep), n_perm=20)
+    assert result.scores["multimodal"].p_value <= 0.05 and result.multimodal.sum() > 0
+
+
 def test_bridge_matrix_uses_decoder_geometry(truth):
     p, z, kind = truth
     concept_units = np.flatnonzero(kind == "concept")[:5]

@@ -144,7 +144,7 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
     test_falsification.py)."""
     from mmfeatures.demo import DemoConfig, run_demo
 
-    assert quick_demo.index.is_file() and len(quick_demo.stages) == 28
+    assert quick_demo.index.is_file() and len(quick_demo.stages) == 29
     records = {s.name: s.record for s in quick_demo.stages}
     named = (*records["03-crosslingual"].features, *records["20-steer"].features)   # the features the report names
     assert records["23-dashboards"].config["features"] == list(dict.fromkeys(named))
@@ -159,7 +159,7 @@ def test_quick_demo_reports_every_claim_and_reruns_from_its_records(quick_demo):
         assert "Reference, not a target" in records[name].verdict
     for name in (*CLAIMS[:6], *CLAIMS[7:8], *CLAIMS[9:]):   # the seed baseline compares two seeds; steering may lack a
         assert "3 SAE seed(s)" in records[name].verdict, name   # feature to steer with
-    for name in CLAIMS[:2]:                                 # each half beyond random directions and the random-init e5
+    for name in CLAIMS[:4]:                 # each half beyond random directions and the random-init model (image tower)
         assert sum("random-init model" in t["test"] for t in records[name].tests) >= 1, name
     seen, heldout = (records[n].scores[0]["value"] for n in ("14-crossmodal-seen", "13-crossmodal-heldout"))
     assert seen >= heldout          # the fit check (pictures the image tower learnt) is the easy case

@@ -142,3 +142,14 @@ def test_each_half_must_also_beat_the_random_init_model(store_dir):
     itself = analyze(store_dir, "cl-shared", draw(), draw(train=True), null_stores=(scored,), null_sae=own)
     assert itself.supported is not True
     assert not any(t["passes"] for t in itself.tests if "random-init model" in t["test"]), itself.verdict
+
+
+def test_crossmodal_halves_must_also_beat_the_model_with_a_random_image_tower(store_dir):
+    """The pictures of a 'random image tower' (each shows another concept's direction), read by the same SAE: the
+    linked pictures beat them on both halves."""
+    other = np.roll(np.arange(CONCEPTS), 5)
+    unlinked = write(draw(n_images=2, image_concepts=other), store_dir, "cm-linked+random-image-0")
+    saes = train_saes(write(draw(train=True), store_dir, "cm-linked")["text.embed"])
+    record = analyze(store_dir, "cm-linked", draw(n_images=2), None, kind="crossmodal", sae_folders=saes,
+                     null_stores=(unlinked["image.embed"], unlinked["text.embed"]), null_sae=saes[0])
+    assert record.status == "supported" and len(record.tests) == 4, record.verdict

@@ -1,5 +1,5 @@
 """Feature dashboards (`mmfeatures inspect`) and the Neuronpedia export, on real e5-small token activations of the
-built-in sentences in English, Japanese, Arabic and Hindi through a shipped SAE (trained on LibreOffice's help).
+built-in sentences in English, Japanese, Arabic and Hindi through a shipped SAE (trained on the general-domain corpus).
 Every number a page shows is checked against the SAE run directly on the store's rows."""
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ def test_registered_two_tower_model_with_clip_sites(clip, e5):
     assert torch.allclose(clip.embed_text(texts, role="query"), e5.embed_text(texts, role="query"), atol=1e-6)
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_shipped_weights_reproduce_the_card(clip):
     """The card's seen-emoji numbers (clean renders, 14 languages, both directions) come back exactly."""
     config = TrainConfig.from_dict(json.loads(default_weights().with_suffix(".json").read_text())["config"])

@@ -1,4 +1,4 @@
-"""The eval step on a real model: the shipped e5-small SAE (trained on LibreOffice's help) scored on e5's store of
+"""The eval step on a real model: the shipped e5-small SAE (trained on the general-domain corpus) scored on e5's store of
 the built-in sentences, rows it never saw."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def test_the_demo_steers_only_with_a_feature_confirmed_on_held_out_sentences(qui
     tested, with one the clamp stays within the feature's range and pulls the dog sentence up, monotonically."""
     record = next(s.record for s in quick_demo.stages if s.name == "20-steer")
     assert record.config["sae"] == SHIPPED[0] and tuple(record.config["seeds"]) == SHIPPED[1:]
-    candidates = record.tables[0]["rows"]
+    candidates = record.tables[0]["rows"]     # of the first seed with a confirmed feature (seed 0 else)
     assert candidates and all(len(row) == 5 for row in candidates)
     confirmed = [row for row in candidates if row[4] == "yes"]
     if record.status == "cannot be tested":
@@ -44,6 +44,7 @@ def test_the_demo_steers_only_with_a_feature_confirmed_on_held_out_sentences(qui
     assert record.tests[0]["interval_over"].endswith("SAE seed(s)")
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_splicing_the_shipped_saes_in_at_content_tokens_keeps_most_of_the_model(store):
     record = run(FidelityStep(saes=SHIPPED, store=str(store.path), seeds=True, languages=("en", "es", "ja", "sw"),
                               out=None))

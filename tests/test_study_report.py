@@ -63,7 +63,7 @@ def test_matching_report_is_computed_from_results(tmp_path):
                          "sparse_match_pairs": 2900, "objective_gap": 1.0, "objective_exact": 100.0,
                          "rows": 1000, "paragraphs": 100, "features_max_r": [0.6, 0.7, 0.2]},
                "_meta": {"rows": 100, "data": "libreoffice-heldout:100", "languages": ["en"], "dataset": "abc",
-                         "n_perm": 100, "nulls": "issue 19"}}
+                         "n_perm": 100, "nulls": "issue 19", "saes": {}}}
     for other, cka in (("offline:e5-small-enpt", 0.9), ("offline:minilm-l6", 0.4),
                        ("offline:minilm-l6+random-init-0", 0.3), ("offline:e5-small+random-init-0", 0.1)):
         for a, b in ((3, 3), (11, 11)):
@@ -81,6 +81,9 @@ def test_matching_report_is_computed_from_results(tmp_path):
     assert "median max r +0.050 (the untrained copy already reaches 0.550" in page and "Stale" not in page
     assert "matched-feature CKA +0.050. The matched-feature CKA separates them too." in page
     assert (tmp_path / "figures" / "matching_seeds.png").is_file()
+    del results["_meta"]["saes"]                       # computed before the shipped SAEs were rebuilt
+    (tmp_path / "matching.json").write_text(json.dumps(results))
+    assert "Stale: the SAE sections" in write_matching(tmp_path).read_text()
     del results["_meta"]["nulls"]
     (tmp_path / "matching.json").write_text(json.dumps(results))
     assert "Stale" in write_matching(tmp_path).read_text()

@@ -160,10 +160,9 @@ def crossmodal(z: np.ndarray, labels: Labels, *, auroc_min: float = 0.9, band: t
     n_alive = max(int(alive.sum()), 1)
     rng = np.random.default_rng(seed)
     null_mm, null_bridge, null_spec = [], [], []
-    image_rows = np.flatnonzero(img)
-    for _ in range(n_perm):
+    for _ in range(n_perm):      # the scored pictures' concepts shuffled among themselves (every concept keeps its count)
         concepts = labels.concept.copy()
-        concepts[image_rows] = concepts[image_rows][rng.permutation(len(image_rows))]
+        concepts[img_rows] = concepts[img_rows][rng.permutation(len(img_rows))]
         shuffled = Labels(concepts, labels.language, labels.modality, labels.group, labels.example_id)
         null_mm.append(multimodal_of(score, joint_auroc(concepts[img_rows])).sum() / n_alive)
         null_bridge.append((bridge_features(z, shuffled, rate)[0] & alive).sum() / n_alive)

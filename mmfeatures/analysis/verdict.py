@@ -173,7 +173,8 @@ class Test:
         """The data exclude an effect this test detects with 80% power: its interval ends below the MDE."""
         if not self.computed or self.power is None:
             return False
-        return bool(self.bounds[1] < self.power.mde)
+        mde = self.power.mde                 # inf: no planted effect was detected, so nothing can be excluded
+        return bool(np.isfinite(mde) and self.bounds[1] < mde)
 
     def sentence(self) -> str:
         if not self.computed:
@@ -264,8 +265,9 @@ def decide(claim: str, tests: Sequence[Test], *, rests_on: Sequence[str] | None 
         else:
             t = failed[0]
             status = Status.INCONCLUSIVE
-            power = (f"the smallest effect it detects with {POWER:.0%} power is {fmt(t.power.mde)}" if t.power
-                     is not None else "its power was not simulated")
+            power = ("its power was not simulated" if t.power is None else
+                     t.power.sentence() if not np.isfinite(t.power.mde) else
+                     f"the smallest effect it detects with {POWER:.0%} power is {fmt(t.power.mde)}")
             why = (f"{t.name} fails ({_failed(t)}), but its interval reaches {fmt(t.bounds[1])} and {power}: "
                    "this sample cannot tell a small effect from none.")
     return Verdict(claim, status, tests, why, details, needed, tuple(notes))

@@ -60,10 +60,11 @@ class AnalyzeStep:
                                 "multimodal, bridge (crossmodal); e.g. overlap cannot be computed with one sentence "
                                 "per concept, so a parallel corpus rests on multilingual")
     n_boot: int = opt(100, "bootstrap draws of each effect's interval (concepts, seeds, baseline dictionaries)")
-    null_stores: tuple[str, ...] = opt((), "crosslingual: stores of the model's random-init copy over the same examples, "
-                                           "one per store: each half must also beat that model (its SAE, null_sae, "
-                                           "or its dimensions)", artifact=True)
-    null_sae: str | None = opt(None, "the SAE trained on the random-init copy's activations", artifact=True)
+    null_stores: tuple[str, ...] = opt((), "stores of the model's random-init copy (for crossmodal, e.g. the model with a "
+                                           "random image tower) over the same examples, one per store: each half must "
+                                           "also beat that model (read by null_sae, or its dimensions)", artifact=True)
+    null_sae: str | None = opt(None, "the SAE that reads the random-init copy's stores (its own SAE; for a random "
+                                     "image tower, the SAE itself)", artifact=True)
     simulations: int = opt(10, "planted-effect simulations per size for each test's power")
     out: str | None = opt("runs/analyze", "folder for result.json and the figures (none: nothing written)",
                           volatile=True)
@@ -85,9 +86,9 @@ class AnalyzeStep:
                              "use n_baseline >= 2, n_boot >= 20 and simulations >= 1")
         if not 0 < self.max_density <= 1:
             raise InputError(f"max_density {self.max_density}; give a share of rows in (0, 1], e.g. 0.2")
-        if self.null_stores and (self.kind != "crosslingual" or len(self.null_stores) != len(self.stores)):
+        if self.null_stores and (self.kind == "features-vs-neurons" or len(self.null_stores) != len(self.stores)):
             raise InputError(f"null_stores: give one random-init store per store ({len(self.stores)}), for kind "
-                             f"crosslingual; got {len(self.null_stores)} for {self.kind}")
+                             f"crosslingual or crossmodal; got {len(self.null_stores)} for {self.kind}")
         if self.null_sae and not self.null_stores:
             raise InputError("null_sae is the SAE of the random-init model's stores; give null_stores too")
         if self.rests_on != "both" and self.rests_on not in HALVES[self.kind]:
@@ -335,8 +336,16 @@ def _crossmodal(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, basel
     z = seeds[0]
     cm = crossmodal(z, labels, n_perm=job.n_perm, seed=job.seed)
     _, kept = baseline.summaries(lambda zb: None)
-    mm, bridge = crossmodal_tests(seeds, kept, labels, (cm.scores["multimodal"].null, cm.scores["bridge"].null),
-                                  settings(job, neurons, job.floor), baseline_name=baseline.name)
+    nulls = (cm.scores["multimodal"].null, cm.scores["bridge"].null)
+    mm, bridge = crossmodal_tests(seeds, kept, labels, nulls, settings(job, neurons, job.floor),
+                                  baseline_name=baseline.name)
+    tests, halves = (mm, bridge), HALVES["crossmodal"]
+    if job.null_stores:                           # each half also beyond the random-init copy
+        zr, name = _null_model(job, labels)
+        zr = signed_units(zr) if neurons else zr
+        tests = (*tests, *crossmodal_tests(seeds, [zr], labels, nulls, settings(job, neurons, job.floor),
+                                           baseline_name=f"the random-init model ({name})"))
+        halves = (*halves, *HALVES["crossmodal"])
     counts, edges = cm.histogram()
     figures = [(plotting.modality_histogram(counts, edges, title="ModalityScore of live units"), "modality.png",
                 "ModalityScore: the share of a unit's activation on images (0 = texts only, 1 = images only).")]
@@ -373,11 +382,11 @@ def _crossmodal(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, basel
                "and most names of one concept. The null shuffles the pictures' concepts.")
     if job.subset == "seen-emoji":
         details = "Fit check only (emoji the image tower was trained on). " + details
-    verdict, power = _verdict(job, "Features fire for a concept's picture and for its names", (mm, bridge), details,
-                              (anchor("modality_score"),))
+    verdict, power = _verdict(job, "Features fire for a concept's picture and for its names", tests, details,
+                              (anchor("modality_score"),), halves)
     per_seed = [list(crossmodal_fractions(zs, labels)) for zs in seeds]
     return {"title": "Across modalities: {what}", "claim": verdict.claim, "verdict": verdict.text,
-            "supported": verdict.supported, "status": verdict.status.value, "tests": (mm.row(), bridge.row()),
+            "supported": verdict.supported, "status": verdict.status.value, "tests": tuple(t.row() for t in tests),
             "scores": tuple(s.row() for s in cm.scores.values()), "figures": saved,
             "tables": (table("Bridge units with the most concept-selective activation",
                              ["unit", "concept", "joint AUROC", "ModalityScore"], rows),
@@ -426,8 +435,8 @@ def _neurons(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, baseline
     return {"title": "Features against neurons: {what}", "claim": verdict.claim, "verdict": verdict.text,
             "supported": verdict.supported, "status": verdict.status.value, "tests": (test.row(),),
             "scores": (test.score.row(),),
-            "tables": (table("Each unit set read sparse (a unit's concept picked on the first sentences, precision and "
-                             "recall where it fires on the second)", ["units", "live", "detector share",
+            "tables": (table("Each unit set read sparse (a unit's concept picked on the first sentences; precision and "
+                             "recall where it fires on the second; detectors: precision >= 0.5 on >= 3 sentences)", ["units", "live", "detector share",
                                                                       "median precision", "median recall",
                                                                       "median AUROC", "AUROC >= 0.9"], rows),
                        table(*power_table((test,))))}

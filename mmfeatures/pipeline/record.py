@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmfeatures.analysis.stats import ALPHA, seed_interval
+from mmfeatures.analysis.verdict import fmt  # noqa: F401  (three significant digits: steps and the report use it)
 from mmfeatures.disk import (
     HEADER,
     SCHEMA_VERSION,
@@ -159,35 +159,6 @@ def environment() -> dict[str, Any]:
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
     return {"title": title, "columns": columns, "rows": rows}
-
-
-def fmt(x: float) -> str:
-    """Three significant digits, for verdicts."""
-    return "nan" if x != x else f"{x:.3g}"
-
-
-def over_seeds(saes: list[str], effects: list[str], per_seed: Any, *, needed: int | None = None
-               ) -> tuple[dict[str, Any], str, bool]:
-    """(table, sentence for the verdict, held) for effects measured once per SAE seed (``per_seed``: seeds x
-    effects, each a score minus its null or baseline). ``held``: the 95% intervals of the first ``needed``
-    effects (default all) lie above 0, which a supported verdict then also needs."""
-    import numpy as np
-
-    per_seed = np.asarray(per_seed, float)
-    summary = [seed_interval(per_seed[:, i]) for i in range(len(effects))]
-    rows = [[str(name), *(round(float(v), 4) for v in values)] for name, values in zip(saes, per_seed, strict=True)]
-    rows.append([f"mean, 95% interval over {len(saes)} seeds", *(f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in summary)])
-    held = all(lo > 0 for _, lo, _ in summary[:needed])
-    sentence = (f"Over {len(saes)} SAE seeds: " + "; ".join(
-        f"{name} {m:.3g} (95% interval {lo:.3g} to {hi:.3g})" for name, (m, lo, hi) in zip(effects, summary, strict=True))
-        + ("." if held else "; an interval reaches 0, so the effect is not established across seeds."))
-    return table("Effects for each SAE seed (score minus its null or baseline)", ["SAE", *effects], rows), sentence, held
-
-
-def beats_null(row: dict[str, Any], alternative: str = "greater") -> bool:
-    """True when a Score row is beyond its null mean in the claimed direction at p <= ALPHA."""
-    beyond = row["value"] > row["null_mean"] if alternative == "greater" else row["value"] < row["null_mean"]
-    return bool(beyond and row["p_value"] <= ALPHA)
 
 
 @dataclass(frozen=True)

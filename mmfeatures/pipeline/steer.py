@@ -11,8 +11,9 @@ concept (see ``verdict`` for the rule):
 - power: ``verdict.shift_power`` (every simulated draw would be a forward pass of the model per condition).
 
 The feature is checked before it is used: picked on each concept's first sentences (every language), confirmed on
-the second ones (precision and recall where it fires); an SAE with no confirmed feature for the concept cannot test
-the claim, and the verdict says so instead of steering with another feature."""
+the second ones (precision and recall where it fires). The first SAE (``sae``, then ``seeds`` in order) with a
+confirmed feature leads; when none has one, the claim cannot be tested, and the verdict says so instead of steering
+with another feature."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class SteerStep:
     store: str | None = opt(None, "labelled store of the built-in concept sentences, to pick the feature from "
                                   "(default: the SAE's training store)", artifact=True)
     seeds: tuple[str, ...] = opt((), "more SAEs that differ from sae only in seed, comma-separated: each picks and "
-                                     "confirms its own feature; the interval draws a seed per bootstrap draw",
+                                     "confirms its own feature (the first with one leads when sae has none); the "
+                                     "interval draws a seed per bootstrap draw",
                                  artifact=True)
     concept: str = opt("dog", "the built-in concept to steer toward")
     strengths: tuple[float, ...] = opt((0.0, 0.25, 0.5, 1.0), "clamp values, as multiples of the feature's largest "
@@ -168,6 +170,16 @@ class Steering:
         self.model, self.site = self.store.config.model, self.store.config.site
         self.z, self.labels = units_of(self.store, self.sae)
         labels = self.labels
+        self.main, self.others = job.sae, list(job.seeds)
+        if job.concept in set(labels.concept) and confirmed(self.z, labels, job.concept, job)[0] is None:
+            for path in job.seeds:           # the first seed whose SAE has the feature leads; the others give the interval
+                other = load_sae(path)
+                check_compatible(other, self.store)
+                z = units_of(self.store, other)[0]
+                if confirmed(z, labels, job.concept, job)[0] is not None:
+                    self.sae, self.z, self.main = other, z, path
+                    self.others = [p for p in (job.sae, *job.seeds) if p != path]
+                    break
         if job.concept not in set(labels.concept):
             raise InputError(f"concept {job.concept!r} is not in {self.store.path}; e.g. "
                              f"{sorted(set(labels.concept))[:8]}")
@@ -241,14 +253,16 @@ class Steering:
             f" (control: {job.control}; must not be supported)" if job.control != "none" else "")
         title = f"Steering: clamping the '{job.concept}' feature of {self.model}" + (
             f", control: {job.control}" if job.control != "none" else "")
-        tables = [table(f"Candidate features for '{job.concept}': AUROC on the first sentences, precision and recall "
-                        "where each fires on the second", ["feature", "AUROC (first)", "precision (second)",
-                                                            "recall (second)", "confirmed"], candidates)]
+        tables = [table(f"Candidate features for '{job.concept}' of {self.main}: AUROC on the first sentences, "
+                        "precision and recall where each fires on the second",
+                        ["feature", "AUROC (first)", "precision (second)", "recall (second)", "confirmed"], candidates)]
         name = f"median rank of the best '{job.concept}' sentence, beyond random directions at the clamp's norm"
         if feature is None:
-            test = Test(name, None, reason=f"this SAE has no feature for '{job.concept}': none of its {job.candidates} "
+            which = "this SAE" if not job.seeds else f"each of the {1 + len(job.seeds)} SAE seeds"
+            test = Test(name, None, reason=f"{which} has no feature for '{job.concept}': none of the {job.candidates} "
                                            "most selective features on the first sentences is confirmed on the second "
-                                           f"(precision >= {job.min_precision} and recall >= {job.min_recall})")
+                                           f"(precision >= {job.min_precision} and recall >= {job.min_recall} where it "
+                                           "fires)")
             verdict = decide(claim, (test,))
             return Record("steer", title, {}, claim=claim, verdict=verdict.text, supported=verdict.supported,
                           status=verdict.status.value, tests=(test.row(),), tables=tuple(tables))
@@ -260,7 +274,7 @@ class Steering:
             f = most_selective(self.z, self.labels, concept)
             null.append(float(np.median(self.clamp(self.sae, self.z, f, strongest))))
         seeds, left_out = [main], []
-        for path in job.seeds:
+        for path in self.others:
             other = load_sae(path)
             check_compatible(other, self.store)
             found = self.one_sae(other, units_of(self.store, other)[0])
@@ -291,8 +305,9 @@ class Steering:
         mean_diff = float(np.median(self.shifted(self.mean_diff / self.mean_diff.norm() * main["norm"])))
         top = max(0.0, float(self.z[:, feature].max()))
         what = ("A random direction written at the clamp's norm (control: must not be supported)"
-                if job.control != "none" else f"Feature f{feature} (confirmed: precision {candidates[-1][2]} and "
-                                              f"recall {candidates[-1][3]} on the second sentences)")
+                if job.control != "none" else f"Feature f{feature} of {self.main} (confirmed: precision "
+                                              f"{candidates[-1][2]} and recall {candidates[-1][3]} on the second "
+                                              "sentences)")
         details = (f"{what}, clamped at {fmt(strongest)}x its largest activation ({fmt(top)}; a vector of norm up to "
                    f"{fmt(main['norm'])}, {fmt(main['norm'] / self.token_norm)}x the median token norm) at "
                    f"{'every position' if job.where == 'every' else 'content positions'} while embedding {len(self.queries)} held-out sentences about other "
@@ -321,7 +336,8 @@ class Steering:
                    table("Each SAE seed's confirmed feature and its gain over the random directions",
                          ["SAE", "feature", "gain in median rank"],
                          [[str(p), f"f{s['feature']}", round(g, 2)] for p, s, g in
-                          zip([job.sae, *[p for p in job.seeds if p not in left_out]], seeds, gains, strict=True)]),
+                          zip([self.main, *[p for p in self.others if p not in left_out]], seeds, gains,
+                              strict=True)]),
                    table(*power_table((test,)))]
         return Record("steer", title, {}, claim=claim, verdict=verdict.text, supported=verdict.supported,
                       status=verdict.status.value, tests=(test.row(),), scores=(test.score.row(),),

@@ -26,7 +26,7 @@ def evaluate_sae(sae, store: ActivationStore, *, max_rows: int | None = None, ba
     - ``shrinkage``: mean over rows of |reconstruction| / |x| (below 1: the SAE shrinks what it reconstructs, as an
       L1 penalty does).
 
-    >>> evaluate_sae(load_sae("data:e5-small-l8-s0"), store)["nmse"]   # doctest: +SKIP
+    >>> evaluate_sae(load_sae("data:e5-small-layer8-seed0"), store)["nmse"]   # doctest: +SKIP
     """
     from tqdm.auto import tqdm
 

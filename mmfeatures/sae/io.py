@@ -254,7 +254,7 @@ def shipped_saes() -> list[str]:
 
 def load_sae(name: str | Path, *, model: str | None = None, site: str | None = None):
     """An SAE from a local SAELens-layout folder, ``hf:<org>/<repo>/<folder>``, an offline name,
-    ``data:<name>`` (one of the SAEs shipped in data/saes, trained on LibreOffice's help, see its card), or an
+    ``data:<name>`` (one of the SAEs shipped in data/saes, trained on a general-domain corpus, see its card), or an
     SAE written by another tool (docs/formats.md):
 
     - ``sparsify:<folder>``: EleutherAI sparsify (cfg.json + sae.safetensors; a hookpoint folder)
