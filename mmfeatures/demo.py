@@ -102,6 +102,11 @@ class DemoConfig:
         """Bootstrap draws and power simulations per size of the verdicts (fewer in the quick run)."""
         return {"n_boot": 50, "simulations": 5} if self.quick else {"n_boot": 200, "simulations": 20}
 
+    @property
+    def baselines(self) -> int:
+        """Random-direction dictionaries per baseline (9 in the quick run, which the tests run; 39 in full)."""
+        return 9 if self.quick else min(self.permutations, 39)
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -139,11 +144,12 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
     def crosslingual(step, null_step, label, **kw):
         return AnalyzeStep(stores=(StoreOf(step, e5_site),), sae=E5_SAES[0], seeds=E5_SAES[1:],
                            null_stores=(StoreOf(null_step, e5_site),), null_sae=E5_RANDOM_SAE, n_perm=n,
-                           n_baseline=min(n, 39), seed=seed, label=label, **cfg.precision, **kw)
+                           n_baseline=cfg.baselines, seed=seed, label=label, **cfg.precision, **kw)
 
     def crossmodal(stores, subset, label, **kw):
         return AnalyzeStep(stores=stores, sae=SAEOf("08-train-emoji-0"), seeds=emoji_seeds, kind="crossmodal",
-                           subset=subset, label=label, n_perm=n, seed=seed, **cfg.precision, **kw)
+                           subset=subset, label=label, n_perm=n, n_baseline=cfg.baselines, seed=seed,
+                           **cfg.precision, **kw)
 
     def match(other_store, other_sae, **kw):
         return MatchStep(store_a=StoreOf("15-extract-e5-en", e5_site), store_b=other_store, sae_a=E5_SAES[0],
@@ -205,10 +211,10 @@ def demo_plan(cfg: DemoConfig) -> tuple[PlanStep, ...]:
                                        n_perm=n, seed=seed)),
         PlanStep("21-features-vs-neurons", AnalyzeStep(stores=(StoreOf("01-extract-e5", e5_site),), sae=E5_SAES[0],
                                                        seeds=E5_SAES[1:], kind="features-vs-neurons", n_perm=n,
-                                                       n_baseline=min(n, 39), seed=seed, **cfg.precision)),
+                                                       n_baseline=cfg.baselines, seed=seed, **cfg.precision)),
         PlanStep("22-splice", FidelityStep(saes=E5_SAES, seeds=True, store=StoreOf("01-extract-e5", e5_site),
                                            languages=("en", "es") if cfg.quick else ("en", "es", "ja", "sw"),
-                                           n_sentences=64 if cfg.quick else 128, n_perm=min(n, 19), seed=seed,
+                                           n_sentences=32 if cfg.quick else 128, n_perm=min(n, 19), seed=seed,
                                            n_boot=cfg.precision["n_boot"])),
         PlanStep("23-dashboards", InspectStep(sae=E5_SAES[0], store=StoreOf("01-extract-e5", e5_site), texts="concepts",
                                               features=(FeaturesOf("03-crosslingual"), FeaturesOf("20-steer")),

@@ -36,7 +36,7 @@ MATCH = ("tests/test_controls_match.py",)
 STEER = ("tests/test_controls_steer.py",)
 NEURONS = ("tests/test_controls_neurons.py",)
 SPLICE = ("tests/test_controls_splice.py",)
-ALL = ANALYZE + MATCH + STEER + NEURONS + SPLICE
+ALL = ("tests/test_verdict.py",) + ANALYZE + MATCH + STEER + NEURONS + SPLICE
 V, E, A = "mmfeatures/analysis/verdict.py", "mmfeatures/analysis/evidence.py", "mmfeatures/pipeline/analyze.py"
 M, S = "mmfeatures/analysis/evidence_models.py", "mmfeatures/pipeline/steer.py"
 N, P = "mmfeatures/analysis/evidence_neurons.py", "mmfeatures/analysis/evidence_splice.py"
@@ -55,10 +55,12 @@ MUTATIONS = (
     Mutation("rule: floor ignored", V, '"floor": bool(self.effect >= self.floor)', '"floor": True', ALL),
     Mutation("rule: one test decides", V, "used = [t for t in tests if t.name in needed]",
              "used = [t for t in tests if t.name in needed][-1:]", ALL),
-    Mutation("rule: never excludes (no 'not supported')", V, "return bool(self.bounds[1] < self.power.mde)",
+    Mutation("rule: never excludes (no 'not supported')", V, "return bool(np.isfinite(mde) and self.bounds[1] < mde)",
              "return False", ALL),
-    Mutation("rule: always excludes (no 'inconclusive')", V, "return bool(self.bounds[1] < self.power.mde)",
+    Mutation("rule: always excludes (no 'inconclusive')", V, "return bool(np.isfinite(mde) and self.bounds[1] < mde)",
              "return True", ALL),
+    Mutation("rule: a test with no power excludes (MDE inf)", V,
+             "return bool(np.isfinite(mde) and self.bounds[1] < mde)", "return bool(self.bounds[1] < mde)", ALL),
     # cross-lingual and cross-modal: nulls and baselines
     Mutation("crosslingual: multilingual null returns the observed value", E,
              'Score("multilingual fraction", value, np.asarray(null))',

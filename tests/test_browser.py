@@ -76,6 +76,7 @@ def lab(tmp_path):
     log.close()
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_multilingual_heatmap_follows_the_dropdown_in_jupyterlab(lab):
     sync_api = _browser_or_skip()
     url, token = lab

@@ -48,6 +48,7 @@ def test_crosslingual_on_a_random_init_model_is_not_supported(quick_demo, tmp_pa
     _not_supported(record, "control: random-init")
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_crossmodal_with_a_random_image_tower_is_not_supported(quick_demo, tmp_path):
     """The same text tower and SAE, pictures through a re-initialised image tower: no feature can bridge."""
     real = _config(quick_demo, "11-crossmodal-tuxpaint")
@@ -74,5 +75,6 @@ def test_matching_the_random_init_copy_better_than_the_trained_model_is_not_supp
     """B and its null swapped: e5-small's features must not match MiniLM's random-init copy better than MiniLM."""
     real = _config(quick_demo, "19-match-unrelated", MatchStep)
     swapped = dataclasses.replace(real, store_b=real.store_null[0], sae_b=real.sae_null[0], store_null=(real.store_b,),
-                                  sae_null=(real.sae_b,), label="control: B is the random-init copy", out=str(tmp_path))
+                                  sae_null=(real.sae_b,), seeds_b=(), label="control: B is the random-init copy",
+                                  out=str(tmp_path))          # (B's other seeds are MiniLM's: none for the copy)
     _not_supported(run(swapped), "control: B is the random-init copy")
