@@ -170,22 +170,21 @@ class Steering:
         self.model, self.site = self.store.config.model, self.store.config.site
         self.z, self.labels = units_of(self.store, self.sae)
         labels = self.labels
-        self.main, self.others = job.sae, list(job.seeds)
-        if job.concept in set(labels.concept) and confirmed(self.z, labels, job.concept, job)[0] is None:
-            for path in job.seeds:           # the first seed whose SAE has the feature leads; the others give the interval
-                other = load_sae(path)
-                check_compatible(other, self.store)
-                z = units_of(self.store, other)[0]
-                if confirmed(z, labels, job.concept, job)[0] is not None:
-                    self.sae, self.z, self.main = other, z, path
-                    self.others = [p for p in (job.sae, *job.seeds) if p != path]
-                    break
         if job.concept not in set(labels.concept):
             raise InputError(f"concept {job.concept!r} is not in {self.store.path}; e.g. "
                              f"{sorted(set(labels.concept))[:8]}")
         if not (labels.group == PICK).any() or not (labels.group == EVAL).any():
             raise InputError(f"{self.store.path} lacks the built-in concept sentences' two groups; extract --data "
                              "concepts")
+        self.encoded = {job.sae: (self.sae, self.z)}     # SAE path -> (SAE, its units), each encoded once
+        self.main, self.others = job.sae, list(job.seeds)
+        if confirmed(self.z, labels, job.concept, job)[0] is None:
+            for path in job.seeds:           # the first seed whose SAE has the feature leads; the others give the interval
+                sae, z = self.units(path)
+                if confirmed(z, labels, job.concept, job)[0] is not None:
+                    self.sae, self.z, self.main = sae, z, path
+                    self.others = [p for p in (job.sae, *job.seeds) if p != path]
+                    break
         rng = np.random.default_rng(job.seed)
         others = sorted(set(labels.concept) - {job.concept} - set(job.queries))
         self.drawn = list(rng.choice(others, min(job.n_perm, len(others)), replace=False))
@@ -201,6 +200,16 @@ class Steering:
         self._ranks = best_target_rank
         self.directions = torch.randn(job.n_random, self.sae.d_in,
                                       generator=torch.Generator().manual_seed(job.seed))
+
+    def units(self, path: str):
+        """(the SAE at ``path``, its units on the store), encoded once."""
+        from mmfeatures.sae import check_compatible, load_sae
+
+        if path not in self.encoded:
+            sae = load_sae(path)
+            check_compatible(sae, self.store)
+            self.encoded[path] = (sae, units_of(self.store, sae)[0])
+        return self.encoded[path]
 
     def ranks(self, edit, where: str | None = None) -> np.ndarray:
         """Per query: the rank (1 = top) of the best target sentence with ``edit(positions)`` active."""
@@ -245,7 +254,6 @@ class Steering:
     def record(self, out):
         from mmfeatures import plotting
         from mmfeatures.analysis.evidence import power_table
-        from mmfeatures.sae import check_compatible, load_sae
 
         job = self.job
         feature, candidates = confirmed(self.z, self.labels, job.concept, job)
@@ -275,9 +283,7 @@ class Steering:
             null.append(float(np.median(self.clamp(self.sae, self.z, f, strongest))))
         seeds, left_out = [main], []
         for path in self.others:
-            other = load_sae(path)
-            check_compatible(other, self.store)
-            found = self.one_sae(other, units_of(self.store, other)[0])
+            found = self.one_sae(*self.units(path))
             (seeds.append(found) if found is not None else left_out.append(path))
         value = float(np.median(main["ranks"]))
         reference = float(np.median(main["baseline"]))
