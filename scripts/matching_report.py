@@ -33,13 +33,23 @@ def _stale(meta: dict) -> list[str]:
             "`scripts/matching_study.py` recomputes them.", ""]
 
 
+def _training() -> str:
+    """What the shipped e5 SAEs were trained on, from their card (data/saes/card.json)."""
+    from mmfeatures.datasets.builtin import data_root
+
+    card = {c["name"]: c for c in json.loads((data_root() / "saes" / "card.json").read_text())}
+    seed0 = card["e5-small-layer8-seed0"]
+    return (f"{seed0['rows'] / 1e6:.2f} M tokens of the general-domain corpus `{seed0['data']}` (fortunes, FreeDict's "
+            "examples, Tux Paint's captions, LibreOffice's help; data/saes/README.md)")
+
+
 def _seeds(seeds: dict, out: Path) -> list[str]:
     from mmfeatures import plotting
 
     null, para_null = np.array(seeds["features_null"]), np.array(seeds["paragraph_null"])
     lines = ["## Universality across SAE seeds", "",
              "The shipped SAEs `data:e5-small-layer8-seed0` and `-seed1` (TopK, 1,536 latents, k = 16, trained on "
-             "2.1 M tokens of LibreOffice's help) differ only in their seed. Here they read "
+             f"{_training()}) differ only in their seed. Here they read "
              f"{seeds['rows']:,} tokens of {seeds['paragraphs']:,} held-out English paragraphs.", "",
              "| | median max r (rows-shuffled null) | share with r ≥ 0.5 | published |", "|---|---|---|---|",
              f"| SAE features, seed 0 → seed 1, per token | {seeds['features_median_max_r']:.3f} "
@@ -100,7 +110,7 @@ def _features(results: dict) -> list[str]:
     if not (real and null):
         return []
     lines = ["## SAE features across models", "",
-             "The shipped SAEs (trained on LibreOffice's help, never on these paragraphs): e5-small layer 8 "
+             f"The shipped SAEs (trained on {_training()}, never on these paragraphs): e5-small layer 8 "
              "against MiniLM-L6 layer 4 and against MiniLM's random-init copy at layer 4, each with its own SAE; "
              "features max-pooled per paragraph. The CKA is computed on the 256 best-matched pairs, against the "
              "same selection redone on shuffled rows (a null that pays for the selection; random subsets do not).",

@@ -177,6 +177,9 @@ def run(args) -> None:
     results = json.loads(path.read_text()) if path.is_file() else {}
     if results.get("_meta", {}).get("nulls") != VERSION:
         results = {}                                  # computed before issue 19: recompute everything
+    dataset = pooled(E5, E5_LAYERS[:1])[E5_LAYERS[0]].config.dataset[:16]
+    if results.get("_meta", {}).get("dataset") not in (None, dataset):
+        results = {}                                  # the held-out paragraphs changed (de-duplicated): recompute all
     saes = shipped_keys()
     if results.get("_meta", {}).get("saes") != saes:  # the shipped SAEs were rebuilt: their parts are recomputed
         results = {k: v for k, v in results.items() if k != "seeds" and not k.startswith("features|")}
