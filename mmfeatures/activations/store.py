@@ -222,7 +222,10 @@ class ActivationStore:
     def _tokens(self, index: int, n_rows: int) -> list[str]:
         path = shard_paths(self.path, index)[2]
         recorded = shard_checksum(self.shards[index], "tokens")
-        if not recorded:
+        if not recorded and path.exists():             # a token file whose checksum was removed: not trusted
+            raise CorruptFileError(f"{path} has no recorded checksum in its shard's sidecar (tokens_checksum is "
+                                   f"{recorded!r}); {RERUN}")
+        if not recorded:                                # a store without token strings (pooled, or written)
             return [""] * n_rows
         check_file(path, recorded, RERUN)
         tokens = read_json(path, RERUN)
@@ -260,11 +263,25 @@ class ActivationStore:
 
     def select(self, concept: str | None = None, language: str | None = None,
                modality: str | None = None, example_id: str | None = None) -> np.ndarray:
-        """Row indices whose example matches every given field."""
+        """Row indices whose example matches every given field; a value that no example has is an error naming the
+        closest one (language 'jp': did you mean 'ja'?), not an empty selection."""
+        import difflib
+
+        from mmfeatures.datasets.languages import suggest_language
+
         keep = np.ones(len(self.examples), dtype=bool)
         for key, want in (("concept", concept), ("language", language), ("modality", modality), ("id", example_id)):
-            if want is not None:
-                keep &= np.array([e[key] == want for e in self.examples])
+            if want is None:
+                continue
+            have = np.array([e[key] == want for e in self.examples])
+            if not have.any():
+                values = sorted({str(e[key]) for e in self.examples if e[key] is not None})
+                close = (suggest_language(want, values) if key == "language" else
+                         next(iter(difflib.get_close_matches(str(want), values, n=1)), None))
+                hint = f"did you mean {close!r}? " if close else ""
+                raise InputError(f"no example of {self.path} has {key} {want!r}; {hint}it has "
+                                 f"{', '.join(values[:12]) or 'none'}{' ...' if len(values) > 12 else ''}")
+            keep &= have
         return np.nonzero(keep[self._row_example])[0]
 
     def stats(self) -> Stats:
