@@ -418,3 +418,23 @@ def test_raw_errors_are_named_errors(tmp_path):
     torch.save({"w": torch.zeros(2), "obj": Payload()}, tmp_path / "foreign.pt")
     with pytest.raises(CorruptFileError, match="holds pickled Python objects .*Payload"):
         load_tensors(tmp_path / "foreign.pt", "foreign.pt")
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes_for_long_documents(tmp_path):
+    """Before: the buffer held 4 shards of 1,024 examples whatever their length, so with long documents training held
+    the whole store. Now a buffer stops at its byte budget (one shard at least), and every row still comes once."""
+    from mmfeatures.activations import write_store
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(200, 2000, size=24)                     # rows (tokens) per document
+    acts = rng.normal(size=(int(lengths.sum()), 16)).astype(np.float32)
+    store = write_store(acts, [{"id": f"doc{i}"} for i in range(24)], model="planted", site="text.layer.0.resid",
+                        source="long documents", pooling="none", example_index=np.repeat(np.arange(24), lengths),
+                        store_dir=tmp_path, shard_examples=2)
+    budget = 3 * 2000 * 16 * 4                                    # about three of the longest shards' worth
+    groups = store._buffers(list(range(len(store.shards))), 4, budget)
+    sizes = [sum(int(store.shards[i]["rows"]) for i in g) * 16 * 4 for g in groups]
+    assert all(size <= budget or len(g) == 1 for size, g in zip(sizes, groups, strict=True))
+    assert max(len(g) for g in groups) < 4 < len(store.shards)     # the byte budget, not the shard count, cut them
+    rows = torch.cat(list(store.batches(64, seed=1, buffer_bytes=budget))).numpy()
+    np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(acts, axis=0))
