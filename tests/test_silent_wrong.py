@@ -438,3 +438,16 @@ def test_the_shuffle_buffer_is_bounded_in_bytes_for_long_documents(tmp_path):
     assert max(len(g) for g in groups) < 4 < len(store.shards)     # the byte budget, not the shard count, cut them
     rows = torch.cat(list(store.batches(64, seed=1, buffer_bytes=budget))).numpy()
     np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(acts, axis=0))
+
+
+def test_a_damaged_store_header_is_repaired_by_the_ordinary_rerun(tmp_path):
+    """Before: a torn metadata.json raised 'delete the folder' on every rerun; the folder is named by the store's key
+    and every shard carries its own checksum, so the rerun rewrites the header and recomputes nothing intact."""
+    site = "text.layer.1.resid"
+    first = run("tiny:bert", [site], tmp_path, shard_examples=2).stores[site]
+    want = first.array()
+    (first.path / "metadata.json").write_text('{"kind": "activation-st')
+    with pytest.warns(UserWarning, match="rewriting the header"):
+        again = run("tiny:bert", [site], tmp_path, shard_examples=2)
+    assert again.computed_shards == 0
+    np.testing.assert_array_equal(again.stores[site].array(), want)

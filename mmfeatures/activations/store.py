@@ -292,6 +292,7 @@ class ActivationStore:
         """``order`` cut into consecutive groups of at most ``most`` shards whose float32 rows stay within ``budget``
         bytes (a group always takes one shard, however large)."""
         groups: list[list[int]] = []
+        used = 0
         for i in order:
             nbytes = (self._offsets[i + 1] - self._offsets[i]) * self.d * 4
             if groups and len(groups[-1]) < most and used + nbytes <= budget:

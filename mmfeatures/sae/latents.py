@@ -223,6 +223,8 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
         data_path, side_path, _ = shard_paths(folder, index)
         tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
         save_file(tensors, str(tmp))
+        with open(tmp, "rb+") as f:                # on disk before the sidecar that marks it complete
+            os.fsync(f.fileno())
         os.replace(tmp, data_path)
         info = {"index": index, "rows": len(x), "examples": int(tensors["example"].unique().numel()),
                 "nnz": int(tensors["value"].numel()),
