@@ -136,10 +136,26 @@ def _read_config(path: str, cls: type) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"config file {path!r} not found; check the path (it is relative to {Path.cwd()})")
+    class _Strict(yaml.SafeLoader):
+        """safe_load, but a key given twice is an error (plain YAML keeps the last one silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = str(self.construct_object(key_node, deep=deep)).replace("-", "_")
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"option {key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_Strict) or {}
     except yaml.YAMLError as e:
         raise UsageError(f"config file {path} is not valid YAML: {e}") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise UsageError(f"config file {path} cannot be read as UTF-8 text ({e}); give a YAML file of option: "
+                         "value lines") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a mapping of option: value, not {type(data).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]

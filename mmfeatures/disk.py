@@ -196,6 +196,19 @@ def file_checksum(path: str | os.PathLike, algorithm: str = "sha256", chunk_byte
     return _finish(h, algorithm)
 
 
+_CONTENT: dict[tuple[str, int, int], str] = {}
+
+
+def content_checksum(path: str | os.PathLike) -> str:
+    """XXH3-128 of every byte of a file, computed once per process for a given (path, size, mtime): what a key
+    of a file made elsewhere uses, so that an edit in place changes the key whatever its timestamp."""
+    st = Path(path).stat()
+    ident = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if ident not in _CONTENT:
+        _CONTENT[ident] = file_checksum(path, FAST)
+    return _CONTENT[ident]
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes."""
     return file_checksum(path)
@@ -244,10 +257,12 @@ def read_header(directory: str | os.PathLike, filename: str = HEADER, fix: str =
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete ``.<name>.tmp-<pid>`` files that a killed process left in ``folder`` (its own are kept)."""
+    import re
+
     removed = []
     for path in Path(folder).glob(".*.tmp-*"):
-        pid = path.name.rsplit(".tmp-", 1)[1].split(".")[0]
-        if pid.isdigit() and _alive(int(pid)):
+        pid = re.match(r"\d+", path.name.rsplit(".tmp-", 1)[1])     # '.x.tmp-<pid>', '.x.tmp-<pid>-<random>'
+        if pid and _alive(int(pid.group())):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -269,12 +284,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folders themselves, so that a rename that publishes it follows
+    its contents to disk (a power cut then leaves the old artifact or the whole new one)."""
+    for path in sorted(folder.rglob("*"), reverse=True) + [folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``final`` only if the block succeeds.
 
     On an exception the temporary directory is removed and ``final`` is untouched. If another
-    process finished ``final`` first, its result is kept and ours is discarded.
+    process finished ``final`` first, its result is kept and ours is discarded. Every file is fsynced before the
+    rename. This is the one way mmfeatures writes an artifact of several files (SAE folders, checkpoints with
+    their checksums, record folders' figures, latent sets' shards).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +310,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     tmp.chmod(0o755)                       # mkdtemp makes it private; the finished folder is an ordinary one
     try:
         yield tmp
+        sync_tree(tmp)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -11,6 +11,22 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With MMF_MEMLOG=<file>, append each test's resident memory (now and the process's peak so far, in MB), so that
+    the test behind a jump in the suite's peak can be found (``sort -k3 -n`` on the file)."""
+    yield
+    path = os.environ.get("MMF_MEMLOG")
+    if path:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+        with open(path, "a") as f:
+            f.write(f"{item.nodeid}\t{now}\t{peak}\n")
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -58,7 +58,7 @@ def test_missing_required_option_and_bad_values_exit_2(capsys):
     assert main(["analyze", "--stores", "x", "--kind", "crosslingwal"]) == 2
     assert "kind 'crosslingwal'; use one of crosslingual, crossmodal" in capsys.readouterr().err
     assert main(["demo", "--n-perm", "0"]) == 2                 # checked before any work starts
-    assert "n_perm = 0; use a whole number >= 1" in capsys.readouterr().err
+    assert "n_perm = 0; use a whole number from 1 to" in capsys.readouterr().err
 
 
 def test_config_file_then_flags(tmp_path, capsys):

@@ -130,15 +130,16 @@ def test_a_verdict_computed_twice_is_the_same(store_dir):
 def test_each_half_must_also_beat_the_random_init_model(store_dir):
     """With the random-init copy's stores and SAE (here: noise with the same examples, and an SAE trained on noise),
     each half gets a second test beyond that model; the planted effect beats both baselines. With the model itself
-    as its own 'random-init copy', the two extra tests cannot pass."""
-    noise = write(draw(signal=False), store_dir, "cl-noise")["text.embed"]
-    noise_sae = train_saes(write(draw(signal=False, train=True), store_dir, "cl-noise")["text.embed"], seeds=(0,))[0]
+    as its own 'random-init copy' (its rows under a copy's name), the two extra tests cannot pass."""
+    noise = write(draw(signal=False), store_dir, "cl-shared+random-init-0")["text.embed"]
+    noise_sae = train_saes(write(draw(signal=False, train=True), store_dir, "cl-shared+random-init-0")["text.embed"],
+                           seeds=(0,))[0]
     record = analyze(store_dir, "cl-shared", draw(), draw(train=True), null_stores=(noise,), null_sae=noise_sae)
     assert record.status == "supported" and len(record.tests) == 4 and all(t["passes"] for t in record.tests), \
         record.verdict
     assert sum("random-init model" in t["test"] for t in record.tests) == 2
-    scored = write(draw(), store_dir, "cl-shared")["text.embed"]
-    own = train_saes(write(draw(train=True), store_dir, "cl-shared")["text.embed"])[0]
+    scored = write(draw(), store_dir, "cl-shared+random-init-1")["text.embed"]      # the model's own rows
+    own = train_saes(write(draw(train=True), store_dir, "cl-shared+random-init-1")["text.embed"], seeds=(0,))[0]
     itself = analyze(store_dir, "cl-shared", draw(), draw(train=True), null_stores=(scored,), null_sae=own)
     assert itself.supported is not True
     assert not any(t["passes"] for t in itself.tests if "random-init model" in t["test"]), itself.verdict

@@ -271,7 +271,7 @@ def test_resume_equals_the_uninterrupted_run(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(store, cfgs, tmp_path / "b", progress=False, on_log=crash)
-    assert list((tmp_path / "b").glob("checkpoint-*.pt")), "no checkpoint to resume from"
+    assert list((tmp_path / "b").glob("checkpoint-*-step*")), "no checkpoint to resume from"
     resumed = train(store, cfgs, tmp_path / "b", progress=False)
     for a, b in zip(straight.saes, resumed.saes, strict=True):
         for name, tensor in a.state_dict().items():
@@ -288,7 +288,7 @@ def test_nan_stops_with_step_and_rows_and_keeps_the_checkpoint(tmp_path):
         train(store, cfg, tmp_path / "out", progress=False)
     step = int(err.value.args[0].split("at step ")[1].split(":")[0])
     assert step >= 2, "the bad row should only be met once training is under way"
-    assert list((tmp_path / "out").glob("checkpoint-*.pt"))
+    assert list((tmp_path / "out").glob("checkpoint-*-step*/state.pt"))
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: type(a).__name__)
@@ -498,10 +498,13 @@ def test_a_damaged_sae_or_checkpoint_is_refused_with_the_fix(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(store, cfg, ckpt, progress=False, on_log=crash)
-    path = next(ckpt.glob("checkpoint-*.pt"))
+    path = next(ckpt.glob("checkpoint-*-step*/state.pt"))
     path.write_bytes(path.read_bytes()[:100])                 # truncated
-    with pytest.raises(CorruptFileError, match=r"checkpoint-.*\.pt fails its checksum.*delete .*restarts from step 0"):
-        train(store, cfg, ckpt, progress=False)
+    steps = []
+    with pytest.warns(UserWarning, match=r"state.pt fails its checksum.*delete .*resumes from the checkpoint before "
+                                         r"it, or from step 0.*skipped"):
+        train(store, cfg, ckpt, progress=False, on_log=lambda step, _: steps.append(step))
+    assert steps[0] == 1                                      # the only checkpoint was damaged: from step 0
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -59,6 +59,8 @@ def _examples(examples: Sequence[Any], modality: Modality) -> list[Example]:
         if ex.modality is not modality:
             raise InputError(f"examples[{i}] ({ex.id!r}) is a {ex.modality.value} example, but the site reads "
                              f"{modality.value}; one store holds one modality: write the others to their own site")
+        if ex.language is not None:
+            _check_language(ex.language, f"examples[{i}] ({ex.id!r})")
         if ex.id in seen:
             raise InputError(f"examples[{i}] repeats the id {ex.id!r}; ids must be unique")
         seen.add(ex.id)
@@ -76,6 +78,18 @@ def _as_float(x: Any, what: str) -> np.ndarray:
         raise InputError(f"{what} has dtype {x.dtype}; give floating-point activations (float16, bfloat16, float32 "
                          "or float64), e.g. acts.astype(np.float32)")
     return x
+
+
+def _check_language(code: Any, where: str) -> None:
+    """A language label is a code ('en', 'pt-BR', 'yue', or a label of one's own such as 'l0' for planted data); a
+    language's name ('english', 'Japanese') or text with spaces is refused with the code to use."""
+    from mmfeatures.datasets.languages import LANGUAGE_NAMES
+
+    if not isinstance(code, str) or not code.strip() or " " in code.strip():
+        raise InputError(f"{where} language is {code!r}; give a language code such as 'en' or 'ja', or None")
+    named = LANGUAGE_NAMES.get(code.strip().lower())
+    if named:
+        raise InputError(f"{where} language is {code!r}, a language's name; give its code, {named!r}")
 
 
 def _per_example(acts: Any, example_index: Any, n_examples: int, pooled: bool) -> Iterator[np.ndarray]:
@@ -142,6 +156,9 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
 
     if pooling not in POOLINGS:
         raise InputError(f"pooling {pooling!r}; use 'none' for per-token rows, or one of {POOLINGS}")
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"model = {model!r}; name the model the activations came from, e.g. 'gpt2' (SAEs trained on "
+                         "the store record it)")
     if not source or not isinstance(source, str):
         raise InputError("source is empty; say what produced the activations, e.g. 'nnsight, gpt2, run 3'")
     if store_dtype not in STORE_DTYPES:

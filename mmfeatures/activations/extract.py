@@ -66,18 +66,18 @@ def _dist() -> tuple[int, int, Any]:
     return 0, 1, (lambda: None)
 
 
-def weights_fingerprint(module: torch.nn.Module, sample: int = 4096) -> str:
-    """16 hex digits naming a module's weights: every tensor's name, shape and dtype, and ``sample`` values
-    taken at a fixed stride. Reading a sample keeps it cheap (milliseconds for e5-small) while any two real
-    checkpoints (or a random-init copy) differ in it."""
-    import hashlib
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """16 hex digits naming a module's weights: every tensor's name, shape and dtype, and every byte of its values
+    (XXH3-128, about 0.1 s for e5-small's 118M parameters). A fingerprint of a sample would let a checkpoint
+    edited in place (one embedding row negated) keep its key, and with it the old model's stores."""
+    import xxhash
 
-    h = hashlib.sha256()
+    h = xxhash.xxh3_128()
     for name, t in sorted(module.state_dict().items()):
-        flat = t.detach().reshape(-1)
-        step = max(1, flat.numel() // sample)
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(flat[::step][:sample].float().cpu().contiguous().numpy().tobytes())
+        flat = t.detach().reshape(-1)
+        if flat.numel():
+            h.update(flat.contiguous().view(torch.uint8).cpu().numpy().data)
     return h.hexdigest()[:16]
 
 
@@ -163,6 +163,10 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
             device = f"cuda:{rank % torch.cuda.device_count()}"
         encoder = load_encoder(encoder, device=device, dtype=dtype)
     parsed = [encoder.check_site(s) for s in ([sites] if isinstance(sites, str) else sites)]
+    repeated = sorted({str(s) for s in parsed if [str(p) for p in parsed].count(str(s)) > 1})
+    if repeated:
+        raise InputError(f"sites name {repeated} more than once (sites={[str(s) for s in parsed]}); each site gets "
+                         "one store, so name each once")
     examples = as_examples(inputs)
     root = Path(store_dir) if store_dir is not None else cache_dir("stores")
     compute_name = {v: k for k, v in DTYPES.items()}[encoder.dtype]
@@ -181,7 +185,7 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
         for site in group:
             cfg = StoreConfig(encoder.name, weights, str(site), pooling, role if modality is Modality.TEXT else None,
                               include_special, store_dtype,
-                              compute_name, fp, len(exs), shard_examples)
+                              compute_name, fp, len(exs), shard_examples, batch_size)
             writers[str(site)] = StoreWriter(root / _slug(encoder.name) / f"{site}-{pooling}-{cfg.key}", cfg)
         records = [e.record() for _, e in exs]
         if rank == 0:
@@ -222,6 +226,14 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
         for name, w in writers.items():
             stores[name] = ActivationStore(w.root)
         header = stores[str(group[0])].header
+        if on_error == "raise" and header.get("skipped"):     # a store made with on_error='skip', reused
+            raise InputError(f"the store {stores[str(group[0])].path} was written with on_error='skip' and lacks "
+                             f"{len(header['skipped'])} unreadable input(s) (e.g. {header['skipped'][0]['id']!r}); "
+                             "pass on_error='skip' to use it, or fix those inputs (a new dataset, a new store)")
+        bad = sorted({i for s in stores.values() for info in s.shards for i in info.get("nonfinite", [])})
+        if on_nonfinite == "raise" and bad:
+            raise NonFiniteError(f"the stored activations hold NaN or inf for example ids {bad[:10]} (written with "
+                                 "on_nonfinite='keep'); pass on_nonfinite='keep' to use them, or try dtype='fp32'")
         skipped += header.get("skipped", [])
         totals["truncated"] += header.get("truncated", 0)
     return ExtractResult(stores, totals["computed"], totals["reused"], totals["truncated"], skipped,
@@ -283,7 +295,7 @@ class _ShardRunner:
         shard, local, contents, skipped = prep.shard, prep.local, prep.contents, prep.skipped
         parts: dict[str, list[tuple]] = {str(s): [] for s in self.sites}
         tokens: dict[str, list[str]] = {str(s): [] for s in self.sites}
-        truncated, i = 0, 0
+        truncated, i, smallest = 0, 0, self.batch_size
         ready = dict(zip(range(0, len(contents), prep.size), prep.batches, strict=True))
         while i < len(contents):
             size = self.batch_size
@@ -296,6 +308,7 @@ class _ShardRunner:
                 self.batch_size = max(1, self.batch_size // 2)
                 continue
             truncated += batch.truncated
+            smallest = min(smallest, size)                 # a batch halved after running out of memory
             for site in self.sites:
                 rows, item, pos, spec = pool_rows(acts[str(site)], batch, self.pooling, self.include_special, site)
                 rows, item, pos, spec = (_to_host(t) for t in (rows, item, pos, spec))
@@ -317,7 +330,8 @@ class _ShardRunner:
                 raise NonFiniteError(f"non-finite activations at {name} for example ids {bad[:10]}"
                                      f"{' ...' if len(bad) > 10 else ''}; try dtype='fp32'")
             toks = tokens[name] if self.pooling == "none" and site.layer is not None else None
-            extra = {"truncated": truncated, "skipped": skipped, "nonfinite": bad}
+            extra = {"truncated": truncated, "skipped": skipped, "nonfinite": bad, "batch_size": smallest,
+                     "device": str(self.encoder.device)}
             jobs.append((self.writers[name], rows, example, pos, spec, toks, extra))
         return io.submit(lambda: [w.write_shard(shard, *args) for w, *args in jobs])
 

@@ -51,6 +51,10 @@ class StoreConfig:
     n_examples: int
     shard_examples: int
     """Examples per shard (the layout of the files)."""
+    batch_size: int | None = None
+    """Examples per forward pass: padding to the longest example of a batch changes the last bits of the values
+    (up to 7e-7 on e5), so two batch sizes are two stores, never one store mixed from both. A batch halved after
+    an out-of-memory error is recorded in that shard's sidecar (``batch_size``). None for written stores."""
 
     def __post_init__(self):
         if self.store_dtype not in STORE_DTYPES:
@@ -159,10 +163,31 @@ def shard_info(root: Path, index: int, verify: bool) -> dict[str, Any] | None:
         return None                                    # no (or a torn) completion marker: recompute the shard
     if not isinstance(info, dict) or not data_path.is_file() or data_path.stat().st_size != info.get("nbytes"):
         return None
-    if verify and not matches(data_path, shard_checksum(info)):
+    if verify and not (matches(data_path, shard_checksum(info)) and _counts_agree(data_path, info)):
         return None
     tokens = shard_checksum(info, "tokens")
-    if verify and tokens and not matches(tok_path, tokens):
-        return None
+    if verify and (not matches(tok_path, tokens) if tokens else tok_path.exists()):
+        return None                                    # damaged token strings, or a token file with no checksum
     return info
 
+
+def _counts_agree(data_path: Path, info: dict[str, Any]) -> bool:
+    """Whether the sidecar's counts are the shard file's shapes (read from its safetensors header): a store shard's
+    ``rows`` x ``d`` acts, a latent shard's ``rows`` + 1 row pointers and ``nnz`` values. The checksum covers the
+    file, not the sidecar, so an edited count would otherwise pass and break every later read."""
+    try:
+        with open(data_path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < 1 << 24 else {}
+    except (OSError, ValueError):
+        return False
+    shape = {name: t.get("shape") for name, t in header.items() if isinstance(t, dict)}
+    if "acts" in shape:
+        return shape["acts"] == [info.get("rows"), info.get("d")]
+    if "row_ptr" in shape:
+        return shape["row_ptr"] == [_plus_one(info.get("rows"))] and shape.get("value") == [info.get("nnz")]
+    return False
+
+
+def _plus_one(n: Any) -> Any:
+    return n + 1 if isinstance(n, int) and not isinstance(n, bool) else None

@@ -60,6 +60,10 @@ def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
+SHUFFLE_BYTES = 512 << 20
+"""The default shuffle buffer of ``ActivationStore.batches`` (training's): 512 MiB of float32 rows."""
+
+
 class ActivationStore:
     """Read side: arrays, provenance, random access, statistics and shuffled batches.
 
@@ -222,7 +226,10 @@ class ActivationStore:
     def _tokens(self, index: int, n_rows: int) -> list[str]:
         path = shard_paths(self.path, index)[2]
         recorded = shard_checksum(self.shards[index], "tokens")
-        if not recorded:
+        if not recorded and path.exists():             # a token file whose checksum was removed: not trusted
+            raise CorruptFileError(f"{path} has no recorded checksum in its shard's sidecar (tokens_checksum is "
+                                   f"{recorded!r}); {RERUN}")
+        if not recorded:                                # a store without token strings (pooled, or written)
             return [""] * n_rows
         check_file(path, recorded, RERUN)
         tokens = read_json(path, RERUN)
@@ -260,12 +267,41 @@ class ActivationStore:
 
     def select(self, concept: str | None = None, language: str | None = None,
                modality: str | None = None, example_id: str | None = None) -> np.ndarray:
-        """Row indices whose example matches every given field."""
+        """Row indices whose example matches every given field; a value that no example has is an error naming the
+        closest one (language 'jp': did you mean 'ja'?), not an empty selection."""
+        import difflib
+
+        from mmfeatures.datasets.languages import suggest_language
+
         keep = np.ones(len(self.examples), dtype=bool)
         for key, want in (("concept", concept), ("language", language), ("modality", modality), ("id", example_id)):
-            if want is not None:
-                keep &= np.array([e[key] == want for e in self.examples])
+            if want is None:
+                continue
+            have = np.array([e[key] == want for e in self.examples])
+            if not have.any():
+                values = sorted({str(e[key]) for e in self.examples if e[key] is not None})
+                close = (suggest_language(want, values) if key == "language" else
+                         next(iter(difflib.get_close_matches(str(want), values, n=1)), None))
+                hint = f"did you mean {close!r}? " if close else ""
+                raise InputError(f"no example of {self.path} has {key} {want!r}; {hint}it has "
+                                 f"{', '.join(values[:12]) or 'none'}{' ...' if len(values) > 12 else ''}")
+            keep &= have
         return np.nonzero(keep[self._row_example])[0]
+
+    def _buffers(self, order: list[int], most: int, budget: int) -> list[list[int]]:
+        """``order`` cut into consecutive groups of at most ``most`` shards whose float32 rows stay within ``budget``
+        bytes (a group always takes one shard, however large)."""
+        groups: list[list[int]] = []
+        used = 0
+        for i in order:
+            nbytes = (self._offsets[i + 1] - self._offsets[i]) * self.d * 4
+            if groups and len(groups[-1]) < most and used + nbytes <= budget:
+                groups[-1].append(i)
+                used += nbytes
+            else:
+                groups.append([i])
+                used = nbytes
+        return groups
 
     def stats(self) -> Stats:
         """Mean and mean norm over all rows, computed once and stored in stats.safetensors beside a record
@@ -304,8 +340,11 @@ class ActivationStore:
         return stats
 
     def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, buffer_shards: int = 4,
-                normalize: str = "none", drop_last: bool = False, start_batch: int = 0) -> Iterator[torch.Tensor]:
-        """(batch_size, d) float32 batches; memory holds at most ``buffer_shards`` shards.
+                normalize: str = "none", drop_last: bool = False, start_batch: int = 0,
+                buffer_bytes: int = SHUFFLE_BYTES) -> Iterator[torch.Tensor]:
+        """(batch_size, d) float32 batches, shuffled within a buffer of at most ``buffer_shards`` shards and about
+        ``buffer_bytes`` of float32 rows (never less than one shard): memory follows bytes, not the number of
+        examples, so a store of long documents does not fill it.
 
         ``normalize``: 'none'; 'center' (subtract the mean); 'scale' (multiply by
         ``input_scale()``, so the mean squared norm is d, as Anthropic's SAEs are trained).
@@ -316,16 +355,19 @@ class ActivationStore:
             raise InputError(f"batch_size = {batch_size!r}; give a whole number of rows >= 1, e.g. 4096")
         if normalize not in ("none", "center", "scale"):
             raise InputError(f"normalize={normalize!r}; use 'none', 'center' or 'scale'")
-        return self._batches(int(batch_size), shuffle, seed, buffer_shards, normalize, drop_last, start_batch)
+        if isinstance(buffer_bytes, bool) or not isinstance(buffer_bytes, (int, np.integer)) or buffer_bytes < 1:
+            raise InputError(f"buffer_bytes = {buffer_bytes!r}; give a number of bytes >= 1, e.g. {SHUFFLE_BYTES}")
+        return self._batches(int(batch_size), shuffle, seed, buffer_shards, normalize, drop_last, start_batch,
+                             int(buffer_bytes))
 
     def _batches(self, batch_size: int, shuffle: bool, seed: int, buffer_shards: int, normalize: str,
-                 drop_last: bool, start_batch: int) -> Iterator[torch.Tensor]:
+                 drop_last: bool, start_batch: int, buffer_bytes: int) -> Iterator[torch.Tensor]:
         stats = self.stats() if normalize != "none" else None
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self.shards)) if shuffle else np.arange(len(self.shards))
         carry_idx = np.zeros(0, dtype=np.int64)  # global row ids left over from the last buffer
         carry: torch.Tensor | None = torch.zeros(0, self.d)  # their data (None while skipping)
-        groups = [[int(i) for i in order[s : s + max(buffer_shards, 1)]] for s in range(0, len(order), max(buffer_shards, 1))]
+        groups = self._buffers([int(i) for i in order], max(buffer_shards, 1), buffer_bytes)
         stream = self.iter_shards([i for g in self._groups_read(groups, batch_size, start_batch) for i in groups[g]])
         produced = 0
         for group in groups:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from mmfeatures.disk import (
     write_header,
     write_text_atomic,
 )
+from mmfeatures.errors import CorruptFileError
 
 
 class StoreWriter:
@@ -36,7 +38,11 @@ class StoreWriter:
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
         for folder in (self.root, self.root / "shards"):
             remove_stale_temporaries(folder)
-        header = read_header(self.root, METADATA, fix=f"delete {self.root} and {RERUN}")
+        try:
+            header = read_header(self.root, METADATA, fix=RERUN)
+        except CorruptFileError as e:             # the folder is named by this key; shards are checked one by one
+            warnings.warn(f"{e}; rewriting the header and keeping the intact shards", stacklevel=3)
+            header = None
         check_key(self.root, "activation store", self.config.key, self.config.summary, header)
         lines = "".join(json.dumps({"index": i, **ex}, ensure_ascii=False) + "\n" for i, ex in enumerate(examples))
         path = self.root / "examples.jsonl"

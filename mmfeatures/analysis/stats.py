@@ -5,6 +5,7 @@ that carry their null distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,14 +16,28 @@ ALPHA = 0.05
 """The significance level verdicts use."""
 
 
+MAX_PERM = 100_000
+"""The most permutations a null may draw: p resolves to 1/(n_perm+1), and each one recomputes the statistic."""
+
+
+def check_share(name: str, value: Any, *, low: float = 0.0, high: float = 1.0, example: float = 0.5) -> float:
+    """``value`` as a finite number in [low, high], else InputError naming the option (NaN, 2 and -1 are not
+    shares or correlations)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating)) and low <= value <= high
+    if not ok:                                      # NaN fails both comparisons
+        raise InputError(f"{name} = {value!r}; give a number from {low:g} to {high:g}, e.g. {example:g}")
+    return float(value)
+
+
 def check_n_perm(n_perm: int, alpha: float = ALPHA) -> int:
     """Validate a number of permutations (one name, ``n_perm``, everywhere). Too few to ever reach ``alpha``
     is allowed (quick looks) but warned about, with the floor of p: a permutation p-value is at least
     1 / (n_perm + 1)."""
     import warnings
 
-    if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 1:
-        raise InputError(f"n_perm = {n_perm!r}; use a whole number >= 1 (19 or more for p <= 0.05)")
+    if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or not 1 <= n_perm <= MAX_PERM:
+        raise InputError(f"n_perm = {n_perm!r}; use a whole number from 1 to {MAX_PERM:,} (19 or more for p <= 0.05; "
+                         f"{MAX_PERM:,} already resolves p to 1e-5, and each permutation repeats the whole statistic)")
     floor = 1 / (n_perm + 1)
     if floor > alpha:
         warnings.warn(f"n_perm = {n_perm}: a permutation p-value is at least 1/({n_perm}+1) = {floor:.3g} > {alpha}, "

@@ -19,6 +19,18 @@ yi yo za zh zu
 COMMON_MISTAKES = {"jp": "ja", "cn": "zh", "kr": "ko", "gr": "el", "dk": "da", "se": "sv", "ua": "uk", "cz": "cs",
                    "vn": "vi", "ir": "fa", "iw": "he", "in": "id", "ji": "yi", "br": "pt"}
 
+LANGUAGE_NAMES = {
+    "english": "en", "spanish": "es", "german": "de", "french": "fr", "italian": "it", "portuguese": "pt",
+    "russian": "ru", "arabic": "ar", "persian": "fa", "farsi": "fa", "turkish": "tr", "japanese": "ja",
+    "chinese": "zh", "mandarin": "zh", "korean": "ko", "indonesian": "id", "hindi": "hi", "swahili": "sw",
+    "dutch": "nl", "polish": "pl", "swedish": "sv", "greek": "el", "hebrew": "he", "vietnamese": "vi",
+    "thai": "th", "ukrainian": "uk", "czech": "cs", "danish": "da", "finnish": "fi", "norwegian": "no",
+    "hungarian": "hu", "romanian": "ro", "bengali": "bn", "urdu": "ur", "tamil": "ta", "catalan": "ca",
+    "español": "es", "deutsch": "de", "français": "fr", "italiano": "it", "português": "pt", "русский": "ru",
+    "日本語": "ja", "中文": "zh", "한국어": "ko",
+}
+"""Names people write where a code is wanted, by lower-cased name: the code they mean."""
+
 
 def suggest_language(code: object, available: Iterable[str]) -> str | None:
     """The code among ``available`` that ``code`` most likely meant: a known mistake first (jp -> ja,

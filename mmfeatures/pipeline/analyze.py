@@ -11,7 +11,8 @@ import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.evidence import Settings
-from mmfeatures.analysis.stats import check_n_perm, permuted
+from mmfeatures.analysis.stats import check_n_perm, check_share, permuted
+from mmfeatures.pipeline.checks import check_distinct, check_random_copies
 from mmfeatures.pipeline.examples import contents, subset_mask
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
@@ -44,7 +45,8 @@ class AnalyzeStep:
     ids: str | None = opt(None, "keep only the examples whose id matches this regular expression, e.g. "
                                 "'^emoji/(3|17)/' (default: all)")
     label: str = opt("", "what these rows are, added to the report's title and claim (e.g. 'held-out emoji')")
-    concept: str = opt("dog", "the concept the figures single out")
+    concept: str | None = opt(None, "the concept the figures single out (default: dog, when the data has it; a "
+                                    "concept the data lacks is an error)")
     seed: int = opt(0, "seed of the permutations")
     control: str = opt("none", "none, or shuffled-concepts: the same analysis with every concept label shuffled "
                                "within its language and modality, where the verdict must come out 'not supported' "
@@ -79,6 +81,8 @@ class AnalyzeStep:
         if self.subset not in SUBSETS:
             raise InputError(f"subset {self.subset!r}; use one of {', '.join(SUBSETS)}")
         check_n_perm(self.n_perm)
+        check_share("floor", self.floor, example=0.01)
+        check_share("overlap_floor", self.overlap_floor, example=0.01)
         if self.seeds and not self.sae:
             raise InputError("seeds are further SAEs beside sae; give sae too (neurons have no seeds)")
         if self.n_baseline < 2 or self.n_boot < 20 or self.simulations < 1:
@@ -132,12 +136,21 @@ def run_analyze(step: AnalyzeStep) -> Record:
         if not keep.any():
             raise InputError(f"subset {step.subset!r} with ids {step.ids!r} keeps none of the {len(labels)} "
                              f"examples (ids look like {labels.example_id[0]!r})")
+        if step.subset == "seen-emoji" and not any(str(i).startswith("emoji/") for i in labels.example_id):
+            raise InputError(f"subset {step.subset!r} chooses among emoji pictures, and {', '.join(step.stores)} hold "
+                             f"none (ids like {labels.example_id[0]!r}); leave subset at its default")
         rows = np.flatnonzero(keep)
         z, labels = z[rows], labels.take(rows)
+        if step.concept is not None and step.concept not in set(labels.concept):
+            raise InputError(f"concept {step.concept!r} is not among the analysed examples' concepts; choose one of "
+                             f"them, e.g. {sorted(set(labels.concept) - {''})[:8]}")
         if step.control == "shuffled-concepts":   # within language: texts per language, images (no language) apart
             labels = permuted(labels, "concept", np.random.default_rng(step.seed + 7919), within="language")
         neurons = sae is None
-        seeds = [z, *(units(stores, load_sae(p))[0][rows] for p in step.seeds)]
+        more = [load_sae(p) for p in step.seeds]
+        if more:
+            check_distinct("sae and seeds", list(zip((step.sae, *step.seeds), (sae, *more), strict=True)))
+        seeds = [z, *(units(stores, s)[0][rows] for s in more)]
         if step.kind == "crossmodal" and neurons:
             seeds = [signed_units(s) for s in seeds]
         baseline = Baseline(step, stores, rows, sae)
@@ -277,11 +290,12 @@ def _crosslingual(job: AnalyzeStep, seeds, labels, neurons: bool, out: Path, bas
          "entropy.png", "How evenly each live unit's activation spreads over languages, against the same "
                         "units with language labels shuffled."),
     ]
-    if job.concept in set(labels.concept):
-        features, matrix, langs = concept_features(z, labels, job.concept)
+    concept = job.concept or "dog"
+    if concept in set(labels.concept):
+        features, matrix, langs = concept_features(z, labels, concept)
         figures.append((plotting.feature_heatmap(matrix, langs, [f"f{i}" for i in features],
-                                                 title=f"Top units for '{job.concept}': mean activation by language"),
-                        "concept_heatmap.png", f"The {len(features)} units most selective for '{job.concept}', "
+                                                 title=f"Top units for '{concept}': mean activation by language"),
+                        "concept_heatmap.png", f"The {len(features)} units most selective for '{concept}', "
                         "mean activation on its sentences in each language. A shared unit fills its column."))
     if cl.overlap is not None:
         figures.append((plotting.language_heatmap(cl.overlap.by_language, list(cl.languages),
@@ -448,6 +462,7 @@ def _null_model(job: AnalyzeStep, labels) -> tuple[np.ndarray, str]:
     from mmfeatures.sae import load_sae
 
     stores = [open_store(p, "null_stores") for p in job.null_stores]
+    check_random_copies(list(zip(stores, (open_store(p) for p in job.stores), strict=True)), "null_stores")
     z, found = units(stores, load_sae(job.null_sae) if job.null_sae else None)
     where = {e: i for i, e in enumerate(found.example_id)}
     missing = [e for e in labels.example_id if e not in where]

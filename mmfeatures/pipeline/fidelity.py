@@ -66,6 +66,12 @@ def _fidelity(step: FidelityStep, out: Path | None) -> Record:
     from mmfeatures.sae import check_compatible, load_sae
 
     saes = [load_sae(p) for p in step.saes]
+    for path, sae in zip(step.saes, saes, strict=True):
+        if not hasattr(sae, "W_dec"):
+            from mmfeatures.sae.pretrained import EncoderOnlyError
+
+            raise EncoderOnlyError(f"{path} is an encoder-only SAE ({type(sae).__name__}): splicing needs a decoder to "
+                                   "write the reconstruction back; give SAEs with W_dec (trained ones, SAELens folders)")
     stores = {sae.metadata.get("store") for sae in saes}
     if len(stores) != 1 or None in stores:
         raise InputError(f"the SAEs come from {len(stores)} stores ({sorted(map(str, stores))}); fidelity compares "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_n_perm, check_share
+from mmfeatures.pipeline.checks import check_distinct, check_random_copies
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store, units_of
 
@@ -47,6 +47,8 @@ class MatchStep:
         from mmfeatures.errors import InputError
 
         check_n_perm(self.n_perm)
+        check_share("threshold", self.threshold, example=0.5)
+        check_share("floor", self.floor, example=0.02)
         if self.seeds_a and not self.sae_a or self.seeds_b and not self.sae_b:
             raise InputError("seeds_a (seeds_b) are further SAEs beside sae_a (sae_b); give that SAE too "
                              "(neurons have no seeds)")
@@ -64,24 +66,11 @@ class MatchStep:
                              "simulations >= 1")
 
 
-def _architecture(model: str) -> str:
-    """A model's name without its '+random-init-<seed>' suffix: the architecture and tokenizer."""
-    return re.sub(r"\+random-init-\d+$", "", model)
-
-
 def _null_stores(job: MatchStep, b) -> list:
-    """B's random-init copies, each checked to be one: B's architecture (B's model, or it with '+random-init-<seed>';
-    a trained B beside a random-init B makes the swapped control), another store than B, B's site and pooling."""
-    from mmfeatures.errors import InputError
-
+    """B's random-init copies, each checked to be one (B's architecture, another store than B, B's site and pooling;
+    a trained B beside a random-init B makes the swapped control)."""
     stores = [open_store(p, "store_null") for p in job.store_null]
-    for s in stores:
-        model, base = s.config.model, b.config.model
-        if _architecture(model) != _architecture(base) or model == base or (s.config.site, s.config.pooling) != (
-                b.config.site, b.config.pooling):
-            raise InputError(f"store_null {s.path} is {model} {s.config.site} ({s.config.pooling} pooling), not a "
-                             f"random-init copy of B: give a store of {_architecture(base)}+random-init-<seed> at "
-                             f"{b.config.site} with {b.config.pooling} pooling, over B's inputs")
+    check_random_copies([(s, b) for s in stores], "store_null", "B")
     return stores
 
 
@@ -105,7 +94,10 @@ def _match(job: MatchStep, out) -> Record:
             else [None]}
     units = {}
     for key, store in zip("ab", stores, strict=True):
-        units[key] = [units_of(store, load_sae(p) if p else None) for p in side[key]]
+        saes = [load_sae(p) if p else None for p in side[key]]
+        if saes[0] is not None:
+            check_distinct(f"sae_{key} and seeds_{key}", list(zip(side[key], saes, strict=True)))
+        units[key] = [units_of(store, sae) for sae in saes]
     (za, la), (zb, lb) = units["a"][0], units["b"][0]
     check_aligned(la.example_id, lb.example_id, "examples")
     zn = []

@@ -4,7 +4,9 @@
   (progress, device, output folders) never enter a result's identity.
 - Output folders are checked before any work starts (``claim``): writable, and not holding another step's
   results.
-- Figures are saved atomically.
+- A step computes into a staging folder beside its record; only when it succeeds do its figures replace the old
+  ones, and ``result.json`` (written last, with each figure's checksum) makes them current. A failed or killed run
+  leaves the previous record and its own figures, or no record; a damaged figure is recomputed.
 - ``result.json`` is the self-describing ``Record`` a step leaves in its folder: its key
   (``disk.artifact_key`` of the config's content fields and its inputs' keys), its lineage, and the typed
   ``Artifact``s it wrote elsewhere (stores, SAEs). The report renders these records, and a rerun whose key
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,9 +32,13 @@ from mmfeatures.disk import (
     HEADER,
     SCHEMA_VERSION,
     artifact_key,
+    content_checksum,
+    file_checksum,
+    matches,
     package_version,
     read_header,
     read_json,
+    remove_stale_temporaries,
     write_text_atomic,
 )
 from mmfeatures.errors import ArtifactConflictError, CorruptFileError, InputError, OutputError
@@ -72,7 +79,7 @@ def artifact_key_of(path: str) -> str:
             return str(header["key"])
     if (folder / "cfg.json").is_file():                        # a SAELens folder from elsewhere: its content
         return artifact_key("foreign-sae", {"cfg": read_json(folder / "cfg.json", "fix or replace the folder")},
-                            {"weights": str((folder / "sae_weights.safetensors").stat().st_mtime_ns)})
+                            {"weights": content_checksum(folder / "sae_weights.safetensors")})
     raise InputError(f"{folder} is neither an activation store nor an SAE folder; pass a folder that "
                      "`mmfeatures extract` or `mmfeatures train` printed")
 
@@ -235,6 +242,10 @@ class Record:
             return None                                        # an older layout: recompute
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in body.items() if k in names}
+        bad = _malformed(values)
+        if bad:
+            raise CorruptFileError(f"{path} is not a result this mmfeatures can read ({bad}); delete it (the step "
+                                   "recomputes it), or choose another folder")
         for name in ("scores", "tables", "figures", "features", "tests"):
             values[name] = tuple(values.get(name, ()))
         values["artifacts"] = tuple(Artifact(**a) for a in values.get("artifacts", ()))
@@ -269,6 +280,32 @@ class Record:
                 *(a.path for a in self.artifacts)]
 
 
+_SHAPES = {"job": str, "title": str, "claim": str, "verdict": str, "status": str, "key": str, "config": dict,
+           "metrics": dict, "inputs": dict, "environment": dict, "seconds": (int, float), "reused": bool,
+           "supported": (bool, type(None))}
+_LISTS = {"tests": dict, "scores": dict, "tables": dict, "figures": dict, "artifacts": dict, "features": int}
+
+
+def _malformed(values: dict[str, Any]) -> str:
+    """What in a result.json's fields is not of the Record's shape ('' when all is), so that a foreign or edited
+    file is refused by name instead of failing deep inside the report."""
+    for name, kind in _SHAPES.items():
+        if name in values and not isinstance(values[name], kind):
+            return f"{name} is a {type(values[name]).__name__}"
+    for name, kind in _LISTS.items():
+        items = values.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in items):
+            return f"{name} is not a list of {kind.__name__}s"
+    fields = {f.name for f in dataclasses.fields(Artifact)}
+    if any(set(a) - fields or not {"kind", "path", "key"} <= set(a) for a in values.get("artifacts", [])):
+        return "an artifact lacks kind, path or key, or has other fields"
+    if any(not isinstance(f.get("file"), str) for f in values.get("figures", [])):
+        return "a figure has no file name"
+    if "job" not in values or "title" not in values or "config" not in values:
+        return "it lacks job, title or config"
+    return ""
+
+
 def reusable(folder: str | os.PathLike | None, key: str) -> Record | None:
     """The record in ``folder`` with this ``key`` whose files all exist, else None."""
     if folder is None:
@@ -278,6 +315,8 @@ def reusable(folder: str | os.PathLike | None, key: str) -> Record | None:
         return None
     if not all(Path(p).exists() for p in record.written):
         return None
+    if not all(matches(Path(folder) / f["file"], f["checksum"]) for f in record.figures if "checksum" in f):
+        return None                                   # a figure changed or was truncated: recompute
     return record
 
 
@@ -301,10 +340,47 @@ def run_step(job: str, config: Any, compute: Callable[[Path | None], Record], *,
     if reuse and (done := reusable(out, key)):
         return dataclasses.replace(done, reused=True)
     timer = Timer()
-    record = compute(out)
+    if out is None:
+        record = compute(None)
+    else:
+        with _staging(out) as staging:
+            record = compute(staging)
+            record = _publish(record, staging, out)
     record = dataclasses.replace(record, job=job, config=config_dict(config), key=key, inputs=inputs,
                                  seconds=timer.seconds, environment=environment())
     return record.save(out) if out else record
+
+
+@contextlib.contextmanager
+def _staging(out: Path):
+    """A fresh folder inside ``out`` that a step writes its figures into; removed when the block ends (a killed
+    process's is removed by the next run in ``out``)."""
+    import shutil
+    import tempfile
+
+    remove_stale_temporaries(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging.tmp-{os.getpid()}-", dir=out))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(record: Record, staging: Path, out: Path) -> Record:
+    """Move what the step wrote in ``staging`` into ``out``, after removing the old record (so that a kill during
+    the moves leaves no record to reuse), and give each figure its checksum."""
+    import shutil
+
+    (out / RECORD).unlink(missing_ok=True)
+    for path in sorted(staging.iterdir()):
+        target = out / path.name
+        if path.is_dir() and target.exists():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    figures = tuple({**f, "checksum": file_checksum(out / f["file"])} for f in record.figures)
+    moved = tuple(dataclasses.replace(a, path=str(out / Path(a.path).relative_to(staging)))
+                  if Path(a.path).is_relative_to(staging) else a for a in record.artifacts)
+    return dataclasses.replace(record, figures=figures, artifacts=moved)
 
 
 def check_sizes(**sizes: tuple[float, float]) -> None:

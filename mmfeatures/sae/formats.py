@@ -150,6 +150,26 @@ def describe(sae: SAE, tool: str, path: Any, *, hook: str | None, tool_model: st
     return sae.eval().requires_grad_(False)
 
 
+def load_tensors(source: Any, where: Any) -> Any:
+    """``torch.load`` of tensors and plain containers only (``weights_only``): a file that needs more (a pickled
+    class, a planted payload) is refused without running any of it, with a message that says what to do instead of
+    torch's own advice to turn the safety off."""
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types; the refused-pickle one is named below
+        if type(e).__name__ != "UnpicklingError":
+            raise CorruptFileError(f"{where} is not a readable torch file ({type(e).__name__}: {e}); it is damaged "
+                                   "or of another format") from None
+        import re
+
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CorruptFileError(
+            f"{where} holds pickled Python objects{what} besides tensors; mmfeatures never unpickles a file it did not "
+            "write (unpickling can run code). Save the weights as tensors where the file was made, e.g. "
+            "torch.save(obj.state_dict(), 'weights.pt') or safetensors, and load that") from None
+
+
 # -- building an SAE from folded tensors ---------------------------------------------------------------------------
 
 def build(arch: Arch, W_enc_df: torch.Tensor, b_enc_f: torch.Tensor, W_dec_fd: torch.Tensor, b_dec_d: torch.Tensor,
@@ -258,7 +278,7 @@ def read_dictionary_learning(path: str | Path, *, model: str | None = None, site
         raise CorruptFileError(f"{folder / 'config.json'} has no trainer.dict_class; expected dictionary_learning's "
                                "config.json ({'trainer': {'dict_class': ..., ...}, 'buffer': ...})")
     name = trainer["dict_class"]
-    state = torch.load(where, map_location="cpu", weights_only=True)
+    state = load_tensors(where, where)
     if not isinstance(state, dict):
         raise CorruptFileError(f"{where} holds a {type(state).__name__}, not a state dict")
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}   # saved from a torch.compile'd model
@@ -329,7 +349,7 @@ def read_saev(path: str | Path, *, model: str | None = None, site: str | None = 
     assert header is not None, f"{file}: detect_layout said saev but the header does not parse"
     with open(file, "rb") as f:
         f.readline()
-        state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        state = load_tensors(io.BytesIO(f.read()), file)
     schema = header.get("schema")
     cfg = header.get("cfg", header) if isinstance(schema, int) else header
     activation = cfg.get("activation") if isinstance(cfg.get("activation"), dict) else {}

@@ -104,10 +104,17 @@ def read_sae_folder(folder: str | Path, *, overrides: dict[str, Any] | None = No
             hint = f"; it looks like {LAYOUTS[layout][0]}: load_sae('{LAYOUTS[layout][1]}{folder}')" if layout else ""
             raise FileNotFoundError(f"{folder} is not an SAE folder: {p.name} is missing{hint}")
     header = read_header(folder, HEADER, fix=f"delete {folder} and train it again")
-    checksums = (header or {}).get("files", {})
     fix = f"the SAE folder {folder} was damaged after it was written; train it again (delete the folder first)"
-    if header is not None:
+    if header is not None:                          # written by mmfeatures: every file it reads has a checksum
+        checksums = header.get("files")
+        if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+            raise CorruptFileError(f"{folder / HEADER} has no map of file checksums ('files' is {checksums!r}); {fix}")
+        lacking = [n for n in (cfg_path.name, weights_path.name) if n not in checksums]
+        if lacking:
+            raise CorruptFileError(f"{folder / HEADER} records no checksum for {lacking}; {fix}")
         for name in sorted(checksums):
+            if Path(name).name != name:
+                raise CorruptFileError(f"{folder / HEADER} lists {name!r}, outside the folder; {fix}")
             check_file(folder / name, checksums[name], fix)
     cfg = read_json(cfg_path, fix)
     if not isinstance(cfg, dict):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,12 +42,16 @@ from mmfeatures.disk import (
 from mmfeatures.errors import CorruptFileError, InputError
 
 METADATA = "metadata.json"
-RERUN = "rerun encode_store(store, sae) to recompute it"
+RERUN = "rerun the step (or encode_store(store, sae)): it recomputes the damaged shard"
 
 
 def sae_digest(sae: Any) -> str:
-    """SHA-256 (24 hex digits) of an SAE's class, width and every parameter and buffer."""
-    h = hashlib.sha256(f"{type(sae).__name__}|{getattr(sae, 'd_in', '')}|{sae.d_sae}".encode())
+    """SHA-256 (24 hex digits) of an SAE's class, its architecture (every field: k, thresholds' rule, prefixes),
+    width and every parameter and buffer. The architecture decides the code as much as the weights do: the same
+    tensors with another k give other latents."""
+    arch = getattr(sae, "arch", None)
+    h = hashlib.sha256(f"{type(sae).__name__}|{type(arch).__name__}|{arch!r}|{getattr(sae, 'd_in', '')}|"
+                       f"{sae.d_sae}".encode())
     state = sae.state_dict() if hasattr(sae, "state_dict") else {}
     for name in sorted(state):
         h.update(name.encode() + state[name].detach().float().cpu().numpy().tobytes())
@@ -65,6 +70,9 @@ class LatentConfig:
     top: int | None
     """Entries kept per row, largest first (None: every non-zero latent, exact)."""
     n_shards: int
+    batch_size: int | None = None
+    """Rows per encoder matmul: the blocking changes the last bits of the values (up to 1e-5 at width 1,536), so
+    another batch size is another set, never a set mixed from two."""
 
     @property
     def key(self) -> str:
@@ -177,13 +185,19 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
     check_compatible(sae, store)
     if top is not None and top < 1:
         raise InputError(f"top = {top}; keep at least 1 entry per row, or None for every non-zero")
-    config = LatentConfig(store.config.key, sae_digest(sae), int(sae.d_sae), top, len(store.shards))
+    config = LatentConfig(store.config.key, sae_digest(sae), int(sae.d_sae), top, len(store.shards), batch_size)
     folder = Path(root) if root is not None else cache_dir("latents")
     folder = folder / store.path.parent.name / f"{store.config.site}-{config.key}"     # the store's model slug
-    header = read_header(folder, METADATA, fix=f"delete {folder} and {RERUN}")
+    try:
+        header = read_header(folder, METADATA, fix=RERUN)
+    except CorruptFileError as e:                 # derived data: a damaged header is rewritten, shards are rechecked
+        warnings.warn(f"{e}; recomputing what is damaged", stacklevel=2)
+        header = None
     check_key(folder, "latent set", config.key, f"{store.config.summary} through an SAE of {sae.d_sae}", header)
     if header is not None and header.get("status") == "complete":
-        return LatentSet(folder)
+        if all(shard_info(folder, i, verify=True) for i in range(config.n_shards)):
+            return LatentSet(folder)
+        header = None                             # a damaged shard or sidecar: recompute it, keep the others
     (folder / "shards").mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder / "shards")
     if header is None:
@@ -209,6 +223,8 @@ def encode_store(store: Any, sae: Any, *, top: int | None = None, root: str | os
         data_path, side_path, _ = shard_paths(folder, index)
         tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
         save_file(tensors, str(tmp))
+        with open(tmp, "rb+") as f:                # on disk before the sidecar that marks it complete
+            os.fsync(f.fileno())
         os.replace(tmp, data_path)
         info = {"index": index, "rows": len(x), "examples": int(tensors["example"].unique().numel()),
                 "nnz": int(tensors["value"].numel()),

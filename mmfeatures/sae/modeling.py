@@ -13,8 +13,9 @@ import difflib
 import math
 import numbers
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -341,7 +342,7 @@ class SAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d_sae) latents for inference (BatchTopK uses its threshold, as SAELens will)."""
-        self._check(x, self.d_in, "encode")
+        x = self._check(x, self.d_in, "encode")
         pre = self.pre_acts(x)
         match self.arch:
             case BatchTopK():
@@ -362,7 +363,7 @@ class SAE(nn.Module):
         the other architectures have no fixed width: use ``encode``."""
         if type(self.arch) is not TopK:
             raise InputError(f"encode_topk needs a TopK SAE; this one is {arch_name(self.arch)}: use encode(x)")
-        self._check(x, self.d_in, "encode")
+        x = self._check(x, self.d_in, "encode")
         return self._topk(self.pre_acts(x, out))
 
     def _topk(self, pre: torch.Tensor, group: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,12 +384,24 @@ class SAE(nn.Module):
         return val.gather(-1, order).relu(), idx
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        self._check(z, self.d_sae, "decode")
+        z = self._check(z, self.d_sae, "decode")
         return z @ self.W_dec + self.b_dec
 
-    def _check(self, t: torch.Tensor, width: int, what: str) -> None:
+    def _check(self, t: Any, width: int, what: str) -> torch.Tensor:
+        """``t`` as a tensor of the SAE's dtype on its device (numpy arrays and other float dtypes are converted);
+        a wrong shape or a non-float input raises naming both."""
+        if not isinstance(t, torch.Tensor):
+            try:
+                t = torch.as_tensor(np.asarray(t))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise InputError(f"{what} takes an (n, {width}) float tensor or array, got {type(t).__name__} "
+                                 f"({e})") from None
+        if not t.is_floating_point():
+            raise InputError(f"{what} takes floating-point rows, got dtype {t.dtype}; e.g. x.float()")
         if t.dim() != 2 or t.shape[1] != width:
             raise ValueError(f"{what} expects shape (n, {width}), got {tuple(t.shape)}")
+        weight = self.W_enc
+        return t.to(device=weight.device, dtype=weight.dtype)
 
     def forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None = None) -> ForwardOutput:
         """The training forward: latents, reconstruction and every loss term."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,16 +28,15 @@ from mmfeatures.disk import (
     HEADER,
     artifact_key,
     cache_dir,
-    check_file,
     check_key,
-    file_sha256,
     read_header,
-    write_text_atomic,
 )
 from mmfeatures.encoders.base import resolve_device
-from mmfeatures.errors import ArtifactConflictError, CorruptFileError, InputError, MMFeaturesError
+from mmfeatures.errors import ArtifactConflictError, InputError, MMFeaturesError
+from mmfeatures.sae.checkpoints import Checkpoints
 from mmfeatures.sae.io import read_sae_folder, save_sae
 from mmfeatures.sae.modeling import (
+    ARCHS,
     SAE,
     Arch,
     BatchTopK,
@@ -107,6 +107,11 @@ class TrainConfig:
     """Output folder name; default '<arch>-<d_sae>-<hash>'."""
 
     def __post_init__(self):
+        if type(self.arch) not in ARCHS.values():
+            hint = f"make_arch({self.arch!r}, k=32)" if isinstance(self.arch, str) else "TopK(k=32)"
+            raise InputError(f"TrainConfig.arch = {self.arch!r} ({type(self.arch).__name__}) is not an architecture; "
+                             f"give one, e.g. TrainConfig({hint}, {self.width!r})")
+        lowest = {"dead_tokens": 1, "checkpoint_every": 1, "log_every": 1}      # the others: >= 0
         for name in ("width", "batch_size", "epochs", "seed", "data_seed", "warmup_steps", "sparsity_warmup_steps",
                      "dead_tokens", "resample_every", "checkpoint_every", "log_every"):
             value = getattr(self, name)
@@ -114,6 +119,14 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"TrainConfig.{name} = {value!r} ({type(value).__name__}); give a whole number")
+            if value < lowest.get(name, 0):
+                raise InputError(f"TrainConfig.{name} = {value}; give a whole number >= {lowest.get(name, 0)}")
+        if isinstance(self.decay_start, bool) or not isinstance(self.decay_start, (int, float)) \
+                or not 0 <= self.decay_start <= 1:
+            raise InputError(f"TrainConfig.decay_start = {self.decay_start!r}; give the fraction of the run after "
+                             "which the learning rate decays, in [0, 1] (1: no decay), e.g. 0.8")
+        if isinstance(self.lr, (int, float)) and not math.isfinite(self.lr):
+            raise InputError(f"TrainConfig.lr = {self.lr!r}; give a finite learning rate, e.g. 3e-3")
         if self.total_rows is not None and (isinstance(self.total_rows, bool) or not isinstance(self.total_rows, int)
                                             or self.total_rows < 1):
             raise InputError(f"TrainConfig.total_rows = {self.total_rows!r}; give a number of rows >= 1, or None "
@@ -279,7 +292,7 @@ def _resample(st: _State, x: torch.Tensor, recon: torch.Tensor, gen: torch.Gener
     return len(dead)
 
 
-def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], out_dir: str | Path | None = None,
+def train(store: ActivationStore | str | Path, configs: TrainConfig | Sequence[TrainConfig], out_dir: str | Path | None = None,
           *, progress: bool = True, on_log: Callable[[int, list[dict[str, Any]]], None] | None = None
           ) -> TrainResult:
     """Train SAEs on ``store`` in one pass (or load those already trained); SAELens folders in ``out_dir``.
@@ -291,6 +304,11 @@ def train(store: ActivationStore, configs: TrainConfig | Sequence[TrainConfig], 
     >>> result = train(store, TrainConfig(TopK(k=16), 1536))        # doctest: +SKIP
     >>> result.sae, result[0].metrics["final"]["nmse"]              # doctest: +SKIP
     """
+    if isinstance(store, (str, os.PathLike)):          # a store folder, as `mmfeatures extract` printed it
+        store = ActivationStore(store)
+    elif not isinstance(store, ActivationStore):
+        raise InputError(f"train() reads an ActivationStore or its folder, got {type(store).__name__}; e.g. "
+                         "train(extract(...).stores[site], config)")
     cfgs = [configs] if isinstance(configs, TrainConfig) else list(configs)
     if not cfgs or not all(isinstance(c, TrainConfig) for c in cfgs):
         raise InputError(f"train() needs one TrainConfig or a list of them, got {configs!r}")
@@ -343,7 +361,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
         raise InputError(f"the store has {store.n_rows} rows ({total_rows} to train on), fewer than one batch of "
                          f"{base.batch_size}; lower batch_size or add rows")
     scale = store.input_scale() if base.normalize == "scale" else 1.0
-    ckpt_path = out_dir / f"checkpoint-{artifact_key('checkpoint', {'saes': keys})}.pt"
+    ckpt = Checkpoints(out_dir, f"checkpoint-{artifact_key('checkpoint', {'saes': keys})}")
 
     states = []
     for c in cfgs:
@@ -354,8 +372,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
                              dead_rows=dead_rows(c, steps * base.batch_size)))
     gen = torch.Generator().manual_seed(base.data_seed)
     start = 0
-    if ckpt_path.is_file():
-        start = _load_checkpoint(ckpt_path, states, gen)
+    start = ckpt.load(states, gen)
 
     from tqdm.auto import tqdm
 
@@ -367,7 +384,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
         x = next(stream)
         logs = []
         for st in states:
-            out = _step(st, x, step, steps, gen, ckpt_path)
+            out = _step(st, x, step, steps, gen, ckpt)
             if (step + 1) % st.cfg.log_every == 0 or step + 1 == steps:
                 logs.append(_metrics(x, out, st, step + 1, (step + 1) * base.batch_size))
                 st.history.append(logs[-1])
@@ -380,7 +397,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
             if on_log is not None:
                 on_log(step + 1, logs)
         if (step + 1) % base.checkpoint_every == 0 and step + 1 < steps:
-            _save_checkpoint(ckpt_path, states, step + 1, gen)
+            ckpt.save(states, step + 1, gen)
     stream = _stream(store, base, scale, device, 0)
     batches = max(1, min(CALIBRATION_ROWS // base.batch_size, store.n_rows // base.batch_size - 1))
     calibration = [next(stream) for _ in range(batches)]
@@ -399,8 +416,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
                            "train_config": _jsonable(st.cfg)},
                  log_density=log_density, files={"metrics.json": json.dumps(metrics, indent=1)},
                  key=key, inputs={"store": store.key}, fields=st.cfg.fields())
-    ckpt_path.unlink(missing_ok=True)
-    Path(f"{ckpt_path}.sha256").unlink(missing_ok=True)
+    ckpt.remove()
 
 
 def data_metadata(store: ActivationStore) -> dict[str, Any]:
@@ -464,7 +480,7 @@ def _stream(store: ActivationStore, cfg: TrainConfig, scale: float, device: torc
         epoch, skip = epoch + 1, 0
 
 
-def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generator, ckpt: Path):
+def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generator, ckpt: Checkpoints):
     sae, cfg = st.sae, st.cfg
     if step == 0 and isinstance(cfg.arch, TopK) and cfg.b_dec_init == "geometric_median":
         with torch.no_grad():
@@ -480,7 +496,8 @@ def _step(st: _State, x: torch.Tensor, step: int, steps: int, gen: torch.Generat
     if not torch.isfinite(loss):
         bad_in = (~torch.isfinite(x).all(1)).nonzero().squeeze(1).tolist()
         bad_out = (~torch.isfinite(out.recon).all(1)).nonzero().squeeze(1).tolist()
-        kept = f"the last good checkpoint is {ckpt}" if ckpt.is_file() else "no checkpoint had been written yet"
+        found = ckpt.found()
+        kept = f"the last good checkpoint is {found[0]}" if found else "no checkpoint had been written yet"
         raise TrainingDiverged(
             f"{type(cfg.arch).__name__} SAE (width {cfg.width}) diverged at step {step}: loss {float(loss.detach())}; "
             f"batch rows with non-finite input {bad_in[:10]}, non-finite reconstruction {bad_out[:10]}; {kept}. "
@@ -513,33 +530,3 @@ def _threshold_init(sae: SAE, x: torch.Tensor, target_l0: float) -> None:
     fires = min(max(round(target_l0 / sae.d_sae * len(x)), 1), len(x) - 1)
     theta = pre.kthvalue(len(x) - fires, dim=0).values          # `fires` rows lie above it
     sae.log_threshold.copy_(theta.clamp_min(sae.arch.init_threshold).log())
-
-
-def _save_checkpoint(path: Path, states: list[_State], step: int, gen: torch.Generator) -> None:
-    blob = {"step": step, "rng": gen.get_state(),
-            "saes": [{"model": st.sae.state_dict(), "opt": st.opt.state_dict(), "since_fired": st.since_fired,
-                      "window_fires": st.window_fires, "window_rows": st.window_rows,
-                      "history": json.dumps(st.history)} for st in states]}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    write_text_atomic(Path(f"{path}.sha256"), file_sha256(path))   # written after: a torn pair is detected
-
-
-def _load_checkpoint(path: Path, states: list[_State], gen: torch.Generator) -> int:
-    fix = f"delete {path} (training then restarts from step 0)"
-    record = Path(f"{path}.sha256")
-    check_file(path, record.read_text().strip() if record.is_file() else None, fix)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file; all mean the same
-        raise CorruptFileError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
-    for st, saved in zip(states, blob["saes"], strict=True):
-        st.sae.load_state_dict(saved["model"])
-        st.opt.load_state_dict(saved["opt"])
-        st.since_fired.copy_(saved["since_fired"])
-        st.window_fires.copy_(saved["window_fires"])
-        st.window_rows = int(saved["window_rows"])
-        st.history = json.loads(saved["history"])
-    gen.set_state(blob["rng"])
-    return int(blob["step"])
