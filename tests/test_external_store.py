@@ -150,11 +150,11 @@ def test_a_latent_set_is_encoded_once_read_back_exactly_and_resumed(tmp_path):
         assert list(labels.example_id) == list(direct_labels.example_id)
     shards = sorted((latents.path / "shards").glob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in shards]
-    assert encode_store(store, sae, root=tmp_path / "latents", progress=False).path == latents.path
+    assert encode_store(store, sae, root=tmp_path / "latents", batch_size=5, progress=False).path == latents.path
     (latents.path / "shards" / "00001.json").unlink()               # as if killed while writing shard 1
     (latents.path / "metadata.json").write_text(
         (latents.path / "metadata.json").read_text().replace('"complete"', '"partial"'))
-    again = encode_store(store, sae, root=tmp_path / "latents", progress=False)
+    again = encode_store(store, sae, root=tmp_path / "latents", batch_size=5, progress=False)
     changed = [p.name for p, t in zip(shards, stamps, strict=True) if p.stat().st_mtime_ns != t]
     assert changed == ["00001.safetensors"] and again.n_rows == len(rows)
     other = mmf.SAE(16, 64, mmf.TopK(k=4), seed=1)

@@ -44,7 +44,8 @@ def test_crosslingual_on_a_random_init_model_is_not_supported(quick_demo, tmp_pa
                             device="cpu", progress=False)).store(site)
     sae = run(TrainStep(store=str(store.path), width=1536, k=16, epochs=3, device="cpu", progress=False))
     record = run(dataclasses.replace(real, stores=(str(store.path),), sae=sae.artifact("sae").path, seeds=(),
-                                     label="control: random-init e5-small", out=str(tmp_path)))
+                                     null_stores=(), null_sae=None, label="control: random-init e5-small",
+                                     out=str(tmp_path)))
     _not_supported(record, "control: random-init")
 
 
