@@ -19,6 +19,7 @@ from mmfeatures.disk import (
     write_header,
 )
 from mmfeatures.errors import CorruptFileError
+from mmfeatures.sae.formats import load_tensors
 
 
 class Checkpoints:
@@ -73,11 +74,7 @@ class Checkpoints:
         if not isinstance(files, dict) or "state.pt" not in files:
             raise CorruptFileError(f"checkpoint {path} records no checksum of state.pt; {fix}")
         check_file(path / "state.pt", files["state.pt"], fix)
-        try:
-            blob = torch.load(path / "state.pt", map_location="cpu", weights_only=True)  # never arbitrary objects
-        except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file; all mean the same
-            raise CorruptFileError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
-        return blob
+        return load_tensors(path / "state.pt", path / "state.pt")          # tensors and plain values only
 
     def remove(self) -> None:
         for path in self.found():

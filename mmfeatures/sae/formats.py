@@ -160,8 +160,6 @@ def load_tensors(source: Any, where: Any) -> Any:
         if type(e).__name__ != "UnpicklingError":
             raise CorruptFileError(f"{where} is not a readable torch file ({type(e).__name__}: {e}); it is damaged "
                                    "or of another format") from None
-        import re
-
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f" ({found.group(1)})" if found else ""
         raise CorruptFileError(
