@@ -32,7 +32,7 @@ from mmfeatures.disk import forget_checks  # noqa: E402
 def write_store(root: Path, rows: int, d: int, shard_rows: int) -> ActivationStore:
     n_shards = rows // shard_rows
     cfg = StoreConfig("bench:random", "random", "text.layer.0.resid", "none", None, False, "fp32", "fp32", "random",
-                      n_shards, 1)
+                      n_shards, tuple(range(n_shards)))
     writer = StoreWriter(root, cfg)
     writer.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
                   for i in range(n_shards)])

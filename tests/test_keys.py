@@ -56,10 +56,10 @@ def test_the_audit_lists_every_field_of_every_config():
 
 def test_every_store_config_field_is_in_the_store_key():
     inside, _ = audit()["StoreConfig"]
-    base = StoreConfig("m", "w", "text.layer.1.resid", "none", None, False, "fp32", "fp32", "data", 10, 4, 32)
+    base = StoreConfig("m", "w", "text.layer.1.resid", "none", None, False, "fp32", "fp32", "data", 10, (0, 4, 8), 32)
     for name in inside:
         value = getattr(base, name)
-        other = {"store_dtype": "bf16", "pooling": "mean"}.get(name, changed(value))
+        other = {"store_dtype": "bf16", "pooling": "mean", "shards": (0, 5)}.get(name, changed(value))
         assert dataclasses.replace(base, **{name: other}).key != base.key, name
 
 

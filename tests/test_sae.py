@@ -44,7 +44,7 @@ def planted_store(root, n_rows=6000, d=32, n_feat=64, active=3, seed=0, poison_r
         x[poison_row] = float("nan")
     shard = 1000
     cfg = StoreConfig("planted", "planted", "text.layer.0.resid", "none", None, False, "fp32", "fp32",
-                      f"planted-{seed}", n_rows // shard, 1)
+                      f"planted-{seed}", n_rows // shard, tuple(range(n_rows // shard)))
     w = StoreWriter(root, cfg)
     w.start([{"id": str(i), "modality": "text", "concept": None, "language": None, "source": None}
              for i in range(cfg.n_examples)])

@@ -390,7 +390,7 @@ def language_store(root: Path):
     examples = [{"id": f"{c}/{lang}", "modality": "text", "concept": c, "language": lang, "source": None}
                 for c in ("dog", "cat", "sun", "sea") for lang in ("en", "de", "ja")]
     cfg = StoreConfig("hf:someone/tiny", "w", "text.layer.2.resid", "none", None, False, "fp32", "fp32", "data-fp",
-                      len(examples), 4)
+                      len(examples), tuple(range(0, len(examples), 4)))
     writer = StoreWriter(root, cfg)
     writer.start(examples)
     for s in range(cfg.n_shards):

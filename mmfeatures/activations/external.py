@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmfeatures.activations.layout import METADATA, STORE_DTYPES, StoreConfig
+from mmfeatures.activations.layout import METADATA, SHARD_BYTES, SHARD_EXAMPLES, STORE_DTYPES, StoreConfig
 from mmfeatures.activations.writer import StoreWriter
 from mmfeatures.errors import InputError
 from mmfeatures.types import Example, Modality, Site
@@ -139,13 +139,14 @@ def _per_example(acts: Any, example_index: Any, n_examples: int, pooled: bool) -
 
 
 def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, source: str, pooling: str = "mean",
-                example_index: Any = None, store_dir: str | Path | None = None, shard_examples: int = 1024,
-                store_dtype: str = "fp32"):
+                example_index: Any = None, store_dir: str | Path | None = None,
+                shard_examples: int = SHARD_EXAMPLES, shard_bytes: int = SHARD_BYTES, store_dtype: str = "fp32"):
     """Write activations made elsewhere as an ActivationStore (see the module's docstring); returns the store.
 
     ``model`` and ``site`` name where they came from ('text.layer.<n>.resid', 'image.embed', ...: SAEs trained on
     the store record them); ``source`` says what produced them (a tool and run), and enters the key.
     ``pooling``: 'none' for one row per token, otherwise how the rows were pooled ('mean', 'cls', 'eos').
+    A shard holds at most ``shard_examples`` examples and ``shard_bytes`` bytes of rows.
     Refused with the offending row or item named: a non-float dtype, NaN or inf, rows of another width,
     a row or array count that does not match the examples.
     """
@@ -163,8 +164,9 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
         raise InputError("source is empty; say what produced the activations, e.g. 'nnsight, gpt2, run 3'")
     if store_dtype not in STORE_DTYPES:
         raise InputError(f"store_dtype {store_dtype!r}; use one of {sorted(STORE_DTYPES)}")
-    if shard_examples < 1:
-        raise InputError(f"shard_examples = {shard_examples}; give a positive number of examples per shard")
+    if shard_examples < 1 or shard_bytes < 1:
+        raise InputError(f"shard_examples = {shard_examples}, shard_bytes = {shard_bytes}; give a positive number of "
+                         "examples and bytes per shard")
     parsed = Site.parse(site)
     exs = _examples(examples, parsed.modality)
     root = (Path(store_dir) if store_dir is not None else cache_dir("stores")) / _slug(model)
@@ -172,14 +174,15 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
     staging = root / f".external-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     digest = hashlib.sha256(f"{source}\x1f{pooling}".encode())
 
-    def config(weights: str) -> StoreConfig:
+    def config(weights: str, starts: tuple[int, ...]) -> StoreConfig:
         return StoreConfig(model, weights, str(parsed), pooling, None, False, store_dtype, "external",
-                           fingerprint(exs), len(exs), shard_examples)
+                           fingerprint(exs), len(exs), starts)
 
     try:
-        writer = StoreWriter(staging, config("external:pending"))
+        writer = StoreWriter(staging, config("external:pending", (0,) if exs else ()))
         writer.start([e.record() for e in exs])
-        d, rows, owner = None, [], []
+        d, rows, owner, starts = None, [], [], [0]
+        row_bytes = 4 if store_dtype == "fp32" else 2
         for e, block in enumerate(_per_example(acts, example_index, len(exs), pooling != "none")):
             d = block.shape[1] if d is None else d
             if block.shape[1] != d:
@@ -191,12 +194,16 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
                                  "inf; drop or fix that row before writing the store")
             block = np.ascontiguousarray(block, np.float32)
             digest.update(np.asarray(block.shape, np.int64).tobytes() + block.tobytes())
+            if rows and (len(rows) == shard_examples
+                         or (sum(map(len, rows)) + len(block)) * d * row_bytes > shard_bytes):
+                _write(writer, len(starts) - 1, rows, owner, d, pooling == "none", (starts[-1], e))
+                rows, owner = [], []
+                starts.append(e)
             rows.append(block)
             owner.append(e)
-            if e + 1 == len(exs) or (e + 1) % shard_examples == 0:
-                _write(writer, (e // shard_examples), rows, owner, d, pooling == "none")
-                rows, owner = [], []
-        final = config(f"external:{digest.hexdigest()[:32]}")
+        if rows:
+            _write(writer, len(starts) - 1, rows, owner, d, pooling == "none", (starts[-1], len(exs)))
+        final = config(f"external:{digest.hexdigest()[:32]}", tuple(starts) if exs else ())
         target = root / f"{parsed}-{pooling}-{final.key}"
         if not target.exists():
             (staging / METADATA).unlink()
@@ -210,7 +217,7 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
 
 
 def _write(writer: StoreWriter, shard: int, rows: list[np.ndarray], owner: list[int], d: int | None,
-           tokens: bool) -> None:
+           tokens: bool, span: tuple[int, int]) -> None:
     """One shard: its rows, each row's example, its position (the token's; -1 for pooled rows, as extract writes)."""
     counts = [len(r) for r in rows]
     acts = torch.from_numpy(np.concatenate(rows)) if sum(counts) else torch.zeros(0, d or 0)
@@ -218,4 +225,4 @@ def _write(writer: StoreWriter, shard: int, rows: list[np.ndarray], owner: list[
     position = torch.as_tensor(np.concatenate([np.arange(c) if tokens else np.full(c, -1) for c in counts]),
                                dtype=torch.int32)
     writer.write_shard(shard, acts, example, position, torch.zeros(len(acts), dtype=torch.bool), None,
-                       {"truncated": 0, "skipped": [], "nonfinite": []})
+                       {"truncated": 0, "skipped": [], "nonfinite": []}, span)

@@ -1,8 +1,8 @@
 """extract(): run an encoder over inputs and write each site's activations to an ActivationStore.
 
-One forward pass per batch serves every requested site. Work is cut into shards of
-``shard_examples`` examples; each finished shard is durable, so a killed run resumes from the
-last complete shard. Under torchrun each rank takes every world_size-th shard of the same store.
+One forward pass per batch serves every requested site. Work is cut into shards of consecutive examples,
+at most ``shard_examples`` examples and ``shard_bytes`` bytes of rows each (per-token rows are counted by
+tokenising first); each finished shard is durable, so a killed run resumes from the last complete shard. Under torchrun each rank takes every world_size-th shard of the same store.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mmfeatures.activations.inputs import Example, as_examples, fingerprint, load_image
+from mmfeatures.activations.layout import SHARD_BYTES, SHARD_EXAMPLES, STORE_DTYPES, plan_shards
 from mmfeatures.activations.store import ActivationStore, Provenance, StoreConfig, StoreWriter
 from mmfeatures.disk import cache_dir
 from mmfeatures.encoders import Encoder, load_encoder
@@ -133,7 +134,8 @@ def _is_oom(e: BaseException) -> bool:
 
 def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] | str, pooling: str = "mean", *,
             include_special: bool = False, role: str | None = None, batch_size: int = 32,
-            shard_examples: int = 1024, store_dir: str | Path | None = None, store_dtype: str = "fp32",
+            shard_examples: int = SHARD_EXAMPLES, shard_bytes: int = SHARD_BYTES,
+            store_dir: str | Path | None = None, store_dtype: str = "fp32",
             on_error: str = "raise", on_nonfinite: str = "raise", device: str = "auto",
             dtype: str = "fp32", progress: bool = True) -> ExtractResult:
     """Extract activations at ``sites`` for ``inputs`` into resumable on-disk stores.
@@ -141,7 +143,8 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
     ``inputs``: texts, PIL images / image paths, or Example records (with concept and language).
     ``pooling``: 'mean' (over content tokens), 'cls', 'eos', or 'none' for one row per token.
     ``batch_size`` halves automatically on out-of-memory. ``on_error``: 'raise' or 'skip' for
-    unreadable images. Stores live under ``store_dir`` (default: the user cache).
+    unreadable images. Stores live under ``store_dir`` (default: the user cache). A shard holds at most
+    ``shard_examples`` examples and ``shard_bytes`` bytes of rows, so memory does not grow with document length.
 
     >>> r = extract("offline:e5-small", ["a dog", "un perro"], ["text.layer.6.resid"])  # doctest: +SKIP
     >>> r["text.layer.6.resid"].shape                                                    # doctest: +SKIP
@@ -153,8 +156,9 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
     if on_error not in ("raise", "skip") or on_nonfinite not in ("raise", "keep"):
         raise ValueError(f"on_error must be 'raise' or 'skip' (got {on_error!r}); "
                          f"on_nonfinite 'raise' or 'keep' (got {on_nonfinite!r})")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size < 1 or shard_examples < 1 or shard_bytes < 1:
+        raise ValueError(f"batch_size ({batch_size}), shard_examples ({shard_examples}) and shard_bytes "
+                         f"({shard_bytes}) must be >= 1")
     if sites is None or (not isinstance(sites, str) and len(sites) == 0):
         raise InputError(f"no sites given (sites={sites!r}); name one or more, e.g. ['text.layer.6.resid']")
     rank, world, barrier = _dist()
@@ -181,11 +185,15 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
                              f"{modality.value}; give {modality.value} inputs or drop those sites")
         fp = fingerprint([e for _, e in exs])
         weights = weights_fingerprint(encoder.tower(modality).module)
+        runner = _ShardRunner(encoder, modality, group, exs, pooling, include_special, role, batch_size, on_error,
+                              on_nonfinite)
+        rows, d = runner.plan_rows()
+        row_bytes = d * STORE_DTYPES.get(store_dtype, torch.float32).itemsize       # StoreConfig checks the name
+        starts = plan_shards(rows, row_bytes, shard_examples, shard_bytes)
         writers = {}
         for site in group:
             cfg = StoreConfig(encoder.name, weights, str(site), pooling, role if modality is Modality.TEXT else None,
-                              include_special, store_dtype,
-                              compute_name, fp, len(exs), shard_examples, batch_size)
+                              include_special, store_dtype, compute_name, fp, len(exs), starts, batch_size)
             writers[str(site)] = StoreWriter(root / _slug(encoder.name) / f"{site}-{pooling}-{cfg.key}", cfg)
         records = [e.record() for _, e in exs]
         if rank == 0:
@@ -196,8 +204,7 @@ def extract(encoder: Encoder | str, inputs: Sequence[Any], sites: Sequence[str] 
         done = [set(w.complete_shards(verify=True, indices=mine)) for w in writers.values()]
         todo = [s for s in mine if not all(s in d for d in done)]
         totals["reused"] += len(mine) - len(todo)
-        runner = _ShardRunner(encoder, modality, group, writers, exs, pooling, include_special, role,
-                              batch_size, on_error, on_nonfinite)
+        runner.writers, runner.config = writers, next(iter(writers.values())).config
         from tqdm.auto import tqdm
 
         bar = tqdm(todo, desc=f"extract {modality.value} ({encoder.name})", unit="shard",
@@ -247,14 +254,38 @@ WRITES_IN_FLIGHT = 1
 class _ShardRunner:
     """Computes one shard: loads inputs, batches them, runs the encoder, pools, writes."""
 
-    def __init__(self, encoder: Encoder, modality: Modality, sites: list[Site], writers: dict[str, StoreWriter],
-                 exs: list[tuple[int, Example]], pooling: str, include_special: bool, role: str | None,
-                 batch_size: int, on_error: str, on_nonfinite: str):
-        self.encoder, self.modality, self.sites, self.writers = encoder, modality, sites, writers
+    def __init__(self, encoder: Encoder, modality: Modality, sites: list[Site], exs: list[tuple[int, Example]],
+                 pooling: str, include_special: bool, role: str | None, batch_size: int, on_error: str,
+                 on_nonfinite: str):
+        self.encoder, self.modality, self.sites = encoder, modality, sites
         self.exs, self.pooling, self.include_special, self.role = exs, pooling, include_special, role
         self.batch_size, self.on_error, self.on_nonfinite = batch_size, on_error, on_nonfinite
         self.tower = encoder.tower(modality)
-        self.config = next(iter(writers.values())).config
+        self.writers: dict[str, StoreWriter] = {}
+        self.config: StoreConfig | None = None
+
+    def plan_rows(self) -> tuple[list[int], int]:
+        """Rows per example and the widest site's width, for planning shards in bytes. Pooled rows are one per
+        example and planned by count alone (1,024 rows stay under 64 MiB up to d = 16,384), with no extra forward
+        pass. Per-token rows: the first batch through the model gives the widths (and an image's rows); text rows
+        are counted by tokenising every text."""
+        if self.pooling != "none":
+            return [1] * len(self.exs), 0
+        _, contents, _ = self._load(0, min(self.batch_size, len(self.exs)))
+        if not contents:                                   # nothing readable in the first batch: plan by count
+            return [1] * len(self.exs), 0
+        batch = self.tower.prepare(contents, role=self.role)
+        acts = self.encoder.run(self.modality, batch.to(self.encoder.device), self.sites)
+        shapes = [pool_rows(acts[str(s)], batch, self.pooling, self.include_special, s)[0].shape for s in self.sites]
+        d = max(int(np.prod(shape[1:])) for shape in shapes)
+        if self.modality is Modality.IMAGE:                # every image has the same number of patches
+            return [-(-max(shape[0] for shape in shapes) // len(contents))] * len(self.exs), d
+        counts = []
+        for i in range(0, len(self.exs), 256):
+            b = self.tower.prepare([e.content for _, e in self.exs[i:i + 256]], role=self.role)
+            keep = b.mask_bt if self.include_special else b.mask_bt & ~b.special_bt
+            counts += keep.sum(1).tolist()
+        return counts, d
 
     def _load(self, start: int, stop: int) -> tuple[list[int], list[Any], list[dict[str, Any]]]:
         local, contents, skipped = [], [], []

@@ -4,6 +4,7 @@ provenance records, and where each shard's files live. See store.py for the layo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,34 @@ STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 RERUN = "rerun the same extract() call (or `mmfeatures extract`) to recompute it"
+
+SHARD_EXAMPLES = 1024
+"""The most examples in one shard."""
+SHARD_BYTES = 64 << 20
+"""The most bytes of rows in one shard (64 MiB): with long documents a shard holds fewer examples, so the memory
+of extracting, reading and encoding a shard does not grow with document length."""
+
+
+def plan_shards(rows: Sequence[int], row_bytes: int, max_examples: int = SHARD_EXAMPLES,
+                max_bytes: int = SHARD_BYTES) -> tuple[int, ...]:
+    """The first example of each shard: runs of consecutive examples of at most ``max_examples`` examples and
+    ``max_bytes`` bytes of rows (``rows[i]`` rows of ``row_bytes`` bytes for example i); an example larger than
+    ``max_bytes`` alone is a shard of its own.
+
+    >>> plan_shards([1] * 5, 4, max_examples=2)
+    (0, 2, 4)
+    >>> plan_shards([3, 3, 3, 1, 1], 4, max_bytes=20)     # rows of 12, 12, 12, 4 and 4 bytes
+    (0, 1, 2)
+    """
+    if max_examples < 1 or max_bytes < 1:
+        raise ValueError(f"shard_examples ({max_examples}) and shard_bytes ({max_bytes}) must be >= 1")
+    starts, count, size = [], max_examples, max_bytes
+    for i, n in enumerate(rows):
+        if count == max_examples or size + n * row_bytes > max_bytes:
+            starts.append(i)
+            count, size = 0, 0
+        count, size = count + 1, size + n * row_bytes
+    return tuple(starts)
 
 
 @dataclass(frozen=True)
@@ -49,8 +78,9 @@ class StoreConfig:
     dataset: str
     """Fingerprint of the examples (ids, provenance, content)."""
     n_examples: int
-    shard_examples: int
-    """Examples per shard (the layout of the files)."""
+    shards: tuple[int, ...]
+    """The first example of each shard (the layout of the files; ``plan_shards`` bounds each shard in examples
+    and in bytes)."""
     batch_size: int | None = None
     """Examples per forward pass: padding to the longest example of a batch changes the last bits of the values
     (up to 7e-7 on e5), so two batch sizes are two stores, never one store mixed from both. A batch halved after
@@ -60,8 +90,14 @@ class StoreConfig:
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype {self.store_dtype!r} is not allowed; use 'fp32' or 'bf16' "
                              "(fp16 overflows on activation outliers)")
-        if self.shard_examples < 1:
-            raise ValueError(f"shard_examples must be >= 1, got {self.shard_examples}")
+        shards = tuple(self.shards) if isinstance(self.shards, (list, tuple)) else self.shards
+        object.__setattr__(self, "shards", shards)
+        valid = isinstance(shards, tuple) and all(type(s) is int for s in shards) and (
+            shards[:1] == (0,) and list(shards) == sorted(set(shards)) and shards[-1] < self.n_examples
+            if self.n_examples else shards == ())
+        if not valid:
+            raise ValueError(f"shards = {self.shards!r} for {self.n_examples} examples; give the first example of each "
+                             "shard, increasing from 0 (plan_shards makes them)")
 
     @property
     def summary(self) -> str:
@@ -82,15 +118,20 @@ class StoreConfig:
             raise CorruptFileError(f"{path / METADATA} describes a store of another layout (config fields {have}; "
                                    f"this mmfeatures expects {sorted(names)}); it was written by another version: "
                                    f"delete {path} and {RERUN}")
-        return cls(**config)
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as e:
+            raise CorruptFileError(f"{path / METADATA} holds an invalid store config ({e}); delete {path} and "
+                                   f"{RERUN}") from None
 
     @property
     def n_shards(self) -> int:
-        return -(-self.n_examples // self.shard_examples)
+        return len(self.shards)
 
     def shard_range(self, index: int) -> tuple[int, int]:
-        start = index * self.shard_examples
-        return start, min(start + self.shard_examples, self.n_examples)
+        """The examples [start, stop) of shard ``index``."""
+        stop = self.shards[index + 1] if index + 1 < len(self.shards) else self.n_examples
+        return self.shards[index], stop
 
 
 @dataclass(frozen=True)

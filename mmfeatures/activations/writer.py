@@ -62,7 +62,9 @@ class StoreWriter:
         return done
 
     def write_shard(self, index: int, acts_nd: torch.Tensor, example_n: torch.Tensor, position_n: torch.Tensor,
-                    special_n: torch.Tensor, tokens: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
+                    special_n: torch.Tensor, tokens: list[str] | None, extra: dict[str, Any],
+                    span: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Write shard ``index`` (its examples ``span``, by default the config's plan) and then its sidecar."""
         from safetensors.torch import save_file
 
         data_path, side_path, tok_path = shard_paths(self.root, index)
@@ -79,7 +81,7 @@ class StoreWriter:
         if tokens is not None:
             write_text_atomic(tok_path, json.dumps(tokens, ensure_ascii=False))
             tokens_sum = file_checksum(tok_path, FAST)
-        start, stop = self.config.shard_range(index)
+        start, stop = span if span is not None else self.config.shard_range(index)
         info = {"index": index, "examples": [start, stop], "rows": int(acts_nd.shape[0]),
                 "d": int(acts_nd.shape[1]), "nbytes": data_path.stat().st_size,
                 "checksum": file_checksum(data_path, FAST), "tokens_checksum": tokens_sum, **extra}

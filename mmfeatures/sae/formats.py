@@ -39,6 +39,10 @@ LAYOUTS = {
 PREFIXES = ("sparsify:", "dictionary_learning:", "saev:", "saelens:")
 
 
+RESAVE = "save the SAE again with the tool that wrote it (docs/formats.md lists the layouts read)"
+"""The repair named by every error about a damaged or unreadable SAE file."""
+
+
 def detect_layout(path: str | Path) -> str | None:
     """Which tool's layout ``path`` holds (a key of LAYOUTS), or None.
 
@@ -159,7 +163,7 @@ def load_tensors(source: Any, where: Any) -> Any:
     except Exception as e:  # noqa: BLE001 - torch raises many types; the refused-pickle one is named below
         if type(e).__name__ != "UnpicklingError":
             raise CorruptFileError(f"{where} is not a readable torch file ({type(e).__name__}: {e}); it is damaged "
-                                   "or of another format") from None
+                                   f"or of another format; {RESAVE}") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f" ({found.group(1)})" if found else ""
         raise CorruptFileError(
@@ -181,9 +185,9 @@ def build(arch: Arch, W_enc_df: torch.Tensor, b_enc_f: torch.Tensor, W_dec_fd: t
     for name, (shape, t) in want.items():
         if tuple(t.shape) != shape:
             raise CorruptFileError(f"{where}: {name} has shape {tuple(t.shape)}, expected {shape} for d_in {d_in}, "
-                                   f"{d_sae} latents; the file is damaged or of another layout")
+                                   f"{d_sae} latents; the file is damaged or of another layout; {RESAVE}")
     if isinstance(arch, TopK) and arch.k > d_sae:
-        raise CorruptFileError(f"{where}: k = {arch.k} exceeds the {d_sae} latents")
+        raise CorruptFileError(f"{where}: k = {arch.k} exceeds the {d_sae} latents; {RESAVE}")
     sae = SAE(d_in, d_sae, arch)
     with torch.no_grad():
         for name, (_, t) in want.items():
@@ -196,7 +200,7 @@ def build(arch: Arch, W_enc_df: torch.Tensor, b_enc_f: torch.Tensor, W_dec_fd: t
 
 def _tensor(state: dict[str, Any], key: str, where: Any) -> torch.Tensor:
     if key not in state:
-        raise CorruptFileError(f"{where} lacks tensor {key!r} (has {sorted(state)})")
+        raise CorruptFileError(f"{where} lacks tensor {key!r} (has {sorted(state)}); {RESAVE}")
     return state[key].detach().float()
 
 
@@ -236,7 +240,7 @@ def read_sparsify(path: str | Path, hookpoint: str | None = None, *, model: str 
         raise InputError(f"{where} has no decoder (W_dec; saved with decoder=False); mmfeatures' SAE needs one")
     k = cfg.get("k")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise CorruptFileError(f"{folder / 'cfg.json'}: k = {k!r}; sparsify SAEs keep the top k >= 1 latents")
+        raise CorruptFileError(f"{folder / 'cfg.json'}: k = {k!r}; sparsify SAEs keep the top k >= 1 latents; {RESAVE}")
     W_enc_fd = _tensor(state, "encoder.weight", where)
     sae = build(TopK(k=k), W_enc_fd.T, _tensor(state, "encoder.bias", where), _tensor(state, "W_dec", where),
                 _tensor(state, "b_dec", where), where=where)
@@ -274,11 +278,11 @@ def read_dictionary_learning(path: str | Path, *, model: str | None = None, site
     trainer = _json_object(folder / "config.json").get("trainer")
     if not isinstance(trainer, dict) or not isinstance(trainer.get("dict_class"), str):
         raise CorruptFileError(f"{folder / 'config.json'} has no trainer.dict_class; expected dictionary_learning's "
-                               "config.json ({'trainer': {'dict_class': ..., ...}, 'buffer': ...})")
+                               f"config.json ({'trainer': {'dict_class': ..., ...}, 'buffer': ...}); {RESAVE}")
     name = trainer["dict_class"]
     state = load_tensors(where, where)
     if not isinstance(state, dict):
-        raise CorruptFileError(f"{where} holds a {type(state).__name__}, not a state dict")
+        raise CorruptFileError(f"{where} holds a {type(state).__name__}, not a state dict; {RESAVE}")
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}   # saved from a torch.compile'd model
 
     def t(key: str) -> torch.Tensor:
@@ -304,7 +308,7 @@ def read_dictionary_learning(path: str | Path, *, model: str | None = None, site
         norm = W_dec.norm(dim=1)                # encode multiplies by it, decode divides by it
         if not bool((norm > 0).all()):
             raise CorruptFileError(f"{where}: {int((norm == 0).sum())} decoder rows are zero; dictionary_learning's "
-                                   "JumpReLU divides by their norms")
+                                   f"JumpReLU divides by their norms; {RESAVE}")
         b_enc = b_enc + b_dec @ W_enc           # encodes x, not x - b_dec (apply_b_dec_to_input is False)
         W_enc, b_enc, W_dec = W_enc * norm, b_enc * norm, W_dec / norm[:, None]
         arch, threshold = JumpReLU(), t("threshold").clamp_min(0) * norm
@@ -389,9 +393,9 @@ def _json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptFileError(f"{path} is not valid JSON ({e})") from None
+        raise CorruptFileError(f"{path} is not valid JSON ({e}); {RESAVE}") from None
     if not isinstance(data, dict):
-        raise CorruptFileError(f"{path} holds a JSON {type(data).__name__}, not an object")
+        raise CorruptFileError(f"{path} holds a JSON {type(data).__name__}, not an object; {RESAVE}")
     return data
 
 

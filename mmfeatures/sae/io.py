@@ -31,6 +31,10 @@ ARCH_NAMES = {ReLU: "standard", TopK: "topk", BatchTopK: "jumprelu", MatryoshkaB
               JumpReLU: "jumprelu"}
 
 
+RESAVE = "save the SAE again with SAELens (sae.save_model) or correct cfg.json"
+"""The repair named by every error about a damaged or unreadable SAE file."""
+
+
 def sae_config(sae: SAE, metadata: dict[str, Any]) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32", "device": "cpu",
@@ -118,16 +122,16 @@ def read_sae_folder(folder: str | Path, *, overrides: dict[str, Any] | None = No
             check_file(folder / name, checksums[name], fix)
     cfg = read_json(cfg_path, fix)
     if not isinstance(cfg, dict):
-        raise CorruptFileError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object")
+        raise CorruptFileError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object; {RESAVE}")
     cfg = {**cfg, **(overrides or {})}
     scale = norm_scaling_factor if cfg.get("normalize_activations") == "expected_average_only_in" else None
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
-        raise CorruptFileError(f"{cfg_path} lacks required key(s) {missing}")
+        raise CorruptFileError(f"{cfg_path} lacks required key(s) {missing}; {RESAVE}")
     d_in, d_sae = (_positive_int(cfg, k, cfg_path) for k in ("d_in", "d_sae"))
     name = cfg["architecture"]
     if name == "topk" and "k" not in cfg:
-        raise CorruptFileError(f"{cfg_path}: architecture 'topk' needs key 'k'")
+        raise CorruptFileError(f"{cfg_path}: architecture 'topk' needs key 'k'; {RESAVE}")
     if name == "topk":
         k = _positive_int(cfg, "k", cfg_path)
         if k > d_sae:
@@ -137,7 +141,7 @@ def read_sae_folder(folder: str | Path, *, overrides: dict[str, Any] | None = No
             "jumprelu": lambda: JumpReLU(), "batchtopk": lambda: JumpReLU()}.get(name)
     if arch is None:
         raise CorruptFileError(f"{cfg_path}: unsupported architecture {name!r}; "
-                               "supported: standard, topk, jumprelu, batchtopk")
+                               f"supported: standard, topk, jumprelu, batchtopk; {RESAVE}")
     if cfg.get("normalize_activations", "none") not in ("none", None) and scale is None:
         raise CorruptFileError(f"{cfg_path}: normalize_activations={cfg['normalize_activations']!r} is not "
                                "supported; fold the scale into the weights (SAELens: fold_activation_norm_scaling_factor)")
@@ -150,11 +154,11 @@ def read_sae_folder(folder: str | Path, *, overrides: dict[str, Any] | None = No
         keys = set(f.keys())
         for key, shape in shapes.items():
             if key not in keys:
-                raise CorruptFileError(f"{weights_path} lacks tensor {key!r} (has {sorted(keys)})")
+                raise CorruptFileError(f"{weights_path} lacks tensor {key!r} (has {sorted(keys)}); {RESAVE}")
             tensors[key] = f.get_tensor(key).float()
             if tuple(tensors[key].shape) != shape:
                 raise CorruptFileError(f"{weights_path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
-                                       f"expected {shape} from cfg.json")
+                                       f"expected {shape} from cfg.json; {RESAVE}")
     if scale is not None:                           # SAELens: fold_activation_norm_scaling_factor
         tensors["W_enc"], tensors["W_dec"] = tensors["W_enc"] * scale, tensors["W_dec"] / scale
         tensors["b_dec"] = tensors["b_dec"] / scale
@@ -235,7 +239,7 @@ def _fold_flags(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], path: Pat
         norm = tensors["W_dec"].norm(dim=1)
         if not bool((norm > 0).all()):
             raise CorruptFileError(f"{path}: rescale_acts_by_decoder_norm is true but {int((norm == 0).sum())} decoder "
-                                   "rows are zero; the rescaling divides by them")
+                                   f"rows are zero; the rescaling divides by them; {RESAVE}")
         tensors["W_enc"], tensors["b_enc"] = tensors["W_enc"] * norm, tensors["b_enc"] * norm
         tensors["W_dec"] = tensors["W_dec"] / norm[:, None]
 

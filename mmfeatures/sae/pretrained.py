@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmfeatures.encoders.e5file import BLOCK, Reader, dequantize_q4_0
-from mmfeatures.errors import CorruptFileError, MMFeaturesError
+from mmfeatures.encoders.e5file import BLOCK, Reader, damaged, dequantize_q4_0
+from mmfeatures.errors import MMFeaturesError
 
 OFFLINE_SAES = {"offline:e5-small/latent-terms": ("e5-small", "sae.bin")}
 
@@ -70,10 +70,10 @@ def read_sae_bin(path: Path, name: str) -> EncoderOnlySAE:
     data = Path(path).read_bytes()
     r = Reader(memoryview(data), Path(path))
     if bytes(r.take(4, "magic")) != b"SAE1":
-        raise CorruptFileError(f"{path}: not an SAE file (magic is not 'SAE1')")
+        raise damaged(Path(path), "not an SAE file (magic is not 'SAE1')")
     n, d, block, k = r.unpack("4i", "SAE header")
     if block != BLOCK or n <= 0 or d <= 0 or d % BLOCK or k <= 0:
-        raise CorruptFileError(f"{path}: implausible SAE header N={n} d={d} block={block} k={k}")
+        raise damaged(Path(path), f"implausible SAE header N={n} d={d} block={block} k={k}")
     bias = r.array(np.float32, n, "folded biases").copy()
     rows = dequantize_q4_0(r.take(n * d // BLOCK * (2 + BLOCK // 2), "encoder rows"), n, d)  # (N, d)
     return EncoderOnlySAE(name, torch.from_numpy(np.ascontiguousarray(rows.T)), torch.from_numpy(bias), k)
