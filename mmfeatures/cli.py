@@ -261,6 +261,8 @@ def _usage_hint(message: str, argv: list[str]) -> str:
         for bad in message.split(":", 1)[1].split():
             close = difflib.get_close_matches(bad.split("=")[0], options, 1)
             hints.append(f"{bad} (did you mean {close[0]}?)" if close else bad)
+        if not hints:                       # argparse prints an empty argument as nothing
+            hints.append("'' (an empty argument: on/off options take no value, e.g. --progress or --no-progress)")
         return f"unknown option(s) {', '.join(hints)}; see `mmfeatures {command or ''} --help`".replace("  ", " ")
     if "--help" in message:
         return message

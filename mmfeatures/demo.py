@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_n_perm, check_seed
 from mmfeatures.datasets.builtin import BUILTIN_LANGUAGES
 from mmfeatures.datasets.freedict import LANGUAGES as FREEDICT_LANGUAGES
 from mmfeatures.disk import write_text_atomic
@@ -79,6 +79,7 @@ class DemoConfig:
     def __post_init__(self):
         if self.n_perm is not None:
             check_n_perm(self.n_perm)
+        check_seed(self.seed)
         resolve_device(self.device)
         if self.store_dir:
             writable(self.store_dir, "--store-dir")

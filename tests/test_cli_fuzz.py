@@ -16,7 +16,8 @@ BAD = ["", "nan", "-1", "0", "abc", "1e400", "99999999999", ",", "x,x", "\u00e9\
 """Empty, not a number, negative, zero, a word, overflow, huge, an empty list, a repeat, non-ASCII."""
 
 FAST_FAIL = {"extract": {"data": "missing.csv", "model": "tiny:bert"}, "alignment": {"model": "nosuch:model"},
-             "demo": {"store_dir": "blocked/stores", "out": "blocked/out"}, "report": {"folder": "missing-folder"}}
+             "demo": {"store_dir": "blocked/stores", "out": "blocked/out"}, "report": {"folder": "missing-folder"},
+             "inspect": {"features": "1"}}
 """Options that stop a command before real work, unless they are the one being fuzzed."""
 
 

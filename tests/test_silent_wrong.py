@@ -324,6 +324,17 @@ def test_a_store_sidecar_with_edited_rows_is_recomputed(tmp_path):
     (["train", "--store", "a", "--warmup-steps", "-1"], "warmup_steps = -1"),
     (["train", "--store", "a", "--dead-tokens", "-5"], "dead_tokens = -5"),
     (["match", "--store-a", "a", "--store-b", "b", "--sae-null", "s"], "1 sae_null for 0 store_null"),
+    # found by the CLI fuzz's accepted values (below: each was accepted and the run went on to its inputs)
+    (["fidelity", "--saes", "a", "--floor", "nan"], "floor = nan"),
+    (["steer", "--sae", "a", "--concept", "dog", "--floor", "-1"], "floor = -1.0"),
+    (["steer", "--sae", "a", "--concept", "dog", "--strengths", "0,nan"], "give finite non-negative"),
+    (["steer", "--sae", "a", "--concept", "dog", "--strengths", "1e400"], "give finite non-negative"),
+    (["train", "--store", "a", "--arch", "topk", "--l1", "5"], "drop it for TopK-style"),
+    (["train", "--store", "a", "--arch", "relu", "--l1", "nan"], "l1 = nan"),
+    (["analyze", "--stores", "a", "--n-boot", "99999999999"], "n_boot = 99999999999"),
+    (["match", "--store-a", "a", "--store-b", "b", "--simulations", "99999999999"], "simulations = 99999999999"),
+    (["steer", "--sae", "a", "--concept", "dog", "--n-random", "99999999999"], "n_random = 99999999999"),
+    (["match", "--store-a", "a", "--store-b", "b", "--seed", "-1"], "seed = -1"),
 ])
 def test_values_that_make_no_sense_are_usage_errors(capsys, argv, message):
     """Before: each was accepted (and recorded), or ran without a bound."""
@@ -477,3 +488,15 @@ def test_every_corrupt_file_error_names_its_repair():
             if not (REPAIRS.search(" ".join(words)) or names & REPAIR_NAMES):
                 bare.append(f"{path.name}:{node.lineno}: {' '.join(words)[:120]}")
     assert not bare, "\n".join(bare)
+
+
+def test_a_width_beyond_memory_is_refused_before_allocating(tmp_path):
+    """Found by the CLI fuzz: `train --width 99999999999` passed every check and went on to allocate the SAE."""
+    from mmfeatures.activations import write_store
+    from mmfeatures.sae import TopK, TrainConfig
+
+    rows = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    store = write_store(rows, [{"id": f"r{i}"} for i in range(64)], model="planted", site="text.layer.0.resid",
+                        source="random rows", store_dir=tmp_path)
+    with pytest.raises(InputError, match=r"width\(s\) \[99999999999\] on d = 8 need .* GiB .* lower the width"):
+        mmf.train(store, TrainConfig(TopK(k=4), 99999999999, batch_size=16), tmp_path / "saes", progress=False)

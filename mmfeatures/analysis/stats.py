@@ -29,6 +29,22 @@ def check_share(name: str, value: Any, *, low: float = 0.0, high: float = 1.0, e
     return float(value)
 
 
+def check_count(name: str, value: Any, least: int, example: int) -> int:
+    """``value`` as a whole number from ``least`` to MAX_PERM (bootstrap draws, simulations, random baselines, each
+    of which repeats work), else InputError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not least <= value <= MAX_PERM:
+        raise InputError(f"{name} = {value!r}; use a whole number from {least} to {MAX_PERM:,}, e.g. {example} (each "
+                         "one repeats work)")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int:
+    """A seed as a whole number >= 0 (NumPy's generators refuse negative ones deep inside a run)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed = {seed!r}; give a whole number >= 0, e.g. 0")
+    return int(seed)
+
+
 def check_n_perm(n_perm: int, alpha: float = ALPHA) -> int:
     """Validate a number of permutations (one name, ``n_perm``, everywhere). Too few to ever reach ``alpha``
     is allowed (quick looks) but warned about, with the floor of p: a permutation p-value is at least

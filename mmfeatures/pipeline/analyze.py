@@ -11,7 +11,7 @@ import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
 from mmfeatures.analysis.evidence import Settings
-from mmfeatures.analysis.stats import check_n_perm, check_share, permuted
+from mmfeatures.analysis.stats import check_count, check_n_perm, check_seed, check_share, permuted
 from mmfeatures.pipeline.checks import check_distinct, check_random_copies
 from mmfeatures.pipeline.examples import contents, subset_mask
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
@@ -81,13 +81,14 @@ class AnalyzeStep:
         if self.subset not in SUBSETS:
             raise InputError(f"subset {self.subset!r}; use one of {', '.join(SUBSETS)}")
         check_n_perm(self.n_perm)
+        check_seed(self.seed)
         check_share("floor", self.floor, example=0.01)
         check_share("overlap_floor", self.overlap_floor, example=0.01)
         if self.seeds and not self.sae:
             raise InputError("seeds are further SAEs beside sae; give sae too (neurons have no seeds)")
-        if self.n_baseline < 2 or self.n_boot < 20 or self.simulations < 1:
-            raise InputError(f"n_baseline {self.n_baseline}, n_boot {self.n_boot}, simulations {self.simulations}; "
-                             "use n_baseline >= 2, n_boot >= 20 and simulations >= 1")
+        check_count("n_baseline", self.n_baseline, 2, 20)
+        check_count("n_boot", self.n_boot, 20, 1000)
+        check_count("simulations", self.simulations, 1, 200)
         if not 0 < self.max_density <= 1:
             raise InputError(f"max_density {self.max_density}; give a share of rows in (0, 1], e.g. 0.2")
         if self.null_stores and (self.kind == "features-vs-neurons" or len(self.null_stores) != len(self.stores)):

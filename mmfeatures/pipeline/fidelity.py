@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmfeatures.analysis.stats import check_n_perm
+from mmfeatures.analysis.stats import check_count, check_n_perm, check_seed, check_share
 from mmfeatures.pipeline.record import Record, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store
 
@@ -47,10 +47,11 @@ class FidelityStep:
             raise InputError(f"{len(self.names)} names for {len(self.saes)} SAEs; give one name per SAE or none")
         if len(set(self.saes)) != len(self.saes):
             raise InputError(f"saes repeat an SAE ({list(self.saes)}); give each once")
-        if self.n_sentences < 10 or self.n_boot < 20:
-            raise InputError(f"n_sentences {self.n_sentences}, n_boot {self.n_boot}; use n_sentences >= 10 and "
-                             "n_boot >= 20")
+        check_count("n_sentences", self.n_sentences, 10, 128)
+        check_count("n_boot", self.n_boot, 20, 1000)
+        check_share("floor", self.floor, example=0.05)
         check_n_perm(self.n_perm)
+        check_seed(self.seed)
 
 
 def run_fidelity(step: FidelityStep) -> Record:

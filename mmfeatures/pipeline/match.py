@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfeatures.analysis.anchors import anchor
-from mmfeatures.analysis.stats import check_n_perm, check_share
+from mmfeatures.analysis.stats import check_count, check_n_perm, check_seed, check_share
 from mmfeatures.pipeline.checks import check_distinct, check_random_copies
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
 from mmfeatures.pipeline.train import open_store, units_of
@@ -47,6 +47,7 @@ class MatchStep:
         from mmfeatures.errors import InputError
 
         check_n_perm(self.n_perm)
+        check_seed(self.seed)
         check_share("threshold", self.threshold, example=0.5)
         check_share("floor", self.floor, example=0.02)
         if self.seeds_a and not self.sae_a or self.seeds_b and not self.sae_b:
@@ -61,9 +62,8 @@ class MatchStep:
             if len(set(listed)) != len(listed):
                 raise InputError(f"{name} repeats an SAE or store ({listed}); each must be a different one, or the "
                                  "interval counts one as several")
-        if self.n_boot < 20 or self.simulations < 1:
-            raise InputError(f"n_boot {self.n_boot}, simulations {self.simulations}; use n_boot >= 20 and "
-                             "simulations >= 1")
+        check_count("n_boot", self.n_boot, 20, 1000)
+        check_count("simulations", self.simulations, 1, 200)
 
 
 def _null_stores(job: MatchStep, b) -> list:

@@ -18,12 +18,14 @@ with another feature."""
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from mmfeatures.analysis.stats import Score, check_n_perm
+from mmfeatures.analysis.stats import Score, check_count, check_n_perm, check_seed, check_share
 from mmfeatures.analysis.verdict import Test, cluster_bootstrap, decide, shift_power
 from mmfeatures.errors import InputError
 from mmfeatures.pipeline.record import Record, fmt, opt, run_step, save_figure, table
@@ -77,20 +79,22 @@ class SteerStep:
         from mmfeatures.analysis.steering import WHERE
         from mmfeatures.errors import InputError
 
-        if not self.strengths or min(self.strengths) < 0:
-            raise InputError(f"strengths {self.strengths!r}; give non-negative multiples, e.g. 0,0.5,1")
+        if not self.strengths or not all(math.isfinite(s) and s >= 0 for s in self.strengths):
+            raise InputError(f"strengths {self.strengths!r}; give finite non-negative multiples, e.g. 0,0.5,1")
         if self.control not in CONTROLS:
             raise InputError(f"control {self.control!r}; use one of {', '.join(CONTROLS)}")
         if self.where not in WHERE:
             raise InputError(f"where {self.where!r}; use one of {', '.join(WHERE)}")
         if not 0 <= self.min_precision <= 1 or not 0 <= self.min_recall <= 1:
             raise InputError(f"min_precision {self.min_precision}, min_recall {self.min_recall}; give shares in [0, 1]")
-        if self.n_random < 2 or self.candidates < 1 or self.n_boot < 20:
-            raise InputError(f"n_random {self.n_random}, candidates {self.candidates}, n_boot {self.n_boot}; use "
-                             "n_random >= 2, candidates >= 1, n_boot >= 20")
+        check_count("n_random", self.n_random, 2, 20)
+        check_count("candidates", self.candidates, 1, 5)
+        check_count("n_boot", self.n_boot, 20, 1000)
+        check_share("floor", self.floor, high=sys.float_info.max, example=5)       # ranks: finite, >= 0
         if len(set((self.sae, *self.seeds))) != 1 + len(self.seeds):
             raise InputError(f"seeds repeat an SAE ({[self.sae, *self.seeds]}); each must be a different SAE")
         check_n_perm(self.n_perm)
+        check_seed(self.seed)
 
 
 def run_steer(step: SteerStep) -> Record:

@@ -178,6 +178,10 @@ def make_arch(name: str, *, k: int = 32, l1: float | None = None) -> Arch:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise InputError(f"unknown SAE architecture {name!r}; {hint}known: {', '.join(ARCHS)}")
     cls = ARCHS[key]
+    if l1 is not None and (issubclass(cls, TopK) or isinstance(l1, bool) or not isinstance(l1, (int, float))
+                           or not 0 <= l1 < float("inf")):
+        raise InputError(f"l1 = {l1!r} with architecture {name!r}; l1 is ReLU's L1 or JumpReLU's L0 coefficient, a "
+                         "finite number >= 0 (e.g. 5): drop it for TopK-style architectures")
     if issubclass(cls, TopK):
         return cls(k=k)
     if cls is ReLU:

@@ -349,6 +349,20 @@ def _holds(folder: Path, key: str, cfg: TrainConfig) -> bool:
     return True
 
 
+def _check_fits(d: int, cfgs: list[TrainConfig], device: torch.device) -> None:
+    """Refuse, before allocating, SAEs whose weights, gradients and Adam's two moments (4 copies of 2 d x width
+    floats) exceed the device's memory: a width of 10^11 would otherwise crash the machine or the process."""
+    need = sum(16 * 2 * d * c.width for c in cfgs)
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if have and need > have:
+        widths = [c.width for c in cfgs]
+        raise InputError(f"width(s) {widths} on d = {d} need {need / 2**30:,.1f} GiB for weights, gradients and "
+                         f"Adam's moments, more than the {have / 2**30:,.1f} GiB of {device}; lower the width")
+
+
 def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folders: list[Path], out_dir: Path,
          progress: bool, on_log) -> None:
     """The training loop: every config on every batch, checkpointed, each SAE saved as one atomic folder."""
@@ -360,6 +374,7 @@ def _fit(store: ActivationStore, cfgs: list[TrainConfig], keys: list[str], folde
     if steps < 1 or store.n_rows < base.batch_size:
         raise InputError(f"the store has {store.n_rows} rows ({total_rows} to train on), fewer than one batch of "
                          f"{base.batch_size}; lower batch_size or add rows")
+    _check_fits(store.d, cfgs, device)
     scale = store.input_scale() if base.normalize == "scale" else 1.0
     ckpt = Checkpoints(out_dir, f"checkpoint-{artifact_key('checkpoint', {'saes': keys})}")
 
