@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import signal
 import sys
 import typing
@@ -29,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "eval": ("mmfeatures.pipeline:EvalStep", "mmfeatures.pipeline:run",
              "how good an SAE is: reconstruction, sparsity, k-sparse probes, splice",
              "mmfeatures eval --sae SAE --store HELD_OUT_STORE --out runs/e5/eval\n"
-             "  mmfeatures eval --sae data:e5-small-layer8-seed0 --store STORE --ks 1,5 --splice false"),
+             "  mmfeatures eval --sae data:e5-small-layer8-seed0 --store STORE --ks 1,5 --no-splice"),
     "inspect": ("mmfeatures.pipeline:InspectStep", "mmfeatures.pipeline:run",
                 "feature dashboards: a page per feature and an index with search (and a Neuronpedia export)",
                 "mmfeatures inspect --sae data:e5-small-layer8-seed0 --store STORE --features 12,40 --out runs/e5/inspect\n"
@@ -55,8 +56,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "mmfeatures report --folder runs/e5 --title 'My study'"),
     "demo": ("mmfeatures.demo:DemoConfig", "mmfeatures.demo:run_demo",
              "the main job on the offline defaults, ending in reports/demo/index.html",
-             "mmfeatures demo                 # about 8 minutes on 2 CPU cores; a rerun reuses everything\n"
-             "  mmfeatures demo --quick         # about 2 minutes\n  mmfeatures demo --out /tmp/demo --device cuda"),
+             "mmfeatures demo                 # a rerun reuses everything; measured times: docs/demo.md\n"
+             "  mmfeatures demo --quick         # 6 languages, what the tests run\n"
+             "  mmfeatures demo --out /tmp/demo --device cuda"),
 }
 
 
@@ -232,6 +234,8 @@ def make_config(command: str, args: argparse.Namespace) -> Any:
     values = _read_config(args.config, cls) if getattr(args, "config", None) else {}
     values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
     values = {k: _coerce(k, hints[k], v) for k, v in values.items()}
+    if "progress" in hints and os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+        values["progress"] = False                     # tqdm's own switch silences every bar a command draws
     missing = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required") and values.get(f.name) in (None, ())]
     if missing:
         raise UsageError(" and ".join(f"--{m.replace('_', '-')}" for m in missing) + " required (as a flag, or in "
@@ -270,6 +274,25 @@ def _usage_hint(message: str, argv: list[str]) -> str:
     return f"{message} (see `mmfeatures {command} --help`)".replace("  ", " ")
 
 
+TERMINAL_ROWS = 12
+"""The most rows of a table printed in the terminal; the rest are in result.json."""
+
+
+def _text_table(table: dict[str, Any]) -> str:
+    """A record's table as aligned text: numbers to 4 significant digits, at most TERMINAL_ROWS rows."""
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    rows = [[cell(v) for v in row] for row in table["rows"][:TERMINAL_ROWS]]
+    widths = [max(len(str(c)), *(len(r[i]) for r in rows)) for i, c in enumerate(table["columns"])]
+    head = [str(c) for c in table["columns"]]
+    lines = [f"{table['title']}:", *("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+                                     for r in [head, *rows])]
+    if len(table["rows"]) > TERMINAL_ROWS:
+        lines.append(f"  ... {len(table['rows']) - TERMINAL_ROWS} more rows in result.json")
+    return "\n".join(lines)
+
+
 def _summary(command: str, result: Any) -> None:
     from mmfeatures.pipeline import Record
 
@@ -278,10 +301,8 @@ def _summary(command: str, result: Any) -> None:
         if result.verdict:
             print(f"\n{result.verdict}\n")
         for t in result.tables:
-            if t["rows"] and len(t["rows"]) <= 3:
-                print(f"{t['title']}:")
-                for row in t["rows"]:
-                    print("  " + ", ".join(f"{c} {v}" for c, v in zip(t["columns"], row, strict=True)))
+            if t["rows"]:
+                print(_text_table(t))
         print("wrote:")
         for path in (result.written if result.folder else [a.path for a in result.artifacts]):
             print(f"  {path}")

@@ -69,7 +69,7 @@ class DemoConfig:
     """What ``mmfeatures demo`` runs (the full version takes a few minutes on 2 CPU cores)."""
 
     out: str = opt("reports/demo", "folder for the report (index.html), its figures and the step records")
-    quick: bool = opt(False, "about 2 minutes: 6 languages, fewer permutations (what the tests run)")
+    quick: bool = opt(False, "6 languages, fewer permutations (what the tests run; measured times in docs/demo.md)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     n_perm: int | None = opt(None, "permutations per null (default 99, quick 19)")
     seed: int = opt(0, "seed of the SAEs and the nulls")

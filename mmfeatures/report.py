@@ -178,7 +178,10 @@ def render_report(job: ReportJob) -> Path:
                        f'<a href="#{anchor}">{_badge(r)}</a>'] for anchor, r in claims], raw=3)
     env = run.get("environment") or records[-1].environment
     versions = _table(["package", "version"], [[k, v] for k, v in env.get("versions", {}).items()])
-    hardware = (f"device {_e(run.get('device', '?'))}, {env.get('cpu_threads', '?')} CPU threads, "
+    devices = sorted({str(r.config.get("device")) for r in records if isinstance(r.config, dict)
+                      and r.config.get("device") not in (None, "auto")})
+    device = run.get("device") or ", ".join(devices) or ("cuda" if env.get("gpu") else "cpu")
+    hardware = (f"device {_e(device)}, {env.get('cpu_threads', '?')} CPU threads, "
                 f"GPU {_e(env.get('gpu') or 'none')}, {_e(env.get('platform', ''))}")
     seconds = sum(r.seconds for r in records)
     body = [f"<h1>{_e(title)}</h1>",

@@ -166,7 +166,7 @@ a child fires (0 = none). The data fire 16 features per row, so L0 8 is too few 
 ## What to read from it
 
 The tables are measurements, not tuned: no architecture's defaults were changed to make them. The metrics are
-described in the README ("SAEs") and in `mmfeatures/sae/synthetic.py`; `benchmarks/bench_synthetic.py` runs the
+described in docs/guide.md ("Sparse autoencoders") and in `mmfeatures/sae/synthetic.py`; `benchmarks/bench_synthetic.py` runs the
 single-L0 comparison at the CPU default size (4,096 features in 256 dimensions). Each step's record (tables,
 density histogram, the neurons' probes, the untrained floor) is under `reports/sae-results/` after a run. The
 runs are short (a few hundred to a few thousand steps on 2 CPU cores): they rank the architectures' defaults at

@@ -213,3 +213,24 @@ def test_a_step_without_out_prints_what_it_wrote(tmp_path, capsys):
                  "--store-dir", str(tmp_path / "stores"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "wrote:" in out and str(tmp_path / "stores") in out
+
+
+def test_tqdm_disable_silences_every_command(monkeypatch):
+    """Issue 33: TQDM_DISABLE=1 did not reach the bars the commands draw with progress=True."""
+    from mmfeatures.cli import build_parser, make_config
+
+    argv = {"train": ["--store", "s"], "alignment": [], "extract": ["--data", "concepts", "--model", "tiny:bert"]}
+    for command, rest in argv.items():
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        assert make_config(command, build_parser().parse_args([command, *rest])).progress is True
+        monkeypatch.setenv("TQDM_DISABLE", "1")
+        assert make_config(command, build_parser().parse_args([command, *rest])).progress is False
+
+
+def test_a_record_table_prints_aligned_and_bounded():
+    from mmfeatures.cli import TERMINAL_ROWS, _text_table
+
+    rows = [[f"row{i}", 0.123456 * i, i] for i in range(TERMINAL_ROWS + 3)]
+    text = _text_table({"title": "metrics", "columns": ["split", "nmse", "l0"], "rows": rows}).splitlines()
+    assert text[0] == "metrics:" and text[1].split() == ["split", "nmse", "l0"]
+    assert text[3].split() == ["row1", "0.1235", "1"] and text[-1] == "  ... 3 more rows in result.json"

@@ -173,3 +173,21 @@ def test_no_private_name_crosses_a_package_and_disk_does_not_import_the_package(
         bad += _private_names(path.read_text(), me)
     assert not bad, bad
     assert "mmfeatures" not in _graph()["mmfeatures.disk"], "disk.py must not import the package's __init__"
+
+
+def test_the_readme_is_short_and_starts_with_the_two_commands():
+    """Issue 33: a newcomer reads it in two minutes; the history is in CHANGELOG.md, the details in docs/."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 150, len(lines)
+    head = "\n".join(lines[:40])
+    assert "make demo" in head and "make test" in head
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    import re
+
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = [f"{page.relative_to(ROOT)}: {target}" for page in pages
+              for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8"))
+              if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists()]
+    assert not broken, broken

@@ -49,6 +49,7 @@ class AlignmentStep:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N", volatile=True)
     store_dir: str | None = opt(None, "root folder for stores (default: the user cache)", volatile=True)
     out: str | None = opt("runs/alignment", "folder for result.json and the figure", volatile=True)
+    progress: bool = opt(True, "show progress bars", volatile=True)
 
     def __post_init__(self):
         from mmfeatures.encoders import resolve_device
@@ -92,7 +93,7 @@ def _alignment(step: AlignmentStep, out: Path | None) -> Record:
     examples = sentence_examples()
     sites = [f"text.layer.{i}.resid" for i in step.layers]
     result = extract(step.model, examples, sites, pooling="mean", store_dir=step.store_dir, device=step.device,
-                     progress=False)
+                     progress=step.progress)
     rows = []
     for layer, site in zip(step.layers, sites, strict=True):
         store = result.stores[site]
