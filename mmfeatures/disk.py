@@ -301,8 +301,10 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     On an exception the temporary directory is removed and ``final`` is untouched. If another
     process finished ``final`` first, its result is kept and ours is discarded. Every file is fsynced before the
-    rename. This is the one way mmfeatures writes an artifact of several files (SAE folders, checkpoints with
-    their checksums, record folders' figures, latent sets' shards).
+    rename. SAE folders, training checkpoints with their checksums, converted models and unpacked Debian packages
+    are written this way. Stores and latent sets are resumable shard by shard instead (each shard file fsynced,
+    then its sidecar written atomically as the completion marker, the header last), and a record folder, which
+    may hold the user's own files, is staged beside them and published with the old record removed first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
