@@ -52,8 +52,10 @@ def test_bad_architecture_fields_name_field_value_type_and_fix(make, field, valu
 def test_architecture_names_are_one_vocabulary():
     assert set(ARCHS) == {"relu", "topk", "batchtopk", "matryoshka", "jumprelu"}
     for name, cls in ARCHS.items():
-        arch = make_arch(name, k=8, l1=0.5)
+        arch = make_arch(name, k=8, l1=0.5 if name in ("relu", "jumprelu") else None)
         assert type(arch) is cls and arch_name(arch) == name
+    with pytest.raises(InputError, match="drop it for TopK-style"):
+        make_arch("batchtopk", k=8, l1=0.5)                   # ignored before, yet recorded in the step's config
     assert make_arch("topk", k=8).k == 8 and make_arch("ReLU", l1=2.0).l1_coefficient == 2.0
     assert make_arch("jumprelu", l1=0.3).l0_coefficient == 0.3 and make_arch("relu") == ReLU()
     assert make_arch("jumprelu", k=12).target_l0 == 12.0 and make_arch("matryoshka", k=8).k == 8
