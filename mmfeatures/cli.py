@@ -24,8 +24,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                 "mmfeatures extract --model offline:e5-small --sites text.layer.8.resid --languages en,es,ja\n"
                 "  mmfeatures extract --model offline:e5-emoji-clip --data emoji --sites image.embed,text.embed "
                 "--pooling mean\n  mmfeatures extract --data my_sentences.csv --config extract.yaml"),
-    "train": ("mmfeatures.pipeline:TrainStep", "mmfeatures.pipeline:run", "train an SAE on a store",
+    "train": ("mmfeatures.pipeline:TrainStep", "mmfeatures.pipeline:run", "train an SAE (or one per seed) on a store",
               "mmfeatures train --store STORE --width 1536 --k 16 --out runs/e5/train\n"
+              "  mmfeatures train --store STORE --seed 0 --seeds 1,2   # three SAEs, one pass over the store\n"
               "  mmfeatures train --store STORE --arch relu --l1 5 --epochs 10"),
     "eval": ("mmfeatures.pipeline:EvalStep", "mmfeatures.pipeline:run",
              "how good an SAE is: reconstruction, sparsity, k-sparse probes, splice",

@@ -87,3 +87,19 @@ def test_a_bad_corpus_slice_is_named_before_any_fetch(spec):
 
     with pytest.raises(InputError, match=r"a slice is 'libreoffice:N'"):
         load_data(spec)
+
+
+def test_train_step_trains_one_sae_per_seed_in_one_pass(tmp_path):
+    """Issue 33: several SAEs per `train` call, with their metrics in the record (no re-reading metrics.json)."""
+    store = str(run(extract_step(tmp_path)).artifact("store", SITE).path)
+    both = run(train_step(store, tmp_path, seeds=(1,)))
+    saes = [a for a in both.artifacts if a.kind == "sae"]
+    assert len(saes) == 2 and saes[0].key != saes[1].key and not both.reused
+    assert both.tables[0]["columns"][0] == "seed" and [r[0] for r in both.tables[0]["rows"]] == [0, 1]
+    assert 0 < both.metrics["nmse"] < 2 and 0 < both.metrics["seed1/nmse"] < 2
+    alone = run(train_step(store, tmp_path, seed=1))                # the same SAE: found by its key
+    assert alone.reused and alone.artifact("sae").key == saes[1].key
+    assert alone.metrics["nmse"] == both.metrics["seed1/nmse"]
+    assert SAEOf("t", index=1).resolve({"t": both}) == saes[1].path
+    with pytest.raises(InputError, match="repeat a seed"):
+        train_step(store, tmp_path, seeds=(0,))

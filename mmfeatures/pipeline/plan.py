@@ -35,12 +35,13 @@ class StoreOf:
 
 @dataclass(frozen=True)
 class SAEOf:
-    """Handle: the SAE that plan step ``step`` trained."""
+    """Handle: the SAE that plan step ``step`` trained (the ``index``-th when it trained one per seed)."""
 
     step: str
+    index: int = 0
 
     def resolve(self, done: dict[str, Record]) -> str:
-        return _record(done, self.step).artifact("sae").path
+        return _record(done, self.step).sae_artifact(self.index).path
 
 
 @dataclass(frozen=True)

@@ -266,11 +266,18 @@ class Record:
 
         return ActivationStore(self.artifact("store", site).path)
 
-    def sae(self):
-        """The SAE this step trained."""
+    def sae(self, index: int = 0):
+        """The SAE this step trained (the ``index``-th, in seed order, of a step that trained several)."""
         from mmfeatures.sae import load_sae
 
-        return load_sae(self.artifact("sae").path)
+        return load_sae(self.sae_artifact(index).path)
+
+    def sae_artifact(self, index: int = 0) -> Artifact:
+        found = [a for a in self.artifacts if a.kind == "sae"]
+        if not -len(found) <= index < len(found):
+            raise InputError(f"the {self.job} result in {self.folder or '(memory)'} has {len(found)} SAE(s); "
+                             f"index {index} names none of them")
+        return found[index]
 
     @property
     def written(self) -> list[str]:
