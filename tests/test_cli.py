@@ -234,3 +234,16 @@ def test_a_record_table_prints_aligned_and_bounded():
     text = _text_table({"title": "metrics", "columns": ["split", "nmse", "l0"], "rows": rows}).splitlines()
     assert text[0] == "metrics:" and text[1].split() == ["split", "nmse", "l0"]
     assert text[3].split() == ["row1", "0.1235", "1"] and text[-1] == "  ... 3 more rows in result.json"
+
+
+def test_extract_maps_a_tables_columns(tmp_path, capsys):
+    """Issue 33: a JSONL with its own column names could not be read from the command line."""
+    table = tmp_path / "s.jsonl"
+    table.write_text('{"sentence": "a dog", "lang": "en", "label": "dog"}\n'
+                     '{"sentence": "un perro", "lang": "es", "label": "dog"}\n')
+    base = ["extract", "--model", "tiny:bert", "--sites", "text.layer.1.resid", "--data", str(table), "--pooling",
+            "mean", "--store-dir", str(tmp_path / "stores"), "--no-progress"]
+    assert main(base) == 1 and "--columns text=" in capsys.readouterr().err
+    assert main([*base, "--columns", "text=sentence,language=lang,concept=label"]) == 0
+    assert main([*base, "--columns", "txt=sentence"]) == 2 and "fields text, language" in capsys.readouterr().err
+    assert main([*base[:6], "--data", "concepts", "--columns", "text=s"]) == 2

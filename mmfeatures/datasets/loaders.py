@@ -56,7 +56,8 @@ def load_table(path: str | Path, *, text: str = "text", language: str = "languag
     missing = [c for c in required if c not in first]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {sorted(first)}. Rename them, or pass "
-                         f"text=..., language=..., concept=... to load_table")
+                         "text=..., language=..., concept=... to load_table (on the command line: "
+                         "`mmfeatures extract --columns text=...,language=...,concept=...`)")
     examples, categories = [], {}
     for line, row in rows:
         where = f"{path}:{line}"

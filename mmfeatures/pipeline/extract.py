@@ -22,6 +22,9 @@ class ExtractStep:
                                 "N paragraph keys, 'general:N' N texts per source and language, drawn "
                                 "with seed 0), comma-separated, or a CSV/TSV/JSONL file, or an image folder with "
                                 "one subfolder per concept")
+    columns: tuple[str, ...] = opt((), "for a CSV/TSV/JSONL file, field=column pairs naming its columns, e.g. "
+                                       "text=sentence,language=lang,concept=label (fields: text, language, concept, "
+                                       "category, id, group)")
     languages: tuple[str, ...] = opt((), "keep texts in these languages only (default: all); images stay")
     pooling: str = opt("none", "none (a row per token), mean, cls or eos")
     role: str | None = opt(None, "text role: query, passage or raw (sets the prompt prefix; default: the model's)")
@@ -43,13 +46,35 @@ class ExtractStep:
             raise InputError("no sites given; name one or more, e.g. --sites text.layer.8.resid")
         if self.batch_size < 1:
             raise InputError(f"batch_size = {self.batch_size}; use at least 1")
+        column_map(self.columns)
+        if self.columns and not Path(self.data).is_file():
+            raise InputError(f"columns {list(self.columns)} name a table's columns, but data {self.data!r} is not a "
+                             "CSV/TSV/JSONL file; drop --columns or pass the file")
         resolve_device(self.device)
         if self.store_dir:
             writable(self.store_dir, "--store-dir")
 
 
-def load_data(spec: str, languages: tuple[str, ...] = ()):
-    """A ConceptDataset from built-in source and Debian corpus names, a table file or an image folder."""
+TABLE_FIELDS = ("text", "language", "concept", "category", "id", "group")
+
+
+def column_map(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``('text=sentence', 'language=lang')`` as load_table's keyword arguments; a bad pair names the fix."""
+    from mmfeatures.errors import InputError
+
+    mapping = {}
+    for pair in pairs:
+        field, _, column = pair.partition("=")
+        if field.strip() not in TABLE_FIELDS or not column.strip() or field.strip() in mapping:
+            raise InputError(f"columns entry {pair!r}; give each field once as field=column, fields "
+                             f"{', '.join(TABLE_FIELDS)} (e.g. text=sentence,language=lang)")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def load_data(spec: str, languages: tuple[str, ...] = (), columns: tuple[str, ...] = ()):
+    """A ConceptDataset from built-in source and Debian corpus names, a table file (its columns named by
+    ``columns``, field=column pairs) or an image folder."""
     from mmfeatures.datasets import ConceptDataset, load_image_folder, load_table
     from mmfeatures.errors import InputError
 
@@ -57,7 +82,7 @@ def load_data(spec: str, languages: tuple[str, ...] = ()):
     if path.is_dir():
         ds = load_image_folder(path)
     elif path.is_file():
-        ds = load_table(path)
+        ds = load_table(path, **column_map(columns))
     else:
         sources = [s.strip() for s in spec.split(",") if s.strip()]
         unknown = [s for s in sources if s not in BUILTIN and _debian_name(s) not in DEBIAN]
@@ -114,7 +139,7 @@ def run_extract(step: ExtractStep) -> Record:
     def compute(_out) -> Record:
         from mmfeatures.activations import extract
 
-        data = load_data(step.data, step.languages)
+        data = load_data(step.data, step.languages, step.columns)
         result = extract(step.model, data, list(step.sites), pooling=step.pooling, role=step.role,
                          batch_size=step.batch_size, store_dir=step.store_dir, device=step.device, dtype=step.dtype,
                          progress=step.progress)
