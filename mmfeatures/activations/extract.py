@@ -2,7 +2,8 @@
 
 One forward pass per batch serves every requested site. Work is cut into shards of consecutive examples,
 at most ``shard_examples`` examples and ``shard_bytes`` bytes of rows each (per-token rows are counted by
-tokenising first); each finished shard is durable, so a killed run resumes from the last complete shard. Under torchrun each rank takes every world_size-th shard of the same store.
+tokenising first); each finished shard is durable, so a killed run resumes from the last complete shard.
+Under torchrun each rank takes every world_size-th shard of the same store.
 """
 
 from __future__ import annotations
@@ -267,11 +268,12 @@ class _ShardRunner:
     def plan_rows(self) -> tuple[list[int], int]:
         """Rows per example and the widest site's width, for planning shards in bytes. Pooled rows are one per
         example and planned by count alone (1,024 rows stay under 64 MiB up to d = 16,384), with no extra forward
-        pass. Per-token rows: the first batch through the model gives the widths (and an image's rows); text rows
-        are counted by tokenising every text."""
+        pass. Per-token rows: the first few inputs through the model (8, so that a batch size chosen for the whole
+        GPU cannot run it out of memory) give the widths and an image's rows; text rows are counted by tokenising
+        every text."""
         if self.pooling != "none":
             return [1] * len(self.exs), 0
-        _, contents, _ = self._load(0, min(self.batch_size, len(self.exs)))
+        _, contents, _ = self._load(0, min(self.batch_size, 8, len(self.exs)))
         if not contents:                                   # nothing readable in the first batch: plan by count
             return [1] * len(self.exs), 0
         batch = self.tower.prepare(contents, role=self.role)
