@@ -77,7 +77,7 @@ def test_a_plan_wires_steps_by_handles_and_reruns_from_its_records(tmp_path):
     assert analysis.config["stores"] == [done[0].record.artifact("store", SITE).path]
     again = run_plan(plan, tmp_path / "runs", run, progress=False)
     assert all(o.reused for o in again) and [o.record.key for o in again] == [o.record.key for o in done]
-    with pytest.raises(InputError, match="reads SAEOf\\(step='2-train'\\) before that step runs"):
+    with pytest.raises(InputError, match="reads SAEOf\\(step='2-train', index=0\\) before that step runs"):
         run_plan(plan[:1] + plan[2:], tmp_path / "other", run, progress=False)
 
 

@@ -64,7 +64,7 @@ def column_map(pairs: tuple[str, ...]) -> dict[str, str]:
 
     mapping = {}
     for pair in pairs:
-        field, _, column = pair.partition("=")
+        field, _, column = pair.partition("=") if isinstance(pair, str) else ("", "", "")
         if field.strip() not in TABLE_FIELDS or not column.strip() or field.strip() in mapping:
             raise InputError(f"columns entry {pair!r}; give each field once as field=column, fields "
                              f"{', '.join(TABLE_FIELDS)} (e.g. text=sentence,language=lang)")
