@@ -228,6 +228,23 @@ def gallery(images: Sequence, captions: Sequence[str], *, title: str = ""):
     return fig
 
 
+def grouped_bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str, title: str = "", ax=None):
+    """``values[item][measure]`` as bars: one group per item (e.g. an SAE), one coloured bar per measure. Items
+    with no order between them get bars, never a line joining them."""
+    items = list(values)
+    measures = list(dict.fromkeys(m for v in values.values() for m in v))
+    fig, ax = _axes(ax, (max(5.0, 0.9 * len(items) * max(len(measures), 1) / 3 + 2.0), 3.6))
+    width = 0.8 / max(len(measures), 1)
+    for j, m in enumerate(measures):
+        ax.bar(np.arange(len(items)) + (j - (len(measures) - 1) / 2) * width,
+               [values[i].get(m, np.nan) for i in items], width, color=f"C{j}", label=m)
+    ax.set_xticks(range(len(items)), items, fontsize=8, rotation=30 if len(items) > 3 else 0, ha="right"
+                  if len(items) > 3 else "center")
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
 def activation_bars(values: np.ndarray, names: Sequence[str], groups: Sequence[str], *, ylabel: str = "activation",
                     title: str = "", ax=None):
     """One bar per row (e.g. a sentence, labelled by its language), coloured by its group (e.g. which sentence)."""

@@ -88,10 +88,9 @@ def _fidelity(step: FidelityStep, out: Path | None) -> Record:
         names, saes, strict=True)}
     metrics = ("cosine", "retrieval", "crosslingual")
     columns = ["sae", *metrics, *(f"recovered_{m}_vs_{b}" for b in ("zero", "mean") for m in metrics)]
-    fig = plotting.curves({m: {i: rows[n][f"recovered_{m}_vs_zero"] for i, n in enumerate(names)} for m in metrics},
-                          xlabel="SAE (" + ", ".join(f"{i}: {n}" for i, n in enumerate(names)) + ")",
-                          ylabel="fraction recovered vs zero-ablation",
-                          title=f"Spliced SAEs at {store.config.site}: share of clean behaviour kept")
+    fig = plotting.grouped_bars({n: {m: rows[n][f"recovered_{m}_vs_zero"] for m in metrics} for n in names},
+                                ylabel="fraction recovered vs zero-ablation",
+                                title=f"Spliced SAEs at {store.config.site}: share of clean behaviour kept")
     figures = ({"file": "fidelity.png", "caption": "Fraction of the clean model's behaviour each spliced SAE "
                                                    "keeps, between zero-ablation (0) and clean (1)."},) \
         if save_figure(fig, out, "fidelity.png") else ()
