@@ -214,3 +214,14 @@ def test_the_import_table_in_the_architecture_doc_is_the_code():
     wrong = {u: (sorted(documented.get(u, set())), sorted(actual.get(u, set()) - SKIP - {u}))
              for u in units if documented.get(u, set()) != actual.get(u, set()) - SKIP - {u}}
     assert not wrong, f"unit: (documented, actual) {wrong}"
+
+
+def test_the_code_passes_the_linter():
+    """`make lint` in the suite, so CI runs it (ruff with the project's rules; line length is not enforced yet)."""
+    import subprocess
+    import sys
+
+    paths = ["mmfeatures", "tests", "benchmarks", "scripts", "data", *sorted(map(str, ROOT.glob("notebooks/*.py")))]
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", *paths], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
