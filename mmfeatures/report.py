@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,10 @@ def _power(tests: tuple[dict[str, Any], ...]) -> str:
     rows = []
     for t in tests:
         power = t.get("power") or {}
-        rows.append([t["test"], fmt(t["effect"]), f"{fmt(t['low'])} to {fmt(t['high'])}", fmt(t["floor"]),
-                     fmt(power.get("mde", float("nan"))), "pass" if t["passes"] else (t.get("reason") or "fail")])
+        finite = math.isfinite(t["effect"])
+        rows.append([t["test"], fmt(t["effect"]) if finite else "cannot be computed",
+                     f"{fmt(t['low'])} to {fmt(t['high'])}" if finite else "", fmt(t["floor"]),
+                     _mde(power.get("mde", float("nan"))), "pass" if t["passes"] else (t.get("reason") or "fail")])
     return _table(["test", "effect beyond baseline", "95% interval", "floor", "detects with 80% power", "result"],
                   rows, "The tests this verdict rests on")
 
@@ -86,10 +89,22 @@ def _scores(scores: tuple[dict[str, Any], ...]) -> str:
     return _table(["statistic", "value", "null (mean ± sd)", "p", "K"], rows)
 
 
+def _effect(t: dict) -> str:
+    """A test's effect with its interval; a test whose statistic cannot be computed on this data says so."""
+    if not math.isfinite(t["effect"]):
+        return "cannot be computed"
+    return f"{fmt(t['effect'])} [{fmt(t['low'])}, {fmt(t['high'])}]"
+
+
+def _mde(x: float) -> str:
+    """The smallest effect detected with 80% power; infinite when no planted effect was ever detected."""
+    return "none detectable" if x == float("inf") else fmt(x)
+
+
 def _headline(r: Record) -> str:
     """Each test's effect with its interval, or the first score for records without tests."""
     if r.tests:
-        return "; ".join(f"{fmt(t['effect'])} [{fmt(t['low'])}, {fmt(t['high'])}]" for t in r.tests)
+        return "; ".join(_effect(t) for t in r.tests)
     if r.scores:
         s = r.scores[0]
         return f"{s['metric']} = {fmt(s['value'])} (null {fmt(s['null_mean'])}, {p_text(s['p_value'], s['n_perm'])})"
@@ -173,7 +188,7 @@ def render_report(job: ReportJob) -> Path:
     title = run.get("title", job.title)
     claims = [(f"s{i}", r) for i, r in enumerate(records) if r.claim]
     summary = _table(["claim", "effect beyond the baseline [95% interval]", "detects with 80% power", "verdict"],
-                     [[r.claim, _headline(r), "; ".join(fmt((t.get("power") or {}).get("mde", float("nan")))
+                     [[r.claim, _headline(r), "; ".join(_mde((t.get("power") or {}).get("mde", float("nan")))
                                                         for t in r.tests),
                        f'<a href="#{anchor}">{_badge(r)}</a>'] for anchor, r in claims], raw=3)
     env = run.get("environment") or records[-1].environment

@@ -113,3 +113,14 @@ def test_crossmodal_section_is_computed_from_results(tmp_path):
     assert "fit check" in page and "Stale" not in page.split("## Cross-modal")[1]
     assert (tmp_path / "figures" / "crossmodal_modality_score.png").stat().st_size > 1000
     assert "Not run yet" not in page
+
+
+def test_the_report_says_when_an_effect_cannot_be_computed_or_detected():
+    """Last stop's report printed `nan [nan, nan]` for a statistic with one sentence per concept, and `inf` as the
+    smallest detectable effect; they now read as what they mean."""
+    from mmfeatures.report import _effect, _mde
+
+    nan = float("nan")
+    assert _effect({"effect": nan, "low": nan, "high": nan}) == "cannot be computed"
+    assert _effect({"effect": 0.0961, "low": 0.082, "high": 0.111}) == "0.0961 [0.082, 0.111]"
+    assert _mde(float("inf")) == "none detectable" and _mde(0.0123) == "0.0123"
