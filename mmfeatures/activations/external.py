@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmfeatures.activations.layout import METADATA, SHARD_BYTES, SHARD_EXAMPLES, STORE_DTYPES, StoreConfig
+from mmfeatures.activations.layout import (
+    METADATA,
+    SHARD_BYTES,
+    SHARD_EXAMPLES,
+    STORE_DTYPES,
+    ShardCutter,
+    StoreConfig,
+)
 from mmfeatures.activations.writer import StoreWriter
 from mmfeatures.errors import InputError
 from mmfeatures.types import Example, Modality, Site
@@ -164,9 +171,10 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
         raise InputError("source is empty; say what produced the activations, e.g. 'nnsight, gpt2, run 3'")
     if store_dtype not in STORE_DTYPES:
         raise InputError(f"store_dtype {store_dtype!r}; use one of {sorted(STORE_DTYPES)}")
-    if shard_examples < 1 or shard_bytes < 1:
-        raise InputError(f"shard_examples = {shard_examples}, shard_bytes = {shard_bytes}; give a positive number of "
-                         "examples and bytes per shard")
+    try:
+        cutter = ShardCutter(shard_examples, shard_bytes)
+    except ValueError as e:
+        raise InputError(f"{e}; give a positive number of examples and bytes per shard") from None
     parsed = Site.parse(site)
     exs = _examples(examples, parsed.modality)
     root = (Path(store_dir) if store_dir is not None else cache_dir("stores")) / _slug(model)
@@ -182,7 +190,7 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
         writer = StoreWriter(staging, config("external:pending", (0,) if exs else ()))
         writer.start([e.record() for e in exs])
         d, rows, owner, starts = None, [], [], [0]
-        row_bytes = 4 if store_dtype == "fp32" else 2
+        row_bytes = STORE_DTYPES[store_dtype].itemsize
         for e, block in enumerate(_per_example(acts, example_index, len(exs), pooling != "none")):
             d = block.shape[1] if d is None else d
             if block.shape[1] != d:
@@ -194,8 +202,7 @@ def write_store(acts: Any, examples: Sequence[Any], *, model: str, site: str, so
                                  "inf; drop or fix that row before writing the store")
             block = np.ascontiguousarray(block, np.float32)
             digest.update(np.asarray(block.shape, np.int64).tobytes() + block.tobytes())
-            if rows and (len(rows) == shard_examples
-                         or (sum(map(len, rows)) + len(block)) * d * row_bytes > shard_bytes):
+            if cutter.starts_shard(len(block) * d * row_bytes) and rows:
                 _write(writer, len(starts) - 1, rows, owner, d, pooling == "none", (starts[-1], e))
                 rows, owner = [], []
                 starts.append(e)

@@ -42,15 +42,28 @@ def plan_shards(rows: Sequence[int], row_bytes: int, max_examples: int = SHARD_E
     >>> plan_shards([3, 3, 3, 1, 1], 4, max_bytes=20)     # rows of 12, 12, 12, 4 and 4 bytes
     (0, 1, 2)
     """
-    if max_examples < 1 or max_bytes < 1:
-        raise ValueError(f"shard_examples ({max_examples}) and shard_bytes ({max_bytes}) must be >= 1")
-    starts, count, size = [], max_examples, max_bytes
-    for i, n in enumerate(rows):
-        if count == max_examples or size + n * row_bytes > max_bytes:
-            starts.append(i)
-            count, size = 0, 0
-        count, size = count + 1, size + n * row_bytes
-    return tuple(starts)
+    cutter = ShardCutter(max_examples, max_bytes)
+    return tuple(i for i, n in enumerate(rows) if cutter.starts_shard(n * row_bytes))
+
+
+class ShardCutter:
+    """The one rule that cuts examples into shards, fed one example at a time (``plan_shards`` plans with it up front,
+    ``write_store`` while it streams): a new shard starts at the first example, after ``max_examples`` examples, and
+    where the example's bytes would take the shard past ``max_bytes``."""
+
+    def __init__(self, max_examples: int = SHARD_EXAMPLES, max_bytes: int = SHARD_BYTES):
+        if max_examples < 1 or max_bytes < 1:
+            raise ValueError(f"shard_examples ({max_examples}) and shard_bytes ({max_bytes}) must be >= 1")
+        self.max_examples, self.max_bytes = max_examples, max_bytes
+        self.count, self.size = max_examples, max_bytes       # the first example always starts a shard
+
+    def starts_shard(self, nbytes: int) -> bool:
+        """Whether the next example, of ``nbytes`` bytes of rows, begins a new shard (then counted in it)."""
+        new = self.count == self.max_examples or self.size + nbytes > self.max_bytes
+        if new:
+            self.count, self.size = 0, 0
+        self.count, self.size = self.count + 1, self.size + nbytes
+        return new
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class SAEOf:
     index: int = 0
 
     def resolve(self, done: dict[str, Record]) -> str:
-        return _record(done, self.step).sae_artifact(self.index).path
+        return _record(done, self.step).artifact("sae", index=self.index).path
 
 
 @dataclass(frozen=True)

@@ -252,8 +252,15 @@ class Record:
         values["folder"] = str(folder)
         return cls(**values)
 
-    def artifact(self, kind: str, site: str | None = None) -> Artifact:
+    def artifact(self, kind: str, site: str | None = None, index: int | None = None) -> Artifact:
+        """The one artifact of ``kind`` (at ``site``), or the ``index``-th of several (the SAEs of a step that trained
+        one per seed, in seed order)."""
         found = [a for a in self.artifacts if a.kind == kind and (site is None or a.site == site)]
+        if index is not None:
+            if not -len(found) <= index < len(found):
+                raise InputError(f"the {self.job} result in {self.folder or '(memory)'} has {len(found)} {kind}(s); "
+                                 f"index {index} names none of them")
+            return found[index]
         if len(found) != 1:
             have = [f"{a.kind} {a.site}" for a in self.artifacts]
             raise InputError(f"the {self.job} result in {self.folder or '(memory)'} has no single {kind}"
@@ -270,14 +277,7 @@ class Record:
         """The SAE this step trained (the ``index``-th, in seed order, of a step that trained several)."""
         from mmfeatures.sae import load_sae
 
-        return load_sae(self.sae_artifact(index).path)
-
-    def sae_artifact(self, index: int = 0) -> Artifact:
-        found = [a for a in self.artifacts if a.kind == "sae"]
-        if not -len(found) <= index < len(found):
-            raise InputError(f"the {self.job} result in {self.folder or '(memory)'} has {len(found)} SAE(s); "
-                             f"index {index} names none of them")
-        return found[index]
+        return load_sae(self.artifact("sae", index=index).path)
 
     @property
     def written(self) -> list[str]:
